@@ -1,0 +1,60 @@
+import type { Logger } from '../logger.js';
+
+type Cleanup = () => Promise<void> | void;
+
+/**
+ * Graceful shutdown for long-running commands: on SIGINT or SIGTERM the cleanups
+ * run in reverse order of registration (workers before the database), then the
+ * process exits. A second signal exits at once.
+ */
+export function createLifecycle(logger: Logger) {
+  const cleanups: Cleanup[] = [];
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    resolveStopped = resolve;
+  });
+
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info('shutting down', { reason });
+      for (const cleanup of cleanups.reverse()) {
+        try {
+          await cleanup();
+        } catch (error) {
+          logger.error('error during shutdown', { error });
+        }
+      }
+      resolveStopped();
+    })();
+    return stopping;
+  };
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping !== undefined) {
+      logger.warn('second signal: exiting without waiting', { signal });
+      process.exit(130);
+    }
+    void shutdown(signal).then(() => process.exit(0));
+  };
+
+  return {
+    /** Registers a cleanup; later ones run first. */
+    add(cleanup: Cleanup) {
+      cleanups.push(cleanup);
+    },
+    /** Installs the SIGINT/SIGTERM handlers for a command that runs until stopped. */
+    handleSignals() {
+      // Keeps the process alive until a shutdown finishes, whatever else holds the event loop.
+      const keepAlive = setInterval(() => {}, 1 << 30);
+      void stopped.then(() => clearInterval(keepAlive));
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    },
+    shutdown,
+    /** Resolves once a shutdown has finished. */
+    stopped,
+  };
+}
+
+export type Lifecycle = ReturnType<typeof createLifecycle>;

@@ -1,0 +1,28 @@
+import type { LimitOptions } from '../ingest/index.js';
+
+export interface DatabaseConfig {
+  /** PostgreSQL connection string. `DATABASE_URL` overrides it. Absent: the embedded server. */
+  url?: string;
+  /** @default 10 */
+  poolSize?: number;
+}
+
+export interface EmbeddedConfig {
+  /** Data directory; kept between runs. `TRIBUTARY_PGDATA` overrides it. @default '.tributary/pgdata' */
+  dataDir?: string;
+  /** Port on 127.0.0.1, 0 for a free one. `TRIBUTARY_PG_PORT` overrides it. @default 0 */
+  port?: number;
+}
+
+/** Everything `tributary.config.ts` can say. Sections are added by the parts that read them. */
+export interface TributaryConfig {
+  database?: DatabaseConfig;
+  embedded?: EmbeddedConfig;
+  /** Limits applied to every append. */
+  log?: LimitOptions;
+}
+
+/** Identity function that gives `tributary.config.ts` its types. */
+export function defineConfig<const T extends TributaryConfig>(config: T): T {
+  return config;
+}

@@ -1,0 +1,8 @@
+export { type ResolvedDatabase, resolveDatabase } from './database.js';
+export {
+  type DatabaseConfig,
+  defineConfig,
+  type EmbeddedConfig,
+  type TributaryConfig,
+} from './defineConfig.js';
+export { applyEnvironment, CONFIG_FILES, type LoadedConfig, loadConfig } from './loadConfig.js';

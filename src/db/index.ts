@@ -1,0 +1,19 @@
+export { type EmbeddedPostgres, type EmbeddedPostgresOptions, startEmbeddedPostgres } from './embedded.js';
+export { assertIdentifier, isValidIdentifier, qualified, quoteIdentifier } from './identifiers.js';
+export {
+  loadMigrations,
+  MIGRATIONS_DIR,
+  type MigrateOptions,
+  type MigrateResult,
+  type Migration,
+  migrate,
+} from './migrations.js';
+export {
+  createPool,
+  isConnectionError,
+  type Pool,
+  type PoolClient,
+  type PoolOptions,
+  type Queryable,
+  withTransaction,
+} from './pool.js';

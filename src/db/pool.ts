@@ -1,0 +1,61 @@
+import pg from 'pg';
+import type { Logger } from '../logger.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export interface PoolOptions {
+  /** @default 10 */
+  max?: number;
+  /** Name shown in pg_stat_activity. @default 'tributary' */
+  applicationName?: string;
+  logger?: Logger;
+}
+
+/**
+ * A connection pool. bigint and numeric stay strings (pg's default), so no value
+ * loses precision on its way through Tributary.
+ */
+export function createPool(connectionString: string, options: PoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'tributary',
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its connection must not crash the process; the next checkout reconnects.
+  pool.on('error', (error) => options.logger?.warn('idle database connection lost', { error }));
+  return pool;
+}
+
+/** Runs `fn` in a transaction on a pooled client: COMMIT on success, ROLLBACK on any error. */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const result = await fn(client);
+    await client.query('commit');
+    return result;
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** True for errors that mean the connection (not the statement) failed, so a retry may succeed. */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  if (typeof code === 'string') {
+    // 08: connection exception; 57P01-57P03: admin shutdown, crash shutdown, cannot connect now
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH'].includes(code))
+      return true;
+  }
+  const message = error instanceof Error ? error.message : '';
+  return /Connection terminated|connection is closed|Client has encountered a connection error|not queryable/i.test(
+    message,
+  );
+}

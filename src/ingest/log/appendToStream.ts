@@ -1,0 +1,70 @@
+import type { Queryable } from '../../db/index.js';
+import { ConcurrencyError, IdempotencyConflictError } from '../../errors.js';
+import { formatPosition } from './position.js';
+import type { AppendOptions, AppendResult, EventInput } from './types.js';
+import { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';
+
+const APPEND_SQL = `select outcome, next_version, last_transaction_id::text as xid, last_global_position::text as gp
+  from tributary.append_events($1, $2, $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8)`;
+
+/**
+ * Appends events to one stream through `db`, which may be a pool (the append is
+ * then its own transaction) or a client inside a caller's transaction (CDC appends
+ * captured changes and its source checkpoint together this way).
+ */
+export async function appendToStream(
+  db: Queryable,
+  streamId: string,
+  events: readonly EventInput[],
+  options: AppendOptions = {},
+  limits: LimitOptions = {},
+): Promise<AppendResult> {
+  validateStreamId(streamId);
+  const expected = validateExpectedVersion(options.expectedVersion ?? 'any');
+  const prepared = prepareEvents(events, limits);
+  try {
+    const { rows } = await db.query<{ outcome: string; next_version: string; xid: string; gp: string }>(
+      APPEND_SQL,
+      [
+        streamId,
+        String(expected),
+        prepared.map((e) => e.id),
+        prepared.map((e) => e.type),
+        prepared.map((e) => e.data),
+        prepared.map((e) => e.metadata),
+        prepared.map((e) => e.eventTime),
+        prepared.some((e) => e.idGiven),
+      ],
+    );
+    const row = rows[0]!;
+    return {
+      nextExpectedVersion: Number(row.next_version),
+      position: formatPosition(row.xid, row.gp),
+      appended: row.outcome === 'appended',
+    };
+  } catch (error) {
+    throw translateAppendError(error, streamId, expected, prepared);
+  }
+}
+
+function translateAppendError(
+  error: unknown,
+  streamId: string,
+  expected: ReturnType<typeof validateExpectedVersion>,
+  prepared: ReturnType<typeof prepareEvents>,
+): unknown {
+  const pgError = error as { code?: string; detail?: string; constraint?: string };
+  if (pgError.code === 'TRB01') {
+    return new ConcurrencyError(streamId, expected, Number(pgError.detail));
+  }
+  if (pgError.code === 'TRB02') {
+    const repeated = new Set<string>(JSON.parse(pgError.detail ?? '[]') as string[]);
+    const ids = prepared.map((e) => e.id);
+    return new IdempotencyConflictError(
+      streamId,
+      ids.filter((id) => repeated.has(id)),
+      ids.filter((id) => !repeated.has(id)),
+    );
+  }
+  return error;
+}

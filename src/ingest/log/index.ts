@@ -1,0 +1,19 @@
+export { appendToStream } from './appendToStream.js';
+export { ENVELOPE_COLUMNS, type EventRow, toEnvelope } from './envelope.js';
+export { createNotifier, EVENTS_CHANNEL, type Notifier } from './notifier.js';
+export {
+  comparePositions,
+  formatPosition,
+  isPosition,
+  maxPosition,
+  type Position,
+  type PositionParts,
+  parsePosition,
+  START,
+} from './position.js';
+export { createPostgresEventStore, type PostgresEventStoreOptions } from './postgresEventStore.js';
+export { readAll, readHead } from './readAll.js';
+export { readStream } from './readStream.js';
+export { subscribe } from './subscribe.js';
+export type * from './types.js';
+export { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';

@@ -1,0 +1,87 @@
+import { isConnectionError, type Queryable } from '../../db/index.js';
+import { type Logger, silentLogger } from '../../logger.js';
+import type { Notifier } from './notifier.js';
+import { type Position, START } from './position.js';
+import { readAll } from './readAll.js';
+import type { Envelope, SubscribeOptions, Subscription } from './types.js';
+
+/**
+ * Catch-up, then live. Pull-based: a batch is read only when the consumer has taken
+ * the previous one, so a slow consumer never makes the store buffer more than one
+ * batch. A lost connection is retried with backoff from the subscription's own
+ * position, so nothing is skipped or repeated.
+ */
+export function subscribe(
+  db: Queryable,
+  notifier: Notifier,
+  from: Position = START,
+  options: SubscribeOptions = {},
+  logger: Logger = silentLogger,
+): Subscription {
+  const batchSize = options.batchSize ?? 500;
+  const pollIntervalMs = options.pollIntervalMs ?? 1000;
+  const abort = new AbortController();
+  options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
+  let position = from;
+
+  async function* events(): AsyncGenerator<Envelope> {
+    let failures = 0;
+    let heldDelayMs = 2;
+    while (!abort.signal.aborted) {
+      let batch: Awaited<ReturnType<typeof readAll>>;
+      try {
+        batch = await readAll(db, position, { limit: batchSize, filter: options.filter });
+        failures = 0;
+      } catch (error) {
+        if (!isConnectionError(error)) throw error;
+        const delay = Math.min(100 * 2 ** failures++, 5000);
+        logger.warn('log read failed; retrying from the last position', {
+          position,
+          error,
+          retryInMs: delay,
+        });
+        await sleep(delay, abort.signal);
+        continue;
+      }
+      for (const event of batch.events) {
+        if (abort.signal.aborted) return;
+        yield event;
+        position = event.position;
+      }
+      position = batch.next;
+      if (batch.events.length === batchSize) continue;
+      if (batch.held) {
+        // Committed events wait on an older open transaction, which may never notify: poll soon.
+        await sleep(heldDelayMs, abort.signal);
+        heldDelayMs = Math.min(heldDelayMs * 2, pollIntervalMs);
+        continue;
+      }
+      heldDelayMs = 2;
+      await notifier.wait(pollIntervalMs, abort.signal);
+    }
+  }
+
+  const iterator = events();
+  return {
+    get position() {
+      return position;
+    },
+    [Symbol.asyncIterator]: () => iterator,
+    async close() {
+      abort.abort();
+      await iterator.return(undefined);
+    },
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

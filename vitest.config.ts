@@ -1,0 +1,36 @@
+import { defineConfig } from 'vitest/config';
+
+// Three tiers, by file name: *.unit.spec.ts (no database), *.int.spec.ts (real PostgreSQL,
+// a fresh database per file), *.e2e.spec.ts (real processes, HTTP, replication).
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    allowOnly: false,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['src/**/*.unit.spec.ts', 'test/**/*.unit.spec.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'int',
+          include: ['src/**/*.int.spec.ts', 'test/**/*.int.spec.ts'],
+          globalSetup: ['test/globalSetup.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['test/**/*.e2e.spec.ts', 'src/**/*.e2e.spec.ts'],
+          globalSetup: ['test/globalSetup.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
