@@ -1,0 +1,11 @@
+// `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
+const benchmarks: Record<string, () => Promise<unknown>> = {};
+
+const name = process.argv[2];
+const run = name === undefined ? undefined : benchmarks[name];
+if (run === undefined) {
+  console.error(`usage: npm run bench -- <${Object.keys(benchmarks).join(' | ') || 'name'}>`);
+  process.exitCode = 2;
+} else {
+  await run();
+}
