@@ -3,6 +3,9 @@ import { defineConfig } from 'vitest/config';
 // Three tiers, by file name: *.unit.spec.ts (no database), *.int.spec.ts (real PostgreSQL,
 // a fresh database per file), *.e2e.spec.ts (real processes, HTTP, replication).
 export default defineConfig({
+  // Node resolves `graphql` to its CommonJS build (no "exports" map), Vite to index.mjs: two
+  // copies whose classes fail each other's instanceof checks. Tests use the one Node uses.
+  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     pool: 'forks',
     allowOnly: false,

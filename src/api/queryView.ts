@@ -1,0 +1,229 @@
+import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
+import { ValidationError } from '../errors.js';
+import { SQL_TYPES, type ViewDefinition } from '../projections/view.js';
+import { COMPARABLE, compileWhere, type Where } from './filter.js';
+
+export type Direction = 'ASC' | 'DESC';
+export interface OrderBy {
+  field: string;
+  direction?: Direction | null;
+}
+
+export interface PageArgs {
+  where?: Where | null;
+  orderBy?: readonly OrderBy[] | null;
+  first?: number | null;
+  after?: string | null;
+  last?: number | null;
+  before?: string | null;
+}
+
+export interface Page {
+  edges: { cursor: string; node: Record<string, unknown> }[];
+  pageInfo: {
+    hasNextPage: boolean;
+    hasPreviousPage: boolean;
+    startCursor: string | null;
+    endCursor: string | null;
+  };
+}
+
+export interface PageLimits {
+  /** @default 50 */
+  defaultPageSize?: number;
+  /** @default 1000 */
+  maxPageSize?: number;
+}
+
+/**
+ * One page of a view, keyset-paginated: the cursor holds the values of the order columns
+ * (as text, so numeric and timestamps keep full precision) and the key breaks ties, so a
+ * page is stable under concurrent writes. Ascending sorts nulls last, descending first.
+ */
+export async function queryPage(
+  db: Queryable,
+  schema: string,
+  view: ViewDefinition,
+  args: PageArgs,
+  limits: PageLimits = {},
+): Promise<Page> {
+  const maxPageSize = limits.maxPageSize ?? 1000;
+  if (args.first != null && args.last != null) {
+    throw new ValidationError('Pass either first or last, not both.', { field: 'first' });
+  }
+  const backwards = args.last != null;
+  const size = args.first ?? args.last ?? limits.defaultPageSize ?? 50;
+  if (!Number.isInteger(size) || size < 0 || size > maxPageSize) {
+    throw new ValidationError(`Page size must be between 0 and ${maxPageSize}, got ${size}.`, {
+      field: backwards ? 'last' : 'first',
+    });
+  }
+  const order = resolveOrder(view, args.orderBy);
+  const signature = order.map((o) => `${o.field}:${o.direction}`).join(',');
+  const params: unknown[] = [];
+  const clauses = [compileWhere(view, args.where, params)];
+  const afterCursor = args.after ? decodeCursor(args.after, signature) : undefined;
+  const beforeCursor = args.before ? decodeCursor(args.before, signature) : undefined;
+  if (afterCursor) clauses.push(keyset(view, order, afterCursor, params));
+  if (beforeCursor) clauses.push(keyset(view, order.map(flip), beforeCursor, params));
+  const scan = backwards ? order.map(flip) : order;
+  const orderSql = scan
+    .map(
+      (o) => `${quoteIdentifier(o.field)} ${o.direction === 'ASC' ? 'asc nulls last' : 'desc nulls first'}`,
+    )
+    .join(', ');
+  const keys = order.map((o, i) => `${quoteIdentifier(o.field)}::text as "__k${i}"`).join(', ');
+  params.push(size + 1);
+  const { rows } = await db.query<Record<string, unknown>>(
+    `select ${selectList(view)}, ${keys} from ${qualified(schema, view.name)} where ${clauses.join(' and ')}
+     order by ${orderSql} limit $${params.length}`,
+    params,
+  );
+  const more = rows.length > size;
+  const page = rows.slice(0, size);
+  if (backwards) page.reverse();
+  const edges = page.map((row) => {
+    const values = order.map((_, i) => row[`__k${i}`] as string | null);
+    const node: Record<string, unknown> = {};
+    for (const column of Object.keys(view.columns)) node[column] = row[column];
+    return { cursor: encodeCursor(signature, values), node };
+  });
+  return {
+    edges,
+    pageInfo: {
+      hasNextPage: backwards ? beforeCursor !== undefined : more,
+      hasPreviousPage: backwards ? more : afterCursor !== undefined,
+      startCursor: edges[0]?.cursor ?? null,
+      endCursor: edges.at(-1)?.cursor ?? null,
+    },
+  };
+}
+
+export async function countRows(
+  db: Queryable,
+  schema: string,
+  view: ViewDefinition,
+  where: Where | null | undefined,
+) {
+  const params: unknown[] = [];
+  const { rows } = await db.query<{ n: string }>(
+    `select count(*)::text as n from ${qualified(schema, view.name)} where ${compileWhere(view, where, params)}`,
+    params,
+  );
+  return Number(rows[0]!.n);
+}
+
+/** One row by its primary key, or null. */
+export async function queryByKey(
+  db: Queryable,
+  schema: string,
+  view: ViewDefinition,
+  key: Record<string, unknown>,
+): Promise<Record<string, unknown> | null> {
+  const params: unknown[] = [];
+  const clauses = view.primaryKey.map((column) => {
+    params.push(key[column]);
+    return `${quoteIdentifier(column)} = $${params.length}::${SQL_TYPES[view.columns[column]!.type]}`;
+  });
+  const { rows } = await db.query<Record<string, unknown>>(
+    `select ${selectList(view)} from ${qualified(schema, view.name)} where ${clauses.join(' and ')}`,
+    params,
+  );
+  return rows[0] ?? null;
+}
+
+/** Timestamps as ISO 8601 text, so they keep PostgreSQL's microseconds (a Date would drop them). */
+function selectList(view: ViewDefinition): string {
+  return Object.entries(view.columns)
+    .map(([name, column]) => {
+      const quoted = quoteIdentifier(name);
+      return column.type === 'timestamptz' ? `to_json(${quoted}) #>> '{}' as ${quoted}` : quoted;
+    })
+    .join(', ');
+}
+
+interface ResolvedOrder {
+  field: string;
+  direction: Direction;
+}
+
+function resolveOrder(view: ViewDefinition, orderBy: readonly OrderBy[] | null | undefined): ResolvedOrder[] {
+  const order: ResolvedOrder[] = [];
+  for (const item of orderBy ?? []) {
+    const column = view.columns[item.field];
+    if (!column || !(COMPARABLE.has(column.type) || column.type === 'boolean')) {
+      throw new ValidationError(`Cannot order view '${view.name}' by '${String(item.field).slice(0, 64)}'.`, {
+        field: 'orderBy',
+      });
+    }
+    if (order.some((o) => o.field === item.field)) continue;
+    order.push({ field: item.field, direction: item.direction ?? 'ASC' });
+  }
+  if (order.length > 8) throw new ValidationError('orderBy lists more than 8 columns.', { field: 'orderBy' });
+  for (const key of view.primaryKey) {
+    if (!order.some((o) => o.field === key)) order.push({ field: key, direction: 'ASC' });
+  }
+  return order;
+}
+
+const flip = (o: ResolvedOrder): ResolvedOrder => ({
+  ...o,
+  direction: o.direction === 'ASC' ? 'DESC' : 'ASC',
+});
+
+/** Rows strictly after `values` in the given order (nulls last ascending, first descending). */
+function keyset(
+  view: ViewDefinition,
+  order: ResolvedOrder[],
+  values: (string | null)[],
+  params: unknown[],
+): string {
+  const alternatives: string[] = [];
+  const equal: string[] = [];
+  order.forEach((o, i) => {
+    const column = quoteIdentifier(o.field);
+    const value = values[i] ?? null;
+    let bound = '';
+    if (value !== null) {
+      params.push(value);
+      bound = `$${params.length}::${SQL_TYPES[view.columns[o.field]!.type]}`;
+    }
+    let after: string | undefined;
+    let same: string;
+    if (o.direction === 'ASC') {
+      after = value === null ? undefined : `(${column} > ${bound} or ${column} is null)`;
+      same = value === null ? `${column} is null` : `${column} = ${bound}`;
+    } else {
+      after = value === null ? `${column} is not null` : `${column} < ${bound}`;
+      same = value === null ? `${column} is null` : `${column} = ${bound}`;
+    }
+    if (after) alternatives.push([...equal, after].join(' and '));
+    equal.push(same);
+  });
+  return alternatives.length === 0 ? 'false' : `(${alternatives.map((a) => `(${a})`).join(' or ')})`;
+}
+
+function encodeCursor(signature: string, values: (string | null)[]): string {
+  return Buffer.from(JSON.stringify([signature, values])).toString('base64url');
+}
+
+function decodeCursor(cursor: string, signature: string): (string | null)[] {
+  try {
+    const [sig, values] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
+    if (sig !== signature) {
+      throw new ValidationError('This cursor belongs to a different orderBy.', {
+        field: 'after',
+        hint: 'Use cursors only with the same orderBy they came from.',
+      });
+    }
+    if (!Array.isArray(values) || !values.every((v) => v === null || typeof v === 'string'))
+      throw new Error();
+    return values as (string | null)[];
+  } catch (error) {
+    if (error instanceof ValidationError) throw error;
+    throw new ValidationError('Malformed page cursor.', {
+      field: 'after',
+      hint: 'Pass a cursor exactly as a previous page returned it.',
+    });
+  }
+}
