@@ -3,7 +3,8 @@ import type { GraphQLSchema } from 'graphql';
 import type { Pool } from '../db/index.js';
 import { isTributaryError, type TributaryError } from '../errors.js';
 import type { EventInput, EventStore, ExpectedVersion, JsonObject } from '../ingest/index.js';
-import type { ColumnType, ViewDefinition } from '../projections/view.js';
+import type { ColumnType } from '../projections/view.js';
+import type { AnyView } from './anyView.js';
 import { type Identity, requireScope } from './auth.js';
 import type { ChangeTailer } from './changeTailer.js';
 import type { Where } from './filter.js';
@@ -19,7 +20,7 @@ export interface ApiContext {
 }
 
 export interface SchemaOptions {
-  views: readonly ViewDefinition[];
+  views: readonly AnyView[];
   viewSchema: string;
   pool: Pool;
   tailer: ChangeTailer;

@@ -14,7 +14,8 @@ import { createPool, type Pool } from '../db/index.js';
 import { ConcurrencyError, isTributaryError, ValidationError } from '../errors.js';
 import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { DEFAULT_VIEW_SCHEMA, type ViewDefinition } from '../projections/view.js';
+import { DEFAULT_VIEW_SCHEMA } from '../projections/view.js';
+import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
 import { type ApiContext, buildSchema } from './buildSchema.js';
@@ -28,7 +29,7 @@ export interface CreateApiOptions {
   connectionString: string;
   /** Use this pool (not closed by `close()`). */
   pool?: Pool;
-  views: readonly ViewDefinition[];
+  views: readonly AnyView[];
   config?: ApiConfig;
   /** Where appendEvents writes. @default the PostgreSQL log of `connectionString` */
   store?: Pick<EventStore, 'append'>;

@@ -1,6 +1,7 @@
 import { quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { type ColumnType, SQL_TYPES, type ViewDefinition } from '../projections/view.js';
+import { type ColumnType, SQL_TYPES } from '../projections/view.js';
+import type { AnyView } from './anyView.js';
 
 /** Operators a column filter may use; which ones a column offers depends on its type. */
 export interface ColumnFilter {
@@ -42,11 +43,7 @@ const MAX_LIST = 1000;
  * Compiles `where` to SQL. Column names come only from the view definition (quoted), every
  * value is a bound parameter cast to the column's SQL type.
  */
-export function compileWhere(
-  view: ViewDefinition,
-  where: Where | null | undefined,
-  params: unknown[],
-): string {
+export function compileWhere(view: AnyView, where: Where | null | undefined, params: unknown[]): string {
   let terms = 0;
   const walk = (node: Where, depth: number): string => {
     if (depth > MAX_DEPTH) {
@@ -164,7 +161,7 @@ function toParam(value: unknown, type: ColumnType): unknown {
  * uses code points, which can differ from the database collation for lt/gt on text.
  */
 export function matchesWhere(
-  view: ViewDefinition,
+  view: AnyView,
   where: Where | null | undefined,
   row: Record<string, unknown>,
 ): boolean {

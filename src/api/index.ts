@@ -1,3 +1,4 @@
+export type { AnyView } from './anyView.js';
 export type { ApiConfig, ApiKeyConfig, ApiLimitsConfig, AuthConfig, JwtConfig, Scope } from './apiConfig.js';
 export { type Authenticator, createAuthenticator, type Identity, type Principal } from './auth.js';
 export { type ApiContext, buildSchema, fieldName, type SchemaOptions, typeName } from './buildSchema.js';

@@ -56,7 +56,7 @@ async function gql(
     body: JSON.stringify({ query, variables }),
   });
   return (await response.json()) as {
-    data?: Record<string, never>;
+    data?: Record<string, unknown>;
     errors?: { message: string; extensions?: Record<string, unknown> }[];
   };
 }
@@ -122,7 +122,7 @@ describe('connections', () => {
     for (;;) {
       const result = await gql(PAGE, { orderBy, first: 17, after });
       expect(result.errors).toBeUndefined();
-      const page = result.data!.orderSummaries as PageResult;
+      const page = result.data!.orderSummaries as unknown as PageResult;
       forward.push(...page.edges.map((e) => e.node.id));
       if (!page.pageInfo.hasNextPage) break;
       after = page.pageInfo.endCursor;
@@ -133,7 +133,7 @@ describe('connections', () => {
     let before: string | null = null;
     for (;;) {
       const result = await gql(PAGE, { orderBy, last: 23, before });
-      const page = result.data!.orderSummaries as PageResult;
+      const page = result.data!.orderSummaries as unknown as PageResult;
       backward.unshift(...page.edges.map((e) => e.node.id));
       if (!page.pageInfo.hasPreviousPage) break;
       before = page.pageInfo.startCursor;
@@ -150,7 +150,7 @@ describe('connections', () => {
     const ids: string[] = [];
     let after: string | null = null;
     do {
-      const page: PageResult = (await gql(PAGE, { orderBy, first: 40, after })).data!.orderSummaries;
+      const page = (await gql(PAGE, { orderBy, first: 40, after })).data!.orderSummaries as PageResult;
       ids.push(...page.edges.map((e) => e.node.id));
       after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
     } while (after);
@@ -183,7 +183,7 @@ describe('connections', () => {
     for (const [where, sql, params] of cases) {
       const result = await gql(PAGE, { where, first: 1000 });
       expect(result.errors, JSON.stringify(where)).toBeUndefined();
-      const ids = (result.data!.orderSummaries as PageResult).edges.map((e) => e.node.id);
+      const ids = (result.data!.orderSummaries as unknown as PageResult).edges.map((e) => e.node.id);
       expect(ids, JSON.stringify(where)).toEqual(await sqlIds(sql, 'id', params));
       expect(ids.length, JSON.stringify(where)).toBeGreaterThan(0);
     }
@@ -215,7 +215,7 @@ describe('connections', () => {
   });
 
   it('refuses a cursor from another ordering and page sizes out of range', async () => {
-    const first = (await gql(PAGE, { first: 1 })).data!.orderSummaries as PageResult;
+    const first = (await gql(PAGE, { first: 1 })).data!.orderSummaries as unknown as PageResult;
     const wrong = await gql(PAGE, {
       first: 1,
       after: first.pageInfo.endCursor,

@@ -1,6 +1,7 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { SQL_TYPES, type ViewDefinition } from '../projections/view.js';
+import { SQL_TYPES } from '../projections/view.js';
+import type { AnyView } from './anyView.js';
 import { COMPARABLE, compileWhere, type Where } from './filter.js';
 
 export type Direction = 'ASC' | 'DESC';
@@ -43,7 +44,7 @@ export interface PageLimits {
 export async function queryPage(
   db: Queryable,
   schema: string,
-  view: ViewDefinition,
+  view: AnyView,
   args: PageArgs,
   limits: PageLimits = {},
 ): Promise<Page> {
@@ -102,7 +103,7 @@ export async function queryPage(
 export async function countRows(
   db: Queryable,
   schema: string,
-  view: ViewDefinition,
+  view: AnyView,
   where: Where | null | undefined,
 ) {
   const params: unknown[] = [];
@@ -117,7 +118,7 @@ export async function countRows(
 export async function queryByKey(
   db: Queryable,
   schema: string,
-  view: ViewDefinition,
+  view: AnyView,
   key: Record<string, unknown>,
 ): Promise<Record<string, unknown> | null> {
   const params: unknown[] = [];
@@ -133,7 +134,7 @@ export async function queryByKey(
 }
 
 /** Timestamps as ISO 8601 text, so they keep PostgreSQL's microseconds (a Date would drop them). */
-function selectList(view: ViewDefinition): string {
+function selectList(view: AnyView): string {
   return Object.entries(view.columns)
     .map(([name, column]) => {
       const quoted = quoteIdentifier(name);
@@ -147,7 +148,7 @@ interface ResolvedOrder {
   direction: Direction;
 }
 
-function resolveOrder(view: ViewDefinition, orderBy: readonly OrderBy[] | null | undefined): ResolvedOrder[] {
+function resolveOrder(view: AnyView, orderBy: readonly OrderBy[] | null | undefined): ResolvedOrder[] {
   const order: ResolvedOrder[] = [];
   for (const item of orderBy ?? []) {
     const column = view.columns[item.field];
@@ -172,12 +173,7 @@ const flip = (o: ResolvedOrder): ResolvedOrder => ({
 });
 
 /** Rows strictly after `values` in the given order (nulls last ascending, first descending). */
-function keyset(
-  view: ViewDefinition,
-  order: ResolvedOrder[],
-  values: (string | null)[],
-  params: unknown[],
-): string {
+function keyset(view: AnyView, order: ResolvedOrder[], values: (string | null)[], params: unknown[]): string {
   const alternatives: string[] = [];
   const equal: string[] = [];
   order.forEach((o, i) => {

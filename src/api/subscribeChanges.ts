@@ -1,7 +1,7 @@
 import { isConnectionError, type Pool } from '../db/index.js';
 import { TributaryError } from '../errors.js';
 import { formatPosition, type Position } from '../ingest/index.js';
-import type { ViewDefinition } from '../projections/view.js';
+import type { AnyView } from './anyView.js';
 import type { ChangeTailer } from './changeTailer.js';
 import { matchesWhere, type Where } from './filter.js';
 import { queryPage } from './queryView.js';
@@ -37,7 +37,7 @@ export interface SubscribeChangesOptions {
   pool: Pool;
   tailer: ChangeTailer;
   schema: string;
-  view: ViewDefinition;
+  view: AnyView;
   where?: Where | null;
   /** Resume after this cursor; absent: start now. */
   after?: string | null;

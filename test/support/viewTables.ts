@@ -1,8 +1,9 @@
+import type { AnyView } from '../../src/api/index.js';
 import { type Pool, qualified, quoteIdentifier, withTransaction } from '../../src/db/index.js';
-import { DEFAULT_VIEW_SCHEMA, SQL_TYPES, type ViewDefinition } from '../../src/projections/view.js';
+import { DEFAULT_VIEW_SCHEMA, SQL_TYPES } from '../../src/projections/view.js';
 
 /** Creates the live table of a view from its definition (what the projection runner does). */
-export async function createViewTable(pool: Pool, view: ViewDefinition, schema = DEFAULT_VIEW_SCHEMA) {
+export async function createViewTable(pool: Pool, view: AnyView, schema = DEFAULT_VIEW_SCHEMA) {
   const columns = Object.entries(view.columns).map(
     ([name, column]) =>
       `${quoteIdentifier(name)} ${SQL_TYPES[column.type]}${column.nullable === false || view.primaryKey.includes(name) ? ' not null' : ''}`,
@@ -21,7 +22,7 @@ export type TestRow = Record<string, unknown>;
  */
 export async function writeChanges(
   pool: Pool,
-  view: ViewDefinition,
+  view: AnyView,
   changes: readonly { op: 'upsert' | 'delete'; row: TestRow }[],
   schema = DEFAULT_VIEW_SCHEMA,
 ): Promise<void> {
