@@ -106,7 +106,7 @@ async function sqlIds(where: string, orderBy: string, params: unknown[] = []): P
 
 describe('generated schema', () => {
   it('matches the snapshot', async () => {
-    await expect(printSchema(api.schema)).toMatchFileSnapshot('__snapshots__/schema.graphql');
+    await expect(printSchema(api.schema)).toMatchFileSnapshot('__snapshots__/schema.graphql.snap');
   });
 });
 
