@@ -1,0 +1,286 @@
+import { createClient as createSseClient } from 'graphql-sse';
+import { createClient as createWsClient } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { createPool, type Pool } from '../db/index.js';
+import { defineView } from '../projections/view.js';
+import { type Api, type ChangeMessage, createApi, pruneChanges, subscribeChanges } from './index.js';
+
+const items = defineView({
+  name: 'items',
+  columns: {
+    id: { type: 'integer' },
+    label: { type: 'text' },
+    qty: { type: 'integer' },
+  },
+  primaryKey: ['id'],
+});
+
+let db: TestDatabase;
+let pool: Pool;
+let api: Api;
+let url: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = createPool(db.url, { max: 8 });
+  await createViewTable(pool, items);
+  api = await createApi({
+    connectionString: db.url,
+    pool,
+    views: [items],
+    config: { auth: { open: true }, pollIntervalMs: 200 },
+  });
+  ({ url } = await api.listen(0));
+});
+
+afterAll(async () => {
+  await api?.close();
+  await pool?.end();
+  await db?.drop();
+});
+
+const upsert = (id: number, qty = id, label = `item ${id}`) => ({
+  op: 'upsert' as const,
+  row: { id, label, qty },
+});
+
+interface Received {
+  op: string;
+  cursor: string;
+  initial: boolean;
+  row: { id: number; qty: number } | null;
+  previous: { id: number; qty: number } | null;
+}
+const SUBSCRIPTION = `subscription ($after: String, $where: ItemsWhere, $initialRows: Boolean) {
+  itemsChanges(after: $after, where: $where, initialRows: $initialRows) {
+    op cursor initial row { id qty } previous { id qty }
+  }
+}`;
+
+async function changelog(): Promise<string[]> {
+  const { rows } = await pool.query<{ cursor: string }>(
+    `select lpad(to_hex(transaction_id::text::bigint), 16, '0') || '-' || lpad(to_hex(seq), 16, '0') as cursor
+     from tributary.view_changes where view = 'items' order by transaction_id, seq`,
+  );
+  return rows.map((row) => row.cursor);
+}
+
+function wsClient() {
+  return createWsClient({ url: url.replace('http', 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
+}
+
+describe('view subscriptions', () => {
+  it('streams live changes over graphql-ws with op, cursor, row and previous', async () => {
+    const client = wsClient();
+    const received: Received[] = [];
+    const iterator = client.iterate<{ itemsChanges: Received }>({ query: SUBSCRIPTION });
+    const consuming = (async () => {
+      for await (const result of iterator) {
+        expect(result.errors).toBeUndefined();
+        received.push(result.data!.itemsChanges);
+        if (received.length === 3) break;
+      }
+    })();
+    // The subscription starts "now": wait until it is attached before writing.
+    await waitFor(() => api.tailer.listeners > 0, { what: 'subscriber attached' });
+    await writeChanges(pool, items, [upsert(1), upsert(2)]);
+    await writeChanges(pool, items, [{ op: 'delete', row: { id: 1 } }]);
+    await consuming;
+    await client.dispose();
+    expect(received.map((r) => [r.op, r.row?.id ?? null, r.previous?.id ?? null])).toEqual([
+      ['UPSERT', 1, null],
+      ['UPSERT', 2, null],
+      ['DELETE', null, 1],
+    ]);
+    expect(received.map((r) => r.cursor)).toEqual((await changelog()).slice(-3));
+  });
+
+  it('filters with where over SSE, and delivers a change that moves a row out of the filter', async () => {
+    const client = createSseClient({ url, retryAttempts: 0 });
+    const before = (await changelog()).at(-1)!;
+    const received: Received[] = [];
+    const iterator = client.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { after: before, where: { qty: { gte: 100 } } },
+    });
+    await writeChanges(pool, items, [upsert(10, 5), upsert(11, 150), upsert(12, 500)]);
+    await writeChanges(pool, items, [upsert(11, 7)]);
+    for await (const result of iterator) {
+      expect(result.errors).toBeUndefined();
+      received.push(result.data!.itemsChanges);
+      if (received.length === 3) break;
+    }
+    client.dispose();
+    expect(received.map((r) => [r.row?.id, r.row?.qty, r.previous?.qty ?? null])).toEqual([
+      [11, 150, null],
+      [12, 500, null],
+      [11, 7, 150],
+    ]);
+  });
+
+  it('resumes after a disconnect in the middle of a burst: the union equals the changelog, in order, none twice', async () => {
+    const start = (await changelog()).at(-1)!;
+    const TOTAL = 3000;
+    // Two concurrent writers, 50 changes per transaction: commits interleave out of xid order.
+    const writer = async (offset: number) => {
+      for (let i = 0; i < TOTAL / 2; i += 50) {
+        await writeChanges(
+          pool,
+          items,
+          Array.from({ length: 50 }, (_, j) => upsert(1000 + ((offset + i + j) % 700), offset + i + j)),
+        );
+      }
+    };
+    const received: string[] = [];
+    let cursor = start;
+    const first = wsClient();
+    const writing = Promise.all([writer(0), writer(TOTAL / 2)]);
+    for await (const result of first.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { after: cursor },
+    })) {
+      expect(result.errors).toBeUndefined();
+      cursor = result.data!.itemsChanges.cursor;
+      received.push(cursor);
+      if (received.length === 1037) break;
+    }
+    await first.dispose();
+    const second = createSseClient({ url, retryAttempts: 0 });
+    const resumed = second.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { after: cursor },
+    });
+    await writing;
+    const last = (await changelog()).at(-1);
+    for await (const result of resumed) {
+      expect(result.errors).toBeUndefined();
+      received.push(result.data!.itemsChanges.cursor);
+      if (received.length === TOTAL || received.at(-1) === last) break;
+    }
+    second.dispose();
+    const all = await changelog();
+    expect(received).toEqual(all.slice(all.indexOf(start) + 1));
+    expect(new Set(received).size).toBe(TOTAL);
+  });
+
+  it('sends the current rows first, then the changes after them, consistently', async () => {
+    const client = wsClient();
+    const state = new Map<number, number>();
+    let stop = false;
+    const writing = (async () => {
+      let n = 0;
+      while (!stop) {
+        await writeChanges(pool, items, [upsert(2000 + (n % 40), n), upsert(2100 + (n % 7), -n)]);
+        n++;
+      }
+    })();
+    let lastCursor = '';
+    let initial = 0;
+    let changesSeen = 0;
+    const iterator = client.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { initialRows: true },
+    });
+    for await (const result of iterator) {
+      const message = result.data!.itemsChanges;
+      if (message.initial) initial++;
+      if (message.op === 'DELETE') state.delete(message.previous!.id);
+      else state.set(message.row!.id, message.row!.qty);
+      lastCursor = message.cursor;
+      if (message.initial === false && ++changesSeen === 25) {
+        stop = true;
+        await writing;
+        break;
+      }
+    }
+    // Drain what was written up to the end of the writer, from the last cursor.
+    for await (const result of client.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { after: lastCursor },
+    })) {
+      const message = result.data!.itemsChanges;
+      if (message.op === 'DELETE') state.delete(message.previous!.id);
+      else state.set(message.row!.id, message.row!.qty);
+      if (message.cursor === (await changelog()).at(-1)) break;
+    }
+    await client.dispose();
+    const { rows } = await pool.query<{ id: number; qty: number }>(
+      'select id, qty from tributary_views.items',
+    );
+    expect(initial).toBeGreaterThan(0);
+    expect(new Map(rows.map((row) => [row.id, row.qty]))).toEqual(state);
+  });
+
+  it('cuts off a subscriber that falls behind its buffer with an error carrying the last delivered cursor', async () => {
+    const abort = new AbortController();
+    const iterator = subscribeChanges({
+      pool,
+      tailer: api.tailer,
+      schema: 'tributary_views',
+      view: items,
+      maxBuffer: 5,
+      signal: abort.signal,
+    });
+    const firstMessage = iterator.next();
+    await waitFor(() => api.tailer.listeners > 0, { what: 'subscriber attached' });
+    await writeChanges(pool, items, [upsert(3000)]);
+    const first = (await firstMessage).value as ChangeMessage;
+    // The consumer stops reading while 20 more changes arrive.
+    await writeChanges(
+      pool,
+      items,
+      Array.from({ length: 20 }, (_, i) => upsert(3001 + i)),
+    );
+    const all = await changelog();
+    await waitFor(() => api.tailer.position > all.at(-1)!, { what: 'tailer past the burst' });
+    const delivered: string[] = [];
+    const error = await (async () => {
+      try {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done) return undefined;
+          delivered.push(next.value.cursor);
+        }
+      } catch (caught) {
+        return caught as { code: string; lastCursor: string };
+      }
+    })();
+    expect(error?.code).toBe('SUBSCRIPTION_OVERFLOW');
+    expect(delivered).toEqual(all.slice(all.indexOf(first.cursor) + 1).slice(0, 5));
+    expect(error?.lastCursor).toBe(delivered.at(-1));
+
+    // Resuming from lastCursor delivers exactly the rest.
+    const rest: string[] = [];
+    for await (const message of subscribeChanges({
+      pool,
+      tailer: api.tailer,
+      schema: 'tributary_views',
+      view: items,
+      after: error!.lastCursor,
+      signal: abort.signal,
+    })) {
+      rest.push(message.cursor);
+      if (message.cursor === all.at(-1)) break;
+    }
+    expect([first.cursor, ...delivered, ...rest]).toEqual(all.slice(all.indexOf(first.cursor)));
+  });
+
+  it('refuses a cursor older than the retained changelog with CURSOR_EXPIRED', async () => {
+    const oldest = (await changelog())[0]!;
+    await writeChanges(pool, items, [upsert(4000)]);
+    await pool.query("update tributary.view_changes set created_at = now() - interval '1 hour'");
+    expect(await pruneChanges(pool, 60_000)).toBeGreaterThan(0);
+    const client = wsClient();
+    const results = [];
+    for await (const result of client.iterate({ query: SUBSCRIPTION, variables: { after: oldest } })) {
+      results.push(result);
+    }
+    await client.dispose();
+    expect(results).toHaveLength(1);
+    expect(results[0]!.errors?.[0]?.extensions).toMatchObject({ code: 'CURSOR_EXPIRED' });
+  });
+});
