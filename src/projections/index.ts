@@ -1,0 +1,44 @@
+// Projections: definitions, the runner, view tables, status, rebuild and replay.
+export { type Clock, createVirtualClock, systemClock, type VirtualClock } from './clock.js';
+export {
+  type BatchTransaction,
+  defineProjection,
+  type FailurePolicy,
+  type HandlerContext,
+  type Projection,
+  type ProjectionDefinition,
+  projectionOfView,
+  type RetryPolicy,
+  type Row,
+  type ViewContext,
+  validateProjections,
+} from './defineProjection.js';
+export {
+  ProjectionDefinitionChangedError,
+  ProjectionErrorCodes,
+  ProjectionFailedError,
+  ProjectionHandlerError,
+} from './errors.js';
+export { ensureViewTables, type RegistrationStatus } from './registry.js';
+export {
+  type RunnerOptions,
+  type StartWorkersOptions,
+  startWorkers,
+  type WorkerState,
+  type WorkerStatus,
+  type Workers,
+} from './startWorkers.js';
+export { getProjectionStatuses, type ProjectionStatus } from './status.js';
+export {
+  COLUMN_TYPES,
+  type ColumnDefinition,
+  type ColumnType,
+  type ColumnValues,
+  DEFAULT_VIEW_SCHEMA,
+  defineView,
+  type IndexDefinition,
+  type RowOf,
+  SQL_TYPES,
+  type ViewDefinition,
+} from './view.js';
+export { viewsFingerprint, viewTableStatements } from './viewTables.js';
