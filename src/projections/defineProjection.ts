@@ -1,10 +1,18 @@
 import { assertIdentifier, type Queryable } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { Envelope, LogFilter, Position } from '../ingest/index.js';
-import type { RowOf, ViewDefinition } from './view.js';
+import type { ColumnDefinition, ColumnValues, ViewDefinition } from './view.js';
 
 /** A row as handlers write it: every column by name. */
 export type Row = Record<string, unknown>;
+
+/** Any view definition, whatever its columns (structural, so specific views fit). */
+export type AnyView = Pick<ViewDefinition, 'name' | 'columns' | 'primaryKey' | 'indexes' | 'search'>;
+
+/** The row type of a view given by definition; a plain record for a view given by name. */
+export type RowFor<V> = V extends { columns: infer C extends Record<string, ColumnDefinition> }
+  ? { [K in keyof C]: ColumnValues[C[K]['type']] | (C[K]['nullable'] extends false ? never : null) }
+  : Row;
 
 /**
  * What a handler reads and writes views through. Every method names the view (its
@@ -13,26 +21,26 @@ export type Row = Record<string, unknown>;
  */
 export interface ViewContext {
   /** The row with this primary key (an object of the key columns), or undefined. */
-  get<V extends ViewDefinition>(view: V | string, key: Partial<RowOf<V>>): Promise<RowOf<V> | undefined>;
+  get<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<RowFor<V> | undefined>;
   /** Inserts or replaces the whole row; columns left out are null. */
-  upsert<V extends ViewDefinition>(view: V | string, row: Partial<RowOf<V>>): Promise<void>;
+  upsert<V extends AnyView | string>(view: V, row: Partial<RowFor<V>>): Promise<void>;
   /**
    * Changes some columns of an existing row and returns the new row; a missing row
    * is left missing and undefined is returned.
    */
-  patch<V extends ViewDefinition>(
-    view: V | string,
-    key: Partial<RowOf<V>>,
-    changes: Partial<RowOf<V>>,
-  ): Promise<RowOf<V> | undefined>;
+  patch<V extends AnyView | string>(
+    view: V,
+    key: Partial<RowFor<V>>,
+    changes: Partial<RowFor<V>>,
+  ): Promise<RowFor<V> | undefined>;
   /** Deletes the row with this key; true when there was one. */
-  delete<V extends ViewDefinition>(view: V | string, key: Partial<RowOf<V>>): Promise<boolean>;
+  delete<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<boolean>;
   /** Rows whose columns equal every value in `where` (all rows for `{}`), at most `limit`. */
-  find<V extends ViewDefinition>(
-    view: V | string,
-    where?: Partial<RowOf<V>>,
+  find<V extends AnyView | string>(
+    view: V,
+    where?: Partial<RowFor<V>>,
     options?: { limit?: number },
-  ): Promise<RowOf<V>[]>;
+  ): Promise<RowFor<V>[]>;
 }
 
 /** What `handle(envelope, ctx)` gets: the view writes plus facts about the delivery. */
@@ -82,7 +90,7 @@ export interface RetryPolicy {
 /** What happens to an event whose handler keeps failing. */
 export type FailurePolicy = 'stop' | 'dead-letter';
 
-export interface ProjectionDefinition<Views extends readonly ViewDefinition[] = readonly ViewDefinition[]> {
+export interface ProjectionDefinition<Views extends readonly AnyView[] = readonly AnyView[]> {
   /** Lower-case identifier, unique among projections. */
   name: string;
   /** Bump it whenever the views or the handler's meaning change, then rebuild. */
@@ -116,10 +124,10 @@ export interface ProjectionDefinition<Views extends readonly ViewDefinition[] = 
   retry?: RetryPolicy;
 }
 
-export type Projection = ProjectionDefinition<readonly ViewDefinition[]>;
+export type Projection = ProjectionDefinition<readonly AnyView[]>;
 
 /** Declares a projection; checks it up front so mistakes surface when the config loads. */
-export function defineProjection<const Views extends readonly ViewDefinition[]>(
+export function defineProjection<const Views extends readonly AnyView[]>(
   definition: ProjectionDefinition<Views>,
 ): ProjectionDefinition<Views> {
   assertIdentifier(definition.name, 'projection name');

@@ -1,6 +1,7 @@
 // Projections: definitions, the runner, view tables, status, rebuild and replay.
 export { type Clock, createVirtualClock, systemClock, type VirtualClock } from './clock.js';
 export {
+  type AnyView,
   type BatchTransaction,
   defineProjection,
   type FailurePolicy,
@@ -10,6 +11,7 @@ export {
   projectionOfView,
   type RetryPolicy,
   type Row,
+  type RowFor,
   type ViewContext,
   validateProjections,
 } from './defineProjection.js';

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { assertIdentifier, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
-import { DEFAULT_VIEW_SCHEMA, SQL_TYPES, type ViewDefinition } from './view.js';
+import type { AnyView } from './defineProjection.js';
+import { DEFAULT_VIEW_SCHEMA, SQL_TYPES } from './view.js';
 
 /**
  * Hash of what shapes the tables of these views (columns, types, nullability, key,
  * indexes). Descriptions and search fields do not change the tables and are left out.
  */
-export function viewsFingerprint(views: readonly ViewDefinition[]): string {
+export function viewsFingerprint(views: readonly AnyView[]): string {
   const canonical = views.map((view) => ({
     name: view.name,
     columns: Object.entries(view.columns).map(([column, spec]) => [
@@ -21,7 +22,7 @@ export function viewsFingerprint(views: readonly ViewDefinition[]): string {
 }
 
 /** CREATE TABLE and CREATE INDEX statements for one view in `schema`. */
-export function viewTableStatements(view: ViewDefinition, schema: string, table = view.name): string[] {
+export function viewTableStatements(view: AnyView, schema: string, table = view.name): string[] {
   assertIdentifier(schema, 'view schema');
   const columns = Object.entries(view.columns).map(([column, spec]) => {
     const notNull = view.primaryKey.includes(column) || spec.nullable === false;
@@ -43,7 +44,7 @@ export function viewTableStatements(view: ViewDefinition, schema: string, table 
 /** Creates the schema and the tables of `views` that do not exist yet. Call inside a transaction. */
 export async function createViewTables(
   db: Queryable,
-  views: readonly ViewDefinition[],
+  views: readonly AnyView[],
   schema: string = DEFAULT_VIEW_SCHEMA,
 ): Promise<void> {
   await db.query(`create schema if not exists ${quoteIdentifier(assertIdentifier(schema, 'view schema'))}`);

@@ -1,7 +1,7 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import type { HandlerContext, Row } from './defineProjection.js';
-import type { ColumnType, ViewDefinition } from './view.js';
+import type { AnyView, HandlerContext, Row } from './defineProjection.js';
+import type { ColumnType } from './view.js';
 
 /**
  * Rows a worker remembers between batches, per view and key (null: known absent).
@@ -19,7 +19,7 @@ interface PendingWrite {
 }
 
 interface ViewTarget {
-  view: ViewDefinition;
+  view: AnyView;
   table: string;
   columns: string[];
   key: string[];
@@ -30,7 +30,7 @@ interface ViewTarget {
 export interface ViewWriterOptions {
   client: Queryable;
   projection: string;
-  views: readonly ViewDefinition[];
+  views: readonly AnyView[];
   schema: string;
   cache: RowCache;
   /** @default 100_000 rows per view; past it the view's cache starts over. */
@@ -82,7 +82,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   let changes = 0;
   let flushedDuringEvent = false;
 
-  const target = (view: ViewDefinition | string): ViewTarget => {
+  const target = (view: AnyView | string): ViewTarget => {
     const name = typeof view === 'string' ? view : view.name;
     const found = targets.get(name);
     if (!found) {
