@@ -29,6 +29,8 @@ create table tributary.projection_rebuilds (
   name         text primary key,
   version      integer not null,
   fingerprint  text not null,
+  -- The views being rebuilt (their shadow tables), so an abandoned rebuild can be cleaned up.
+  views        text[] not null,
   position     text not null,
   -- Events to process when the rebuild started (for progress); the head moves on meanwhile.
   total        bigint not null default 0,

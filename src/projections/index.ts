@@ -1,6 +1,13 @@
 // Projections: definitions, the runner, view tables, status, rebuild and replay.
 export { type Clock, createVirtualClock, systemClock, type VirtualClock } from './clock.js';
 export {
+  type DeadLetter,
+  discardDeadLetters,
+  listDeadLetters,
+  type RetryOutcome,
+  retryDeadLetters,
+} from './deadLetters.js';
+export {
   type AnyView,
   type BatchTransaction,
   defineProjection,
@@ -21,7 +28,15 @@ export {
   ProjectionFailedError,
   ProjectionHandlerError,
 } from './errors.js';
+export {
+  type Progress,
+  type RebuildOptions,
+  type RebuildResult,
+  rebuildProjection,
+  shadowSchema,
+} from './rebuild.js';
 export { ensureViewTables, type RegistrationStatus } from './registry.js';
+export { positionAtTime, type ReplayOptions, replayProjection } from './replay.js';
 export {
   type RunnerOptions,
   type StartWorkersOptions,

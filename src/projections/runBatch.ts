@@ -44,6 +44,8 @@ export type BatchResult =
       held: boolean;
       retryAfterMs?: number;
       halted?: boolean;
+      /** Why the projection halted (stop policy). */
+      haltError?: { message: string; position: Position; eventType: string };
       committed: boolean;
     };
 
@@ -235,7 +237,16 @@ export async function runBatch(
       caughtUp,
       held,
       committed: true,
-      ...(halt ? { halted: true } : {}),
+      ...(halt
+        ? {
+            halted: true,
+            haltError: {
+              message: halt.error instanceof Error ? halt.error.message : String(halt.error),
+              position: halt.envelope.position,
+              eventType: halt.envelope.type,
+            },
+          }
+        : {}),
       ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
     };
   } catch (error) {
