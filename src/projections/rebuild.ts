@@ -199,7 +199,41 @@ async function swap(
       throw new ProjectionFailedError(
         `The rebuild of '${projection.name}' was taken over by another process.`,
       );
+    // Holding the live row stops the live worker's commits; catching up inside this
+    // transaction makes the swapped-in view at least as far along as the one it replaces.
     await client.query('select 1 from tributary.projections where name = $1 for update', [projection.name]);
+    const target: CheckpointTarget = {
+      kind: 'rebuild',
+      projection,
+      owner,
+      schema: shadow,
+      leaseTimeoutMs: 60_000,
+    };
+    const memory: WorkerMemory = { cache: new Map(), failures: new Map() };
+    for (;;) {
+      const result = await runBatch(client, target, memory, {
+        batchSize: 1000,
+        batchMaxMs: 1000,
+        now: new Date(),
+        renew: true,
+        inTransaction: true,
+      });
+      if (result.kind === 'lost' || result.halted || result.retryAfterMs !== undefined) {
+        throw new ProjectionFailedError(
+          `The rebuild of '${projection.name}' could not finish its last batch.`,
+          {
+            hint: 'Run the command again: it continues where it stopped.',
+          },
+        );
+      }
+      if (result.caughtUp) break;
+    }
+    const { rows: final } = await client.query<{ position: string; done: string }>(
+      'select position, done::text from tributary.projection_rebuilds where name = $1',
+      [projection.name],
+    );
+    rebuilt.position = final[0]!.position;
+    rebuilt.done = final[0]!.done;
     await client.query(`create schema if not exists ${quoteIdentifier(viewSchema)}`);
     for (const view of projection.views) {
       await client.query(`drop table if exists ${qualified(viewSchema, view.name)}`);

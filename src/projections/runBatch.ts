@@ -8,6 +8,7 @@ import {
   type FailureMemory,
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
+import { ProjectionFailedError } from './errors.js';
 import { createViewWriter, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
@@ -91,14 +92,26 @@ export async function runBatch(
     renew?: boolean;
     /** Smoothed events per second, published for status. */
     eventsPerSecond?: number;
+    /** The caller opened the transaction and commits it; a rollback is thrown instead. */
+    inTransaction?: boolean;
   },
 ): Promise<BatchResult> {
   const { projection } = target;
-  await client.query('begin');
+  const own = options.inTransaction !== true;
+  const begin = () => (own ? client.query('begin') : undefined);
+  const commit = () => (own ? client.query('commit') : undefined);
+  const rollback = async () => {
+    if (!own)
+      throw new ProjectionFailedError(
+        `A batch of '${projection.name}' could not be applied in the caller's transaction.`,
+      );
+    await client.query('rollback');
+  };
+  await begin();
   try {
     const row = await readCheckpoint(client, target);
     if (!row?.mine || row.version !== projection.version || row.state !== 'running') {
-      await client.query('rollback');
+      await rollback();
       return { kind: 'lost' };
     }
     if (row.position !== memory.position || row.generation !== memory.generation) {
@@ -153,7 +166,7 @@ export async function runBatch(
       if (result.position !== page.next) caughtUp = false;
     }
     if (result.rollback) {
-      await client.query('rollback');
+      await rollback();
       for (const cache of memory.cache.values()) cache.clear();
       const first = read[0];
       const failure = first ? memory.failures.get(first.position) : undefined;
@@ -179,7 +192,7 @@ export async function runBatch(
     const idle =
       !options.timerOnly && read.length === 0 && result.position === from && writer.changes === 0 && !halt;
     if (idle && !options.renew) {
-      await client.query('rollback');
+      await rollback();
       return { kind: 'done', position: from, read: 0, applied: 0, caughtUp: true, held, committed: false };
     }
     const params: unknown[] = [
@@ -220,11 +233,11 @@ export async function runBatch(
     }
     const updated = await client.query(sql, params);
     if (updated.rowCount !== 1) {
-      await client.query('rollback');
+      await rollback();
       for (const cache of memory.cache.values()) cache.clear();
       return { kind: 'lost' };
     }
-    await client.query('commit');
+    await commit();
     memory.position = result.position;
     if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer))
       memory.nextTimer = result.timer;
@@ -250,7 +263,7 @@ export async function runBatch(
       ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
     };
   } catch (error) {
-    await client.query('rollback').catch(() => {});
+    if (own) await client.query('rollback').catch(() => {});
     for (const cache of memory.cache.values()) cache.clear();
     throw error;
   }
