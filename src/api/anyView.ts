@@ -1,4 +1,4 @@
-import type { ColumnDefinition } from '../projections/view.js';
+import type { ColumnDefinition } from '../projections/index.js';
 
 /**
  * A view definition of any shape. `AnyView<Columns>` uses `keyof Columns`, which makes

@@ -3,7 +3,7 @@ import type { GraphQLSchema } from 'graphql';
 import type { Pool } from '../db/index.js';
 import { isTributaryError, type TributaryError } from '../errors.js';
 import type { EventInput, EventStore, ExpectedVersion, JsonObject } from '../ingest/index.js';
-import type { ColumnType } from '../projections/view.js';
+import type { ColumnType } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { type Identity, requireScope } from './auth.js';
 import type { ChangeTailer } from './changeTailer.js';
@@ -372,12 +372,19 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
     .implement({
       fields: (t) => ({
         name: t.exposeString('name'),
-        version: t.exposeInt('version'),
-        state: t.exposeString('state'),
-        position: t.exposeString('position'),
-        lagSeconds: t.exposeFloat('lagSeconds', { nullable: true }),
-        lastError: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.lastError }),
-        updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (p) => p.updatedAt }),
+        state: t.exposeString('state', { description: 'running, failed or unregistered.' }),
+        version: t.exposeInt('version', { nullable: true, description: 'Version the live views hold.' }),
+        configuredVersion: t.exposeInt('configuredVersion', { nullable: true }),
+        position: t.exposeString('position', { description: 'Log position after the last applied event.' }),
+        lagEvents: t.exposeInt('lagEvents'),
+        lagSeconds: t.exposeFloat('lagSeconds'),
+        eventsPerSecond: t.exposeFloat('eventsPerSecond'),
+        eventsProcessed: t.exposeInt('eventsProcessed'),
+        deadLetters: t.exposeInt('deadLetters'),
+        leaseOwner: t.exposeString('leaseOwner', { nullable: true }),
+        lastError: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.lastError ?? null }),
+        rebuild: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.rebuild ?? null }),
+        updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (p) => p.updatedAt ?? null }),
       }),
     });
   const sourceStatus = builder

@@ -14,7 +14,12 @@ import { createPool, type Pool } from '../db/index.js';
 import { ConcurrencyError, isTributaryError, ValidationError } from '../errors.js';
 import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
-import { DEFAULT_VIEW_SCHEMA } from '../projections/view.js';
+import {
+  DEFAULT_VIEW_SCHEMA,
+  getProjectionStatuses,
+  type Projection,
+  projectionOfView,
+} from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
@@ -23,20 +28,21 @@ import { type ChangeTailer, createChangeTailer } from './changeTailer.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
 import { queryLimitRules } from './queryLimits.js';
 import { pruneChanges } from './readChanges.js';
-import { readProjectionStatus, type StatusProvider } from './status.js';
+import type { StatusProvider } from './status.js';
 
 export interface CreateApiOptions {
   connectionString: string;
   /** Use this pool (not closed by `close()`). */
   pool?: Pool;
-  views: readonly AnyView[];
+  /** The projections behind the views: status, read-your-writes and (by default) the views served. */
+  projections?: readonly Projection[];
+  /** Views served. @default every view of `projections` */
+  views?: readonly AnyView[];
   config?: ApiConfig;
   /** Where appendEvents writes. @default the PostgreSQL log of `connectionString` */
   store?: Pick<EventStore, 'append'>;
   /** @default projections from their checkpoints, no sources */
   status?: Partial<StatusProvider>;
-  /** Projections a read-your-writes query on a view waits for. @default all */
-  projectionsOf?: (view: string) => readonly string[] | undefined;
   /** Production defaults: no GraphiQL, no introspection. @default NODE_ENV === 'production' */
   production?: boolean;
   logger?: Logger;
@@ -68,8 +74,10 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     ? undefined
     : createPostgresEventStore({ connectionString: options.connectionString, pool, logger });
   const store = options.store ?? ownedStore!;
+  const projections = options.projections ?? [];
+  const views = options.views ?? projections.flatMap((projection) => projection.views);
   const status: StatusProvider = {
-    projections: options.status?.projections ?? (() => readProjectionStatus(pool)),
+    projections: options.status?.projections ?? (() => getProjectionStatuses(pool, projections)),
     sources: options.status?.sources ?? (async () => []),
   };
   const authenticate: Authenticator = await createAuthenticator(config.auth);
@@ -82,13 +90,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
   const defaultPageSize = limits.defaultPageSize ?? 50;
   const schema = buildSchema({
-    views: options.views,
+    views,
     viewSchema: config.viewSchema ?? DEFAULT_VIEW_SCHEMA,
     pool,
     tailer,
     store,
     status,
-    projectionsOf: options.projectionsOf,
+    projectionsOf: (view) => {
+      const projection = projectionOfView(projections, view);
+      return projection ? [projection.name] : undefined;
+    },
     defaultPageSize,
     maxPageSize: limits.maxPageSize ?? 1000,
     subscriptionBuffer: limits.subscriptionBuffer ?? 10_000,

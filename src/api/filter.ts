@@ -1,6 +1,6 @@
 import { quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { type ColumnType, SQL_TYPES } from '../projections/view.js';
+import { type ColumnType, SQL_TYPES } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 
 /** Operators a column filter may use; which ones a column offers depends on its type. */

@@ -20,7 +20,6 @@ export {
 export {
   type ProjectionStatus,
   READ_YOUR_WRITES_TIMEOUT,
-  readProjectionStatus,
   type SourceStatus,
   type StatusProvider,
   waitForProjections,

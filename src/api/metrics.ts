@@ -71,8 +71,12 @@ export function createApiMetrics(status: StatusProvider, extra?: () => Record<st
       );
       lines.push('# TYPE tributary_projection_lag_seconds gauge');
       for (const p of projections) {
-        if (p.lagSeconds !== null)
-          lines.push(`tributary_projection_lag_seconds{projection="${escapeLabel(p.name)}"} ${p.lagSeconds}`);
+        lines.push(`tributary_projection_lag_seconds{projection="${escapeLabel(p.name)}"} ${p.lagSeconds}`);
+      }
+      lines.push('# HELP tributary_projection_lag_events Log events a projection has not applied yet.');
+      lines.push('# TYPE tributary_projection_lag_events gauge');
+      for (const p of projections) {
+        lines.push(`tributary_projection_lag_events{projection="${escapeLabel(p.name)}"} ${p.lagEvents}`);
       }
       lines.push(
         '# HELP tributary_cdc_lag_seconds How far a change data capture source is behind its database.',

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
 import { createPool, type Pool } from '../db/index.js';
-import { defineView } from '../projections/view.js';
+import { defineView } from '../projections/index.js';
 import { type Api, createApi } from './index.js';
 
 const orders = defineView({

@@ -1,6 +1,6 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { SQL_TYPES } from '../projections/view.js';
+import { SQL_TYPES } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { COMPARABLE, compileWhere, type Where } from './filter.js';
 

@@ -1,23 +1,14 @@
 import type { Pool } from '../db/index.js';
 import { TributaryError } from '../errors.js';
-import { isPosition, readAll } from '../ingest/index.js';
+import type { ProjectionStatus } from '../projections/index.js';
 
-export interface ProjectionStatus {
-  name: string;
-  version: number;
-  state: string;
-  /** Log position after the last applied event. */
-  position: string;
-  /** Seconds since the oldest event the projection has not applied yet was recorded; 0 when caught up. */
-  lagSeconds: number | null;
-  lastError: unknown;
-  updatedAt: Date | null;
-}
+export type { ProjectionStatus };
 
+/** A change data capture source, as the `sources` field and the CDC lag metrics show it. */
 export interface SourceStatus {
   name: string;
   state: string;
-  /** WAL bytes captured by the source but not yet in the log. */
+  /** WAL bytes the source database wrote that are not yet in the log. */
   lagBytes: string | null;
   lagSeconds: number | null;
   lastError: unknown;
@@ -29,43 +20,11 @@ export interface StatusProvider {
   sources(): Promise<SourceStatus[]>;
 }
 
-/** Projection checkpoints from `tributary.projections`, lag measured against the log. */
-export async function readProjectionStatus(pool: Pool): Promise<ProjectionStatus[]> {
-  const { rows } = await pool.query<{
-    name: string;
-    version: number;
-    state: string;
-    position: string;
-    last_error: unknown;
-    updated_at: Date;
-  }>(
-    'select name, version, state, position, last_error, updated_at from tributary.projections order by name',
-  );
-  return Promise.all(
-    rows.map(async (row) => {
-      let lagSeconds: number | null = null;
-      if (isPosition(row.position)) {
-        const { events } = await readAll(pool, row.position, { limit: 1 });
-        lagSeconds = events[0] ? Math.max(0, (Date.now() - events[0].recordedAt.getTime()) / 1000) : 0;
-      }
-      return {
-        name: row.name,
-        version: row.version,
-        state: row.state,
-        position: row.position,
-        lagSeconds,
-        lastError: row.last_error,
-        updatedAt: row.updated_at,
-      };
-    }),
-  );
-}
-
 export const READ_YOUR_WRITES_TIMEOUT = 'READ_YOUR_WRITES_TIMEOUT';
 
 /**
- * Waits until every named projection (every known one when `names` is undefined) has a
- * checkpoint at or past `position`.
+ * Waits until every named projection (every registered one when `names` is undefined) has
+ * a checkpoint at or past `position`.
  */
 export async function waitForProjections(
   pool: Pool,

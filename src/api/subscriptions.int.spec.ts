@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from '../../test/support/databa
 import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { createPool, type Pool } from '../db/index.js';
-import { defineView } from '../projections/view.js';
+import { defineView } from '../projections/index.js';
 import { type Api, type ChangeMessage, createApi, pruneChanges, subscribeChanges } from './index.js';
 
 const items = defineView({

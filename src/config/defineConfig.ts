@@ -1,3 +1,4 @@
+import type { ApiConfig } from '../api/index.js';
 import type { LimitOptions } from '../ingest/index.js';
 import type { Projection, RunnerOptions } from '../projections/index.js';
 
@@ -25,6 +26,8 @@ export interface TributaryConfig {
   projections?: readonly Projection[];
   /** How projection workers run: batch bounds, lease timeout, view schema. */
   runner?: RunnerOptions;
+  /** The GraphQL API (`tributary serve`, `start`, `dev`): port, auth, limits, changelog retention. */
+  api?: ApiConfig;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */
