@@ -1,0 +1,317 @@
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { createPool, type Pool } from '../db/index.js';
+import { defineProjection, defineView, startWorkers, type Workers } from '../projections/index.js';
+import { type Api, createApi } from './index.js';
+
+const balances = defineView({
+  name: 'balances',
+  columns: { account: { type: 'text' }, balance: { type: 'bigint', nullable: false } },
+  primaryKey: ['account'],
+});
+const projection = defineProjection({
+  name: 'balances',
+  version: 1,
+  views: [balances],
+  filter: { types: ['Deposited'] },
+  async handle(event, ctx) {
+    const account = String(event.data.account);
+    const row = await ctx.get(balances, { account });
+    await ctx.upsert(balances, {
+      account,
+      balance: String(BigInt(row?.balance ?? '0') + BigInt(Number(event.data.amount))),
+    });
+  },
+});
+
+const SECRET = 'a-test-secret-that-is-long-enough-for-hs256';
+let db: TestDatabase;
+let pool: Pool;
+let api: Api;
+let workers: Workers | undefined;
+
+type Result = {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+};
+async function gql(
+  query: string,
+  variables: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<Result> {
+  const response = await api.yoga.fetch('http://yoga/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as Result;
+}
+
+const ADMIN = { authorization: 'Bearer admin-key' };
+const READER = { authorization: 'Bearer reader-key' };
+const WRITER = { 'x-api-key': 'writer-key' };
+
+const APPEND = `mutation ($stream: String!, $expected: ExpectedVersion, $events: [EventInput!]!) {
+  appendEvents(streamId: $stream, expectedVersion: $expected, events: $events) { position nextExpectedVersion appended }
+}`;
+const deposit = (account: string, amount: number, id?: string) => ({
+  type: 'Deposited',
+  data: { account, amount },
+  ...(id ? { id } : {}),
+});
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = createPool(db.url, { max: 6 });
+  api = await createApi({
+    connectionString: db.url,
+    pool,
+    projections: [projection],
+    production: true,
+    config: {
+      auth: {
+        apiKeys: [
+          { name: 'admin', key: 'admin-key', scopes: ['admin'] },
+          { name: 'reader', key: 'sha256:' + (await sha256('reader-key')), scopes: ['read'] },
+          { name: 'writer', key: 'writer-key', scopes: ['append'] },
+        ],
+        jwt: { secret: SECRET, issuer: 'tests' },
+      },
+      limits: { readYourWritesTimeoutMs: 1500, maxDepth: 6, maxAliases: 5, maxBodyBytes: 20_000 },
+    },
+  });
+});
+
+afterAll(async () => {
+  await workers?.stop();
+  await api?.close();
+  await pool?.end();
+  await db?.drop();
+});
+
+async function sha256(text: string) {
+  const { createHash } = await import('node:crypto');
+  return createHash('sha256').update(text).digest('hex');
+}
+
+describe('appendEvents', () => {
+  it('returns the position and the next expected version; a wrong version is a typed error with the current one', async () => {
+    const first = await gql(
+      APPEND,
+      { stream: 'account-a', expected: 'no_stream', events: [deposit('a', 5), deposit('a', 7)] },
+      WRITER,
+    );
+    expect(first.errors).toBeUndefined();
+    expect(first.data!.appendEvents).toMatchObject({ nextExpectedVersion: 2, appended: true });
+    const second = await gql(APPEND, { stream: 'account-a', expected: 2, events: [deposit('a', 1)] }, WRITER);
+    expect(second.data!.appendEvents).toMatchObject({ nextExpectedVersion: 3 });
+    expect(
+      (second.data!.appendEvents as { position: string }).position >
+        (first.data!.appendEvents as { position: string }).position,
+    ).toBe(true);
+
+    const stale = await gql(APPEND, { stream: 'account-a', expected: 1, events: [deposit('a', 1)] }, WRITER);
+    expect(stale.data).toBeNull();
+    expect(stale.errors![0]!.extensions).toMatchObject({
+      code: 'WRONG_EXPECTED_VERSION',
+      currentVersion: 3,
+      expectedVersion: 1,
+      streamId: 'account-a',
+    });
+    const invalid = await gql(APPEND, { stream: 'account-a', events: [{ type: '', data: {} }] }, WRITER);
+    expect(invalid.errors![0]!.extensions).toMatchObject({ code: 'VALIDATION_FAILED' });
+    const badExpected = await gql(
+      APPEND,
+      { stream: 'account-a', expected: 'sometimes', events: [deposit('a', 1)] },
+      WRITER,
+    );
+    expect(badExpected.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
+  });
+
+  it('is idempotent by event id', async () => {
+    const events = [deposit('b', 3, 'dep-1')];
+    const once = await gql(APPEND, { stream: 'account-b', events }, WRITER);
+    const twice = await gql(APPEND, { stream: 'account-b', events }, WRITER);
+    expect(twice.data!.appendEvents).toMatchObject({ appended: false, nextExpectedVersion: 1 });
+    expect((twice.data!.appendEvents as { position: string }).position).toBe(
+      (once.data!.appendEvents as { position: string }).position,
+    );
+  });
+});
+
+describe('read-your-writes', () => {
+  const READ = `query ($at: String) { balancesByKey(account: "c", minPosition: $at) { balance } }`;
+
+  it('times out with a clear error while the projection has not passed the position', async () => {
+    const appended = await gql(APPEND, { stream: 'account-c', events: [deposit('c', 40)] }, WRITER);
+    const position = (appended.data!.appendEvents as { position: string }).position;
+    const result = await gql(READ, { at: position }, READER);
+    expect(result.errors![0]!.extensions).toMatchObject({ code: 'READ_YOUR_WRITES_TIMEOUT' });
+  });
+
+  it('answers once the projection has applied the append', async () => {
+    workers = startWorkers({ url: db.url, projections: [projection], pollIntervalMs: 100 });
+    const appended = await gql(APPEND, { stream: 'account-c', events: [deposit('c', 2)] }, WRITER);
+    const position = (appended.data!.appendEvents as { position: string }).position;
+    const result = await gql(READ, { at: position }, READER);
+    expect(result.errors).toBeUndefined();
+    expect(result.data!.balancesByKey).toEqual({ balance: '42' });
+    const status = await gql('{ projections { name state position lagEvents } }', {}, READER);
+    expect(status.data!.projections).toEqual([
+      expect.objectContaining({ name: 'balances', state: 'running', lagEvents: 0 }),
+    ]);
+  });
+});
+
+describe('auth and scopes', () => {
+  const READ = '{ balances(first: 1) { nodes { account } } }';
+
+  it('refuses missing and unknown credentials, and credentials without the scope', async () => {
+    expect((await gql(READ)).errors![0]!.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect((await gql(READ, {}, { authorization: 'Bearer nope' })).errors![0]!.extensions).toMatchObject({
+      code: 'UNAUTHENTICATED',
+    });
+    expect((await gql(READ, {}, WRITER)).errors![0]!.extensions).toMatchObject({
+      code: 'FORBIDDEN',
+      requiredScope: 'read',
+    });
+    const append = await gql(APPEND, { stream: 'x-1', events: [deposit('x', 1)] }, READER);
+    expect(append.errors![0]!.extensions).toMatchObject({ code: 'FORBIDDEN', requiredScope: 'append' });
+    expect((await gql(READ, {}, READER)).errors).toBeUndefined();
+    expect((await gql(READ, {}, ADMIN)).errors).toBeUndefined();
+    expect((await gql(APPEND, { stream: 'x-2', events: [deposit('x', 1)] }, ADMIN)).errors).toBeUndefined();
+  });
+
+  it('accepts JWTs signed with the configured key, with scopes from the scope claim', async () => {
+    const sign = (scope: string, issuer = 'tests', secret = SECRET) =>
+      new SignJWT({ scope })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('user-1')
+        .setIssuer(issuer)
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(secret));
+    expect((await gql(READ, {}, { authorization: `Bearer ${await sign('read')}` })).errors).toBeUndefined();
+    const noAppend = await gql(
+      APPEND,
+      { stream: 'x-3', events: [deposit('x', 1)] },
+      { authorization: `Bearer ${await sign('read')}` },
+    );
+    expect(noAppend.errors![0]!.extensions).toMatchObject({ code: 'FORBIDDEN' });
+    const forged = await gql(
+      READ,
+      {},
+      { authorization: `Bearer ${await sign('admin', 'tests', 'another-secret-another-secret-123')}` },
+    );
+    expect(forged.errors![0]!.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const wrongIssuer = await gql(READ, {}, { authorization: `Bearer ${await sign('read', 'elsewhere')}` });
+    expect(wrongIssuer.errors![0]!.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+  });
+});
+
+describe('hostile requests', () => {
+  it('rejects deep nesting, alias floods, huge bodies and introspection in production', async () => {
+    const legit = '{ balances { edges { node { account } } pageInfo { endCursor } } }';
+    expect((await gql(legit, {}, READER)).errors).toBeUndefined();
+    const deep =
+      '{ __type(name: "Query") { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } }';
+    const deepResult = await gql(deep, {}, READER);
+    expect(deepResult.data).toBeUndefined();
+    expect(deepResult.errors!.map((e) => e.extensions?.limit)).toContain('maxDepth');
+
+    const aliases = `{ ${Array.from({ length: 50 }, (_, i) => `a${i}: __typename`).join(' ')} }`;
+    expect((await gql(aliases, {}, READER)).errors![0]!.extensions?.code).toBe('QUERY_TOO_COMPLEX');
+
+    const huge = await gql(`{ __typename }`, { padding: 'x'.repeat(50_000) }, READER);
+    expect(huge.errors![0]!.extensions?.code).toBe('PAYLOAD_TOO_LARGE');
+
+    const introspection = await gql('{ __schema { queryType { name } } }', {}, READER);
+    expect(introspection.errors?.[0]?.message).toMatch(/introspection/i);
+    const graphiql = await api.yoga.fetch('http://yoga/graphql', { headers: { accept: 'text/html' } });
+    expect(graphiql.headers.get('content-type') ?? '').not.toContain('text/html');
+  });
+
+  it('treats injection strings in filters and cursors as plain values and orderings as enum values only', async () => {
+    const before = await pool.query('select count(*)::int as n from tributary_views.balances');
+    const injections = [
+      "'; drop table tributary_views.balances; --",
+      "c' or '1'='1",
+      '"; select pg_sleep(10); --',
+    ];
+    for (const value of injections) {
+      const result = await gql(
+        `query ($v: String!) { balances(where: { or: [{ account: { eq: $v } }, { account: { startsWith: $v } }, { account: { contains: $v } }] }) { nodes { account } } }`,
+        { v: value },
+        READER,
+      );
+      expect(result.errors).toBeUndefined();
+      expect((result.data!.balances as { nodes: unknown[] }).nodes).toEqual([]);
+      const cursor = await gql(
+        `query ($v: String!) { balances(after: $v) { nodes { account } } }`,
+        { v: value },
+        READER,
+      );
+      expect(cursor.errors![0]!.extensions?.code).toBe('VALIDATION_FAILED');
+    }
+    const ordering = await gql(
+      `{ balances(orderBy: [{ field: "account; drop table x" }]) { nodes { account } } }`,
+      {},
+      READER,
+    );
+    expect(ordering.errors![0]!.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    const viaVariable = await gql(
+      `query ($o: [BalancesOrderBy!]) { balances(orderBy: $o) { nodes { account } } }`,
+      { o: [{ field: 'balance desc; drop table x' }] },
+      READER,
+    );
+    expect(viaVariable.errors).toBeDefined();
+    const after = await pool.query('select count(*)::int as n from tributary_views.balances');
+    expect(after.rows).toEqual(before.rows);
+  });
+
+  it('masks unexpected errors: no stack, no SQL', async () => {
+    await pool.query('alter table tributary_views.balances rename to balances_moved');
+    try {
+      const result = await gql('{ balances { nodes { account } } }', {}, READER);
+      expect(result.errors![0]).toMatchObject({
+        message: 'Unexpected error.',
+        extensions: { code: 'INTERNAL_SERVER_ERROR' },
+      });
+      expect(JSON.stringify(result)).not.toMatch(/balances_moved|relation|select|at /);
+    } finally {
+      await pool.query('alter table tributary_views.balances_moved rename to balances');
+    }
+  });
+
+  it('serves /healthz, /readyz and Prometheus /metrics', async () => {
+    expect((await api.yoga.fetch('http://yoga/healthz')).status).toBe(200);
+    expect((await api.yoga.fetch('http://yoga/readyz')).status).toBe(200);
+    const metrics = await (await api.yoga.fetch('http://yoga/metrics')).text();
+    expect(metrics).toMatch(/^tributary_api_requests_total\{operation="post",status="200"\} \d+$/m);
+    expect(metrics).toMatch(
+      /^tributary_api_request_duration_seconds_bucket\{operation="post",le="\+Inf"\} \d+$/m,
+    );
+    expect(metrics).toMatch(/^tributary_projection_lag_seconds\{projection="balances"\} \d+/m);
+    expect(metrics).toContain('# TYPE tributary_api_subscriptions gauge');
+  });
+});
+
+// The open mode `tributary dev` uses: every scope without credentials.
+describe('open mode', () => {
+  it('lets everyone read and append', async () => {
+    const open = await createApi({
+      connectionString: db.url,
+      pool,
+      projections: [projection],
+      config: { auth: { open: true } },
+    });
+    try {
+      const response = await open.yoga.fetch(
+        'http://yoga/graphql?query=%7B%20balances%20%7B%20nodes%20%7B%20account%20%7D%20%7D%20%7D',
+      );
+      expect(((await response.json()) as Result).errors).toBeUndefined();
+    } finally {
+      await open.close();
+    }
+  });
+});
