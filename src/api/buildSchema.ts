@@ -391,11 +391,20 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
     .objectRef<Awaited<ReturnType<StatusProvider['sources']>>[number]>('SourceStatus')
     .implement({
       fields: (t) => ({
-        name: t.exposeString('name'),
+        source: t.exposeString('source'),
+        slot: t.exposeString('slot'),
+        streamId: t.exposeString('streamId', { description: 'Log stream the captured changes go to.' }),
         state: t.exposeString('state'),
-        lagBytes: t.field({ type: 'BigInt', nullable: true, resolve: (s) => s.lagBytes }),
+        transactions: t.exposeInt('transactions'),
+        lagBytes: t.field({
+          type: 'BigInt',
+          nullable: true,
+          resolve: (s) => (s.lagBytes === null ? null : String(s.lagBytes)),
+        }),
         lagSeconds: t.exposeFloat('lagSeconds', { nullable: true }),
-        lastError: t.field({ type: 'JSON', nullable: true, resolve: (s) => s.lastError }),
+        checkpointTime: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.checkpointTime }),
+        lastError: t.exposeString('lastError', { nullable: true }),
+        updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.updatedAt }),
       }),
     });
   builder.queryField('projections', (t) =>

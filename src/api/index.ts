@@ -18,9 +18,9 @@ export {
   type ViewChange,
 } from './readChanges.js';
 export {
+  type CaptureSourceStatus,
   type ProjectionStatus,
   READ_YOUR_WRITES_TIMEOUT,
-  type SourceStatus,
   type StatusProvider,
   waitForProjections,
 } from './status.js';

@@ -84,7 +84,7 @@ export function createApiMetrics(status: StatusProvider, extra?: () => Record<st
       lines.push('# TYPE tributary_cdc_lag_seconds gauge');
       for (const s of sources) {
         if (s.lagSeconds !== null)
-          lines.push(`tributary_cdc_lag_seconds{source="${escapeLabel(s.name)}"} ${s.lagSeconds}`);
+          lines.push(`tributary_cdc_lag_seconds{source="${escapeLabel(s.source)}"} ${s.lagSeconds}`);
       }
       lines.push(
         '# HELP tributary_cdc_lag_bytes WAL bytes a change data capture source has not yet put in the log.',
@@ -92,7 +92,7 @@ export function createApiMetrics(status: StatusProvider, extra?: () => Record<st
       lines.push('# TYPE tributary_cdc_lag_bytes gauge');
       for (const s of sources) {
         if (s.lagBytes !== null)
-          lines.push(`tributary_cdc_lag_bytes{source="${escapeLabel(s.name)}"} ${s.lagBytes}`);
+          lines.push(`tributary_cdc_lag_bytes{source="${escapeLabel(s.source)}"} ${s.lagBytes}`);
       }
       for (const [name, value] of Object.entries(extra?.() ?? {})) {
         lines.push(`# TYPE ${name} gauge`, `${name} ${value}`);

@@ -4,20 +4,26 @@ import type { ProjectionStatus } from '../projections/index.js';
 
 export type { ProjectionStatus };
 
-/** A change data capture source, as the `sources` field and the CDC lag metrics show it. */
-export interface SourceStatus {
-  name: string;
+/** What the API shows of a change data capture source (a subset of the CDC module's status). */
+export interface CaptureSourceStatus {
+  source: string;
+  slot: string;
+  streamId: string;
   state: string;
-  /** WAL bytes the source database wrote that are not yet in the log. */
-  lagBytes: string | null;
+  /** Source transactions captured into the log. */
+  transactions: number;
+  /** WAL bytes the source wrote that are not in the log yet. */
+  lagBytes: number | null;
   lagSeconds: number | null;
-  lastError: unknown;
+  checkpointTime: Date | null;
+  lastError: string | null;
+  updatedAt: Date | null;
 }
 
 /** Where the `projections` and `sources` fields and the lag metrics get their figures. */
 export interface StatusProvider {
   projections(): Promise<ProjectionStatus[]>;
-  sources(): Promise<SourceStatus[]>;
+  sources(): Promise<CaptureSourceStatus[]>;
 }
 
 export const READ_YOUR_WRITES_TIMEOUT = 'READ_YOUR_WRITES_TIMEOUT';

@@ -4,6 +4,7 @@ import { registerDev } from './commands/dev.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerRebuild } from './commands/rebuild.js';
 import { registerReplay } from './commands/replay.js';
+import { registerServe } from './commands/serve.js';
 import { registerStart } from './commands/start.js';
 import { registerStatus } from './commands/status.js';
 
@@ -18,6 +19,7 @@ export function createProgram(): Command {
   registerMigrate(program);
   registerDev(program);
   registerStart(program);
+  registerServe(program);
   registerStatus(program);
   registerRebuild(program);
   registerReplay(program);

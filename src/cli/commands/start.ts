@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { startWorkers } from '../../projections/index.js';
 import { type CommandContext, openContext } from '../context.js';
+import { startApi } from './serve.js';
 
 /**
  * Each service `tributary start` runs: it starts, registers its own stop with the
@@ -39,13 +40,18 @@ export const startProjections: Service = async (context) => {
   });
 };
 
-export const SERVICES: Service[] = [startProjections];
+/** The GraphQL API, on api.port. */
+export const startApiService: Service = async (context) => {
+  await startApi(context);
+};
+
+export const SERVICES: Service[] = [startProjections, startApiService];
 
 export function registerStart(program: Command) {
   program
     .command('start')
     .description(
-      'Run the projection workers until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
+      'Run the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
     )
     .action(async (_options, command: Command) => {
       const context = await openContext(command.optsWithGlobals());
