@@ -1,4 +1,5 @@
 // The public surface of the `tributary` package.
+export * from './api/index.js';
 export * from './config/index.js';
 export * from './errors.js';
 export * from './ingest/index.js';

@@ -1,12 +1,4 @@
-import type { ColumnDefinition } from '../projections/index.js';
+import type { AnyView as ProjectionView } from '../projections/index.js';
 
-/**
- * A view definition of any shape. `AnyView<Columns>` uses `keyof Columns`, which makes
- * it invariant: a concrete definition does not widen to `AnyView`, but does to this.
- */
-export interface AnyView {
-  name: string;
-  columns: Readonly<Record<string, ColumnDefinition>>;
-  primaryKey: readonly string[];
-  description?: string;
-}
+/** A view definition of any shape, as projections list them (plus the optional description). */
+export type AnyView = ProjectionView & { description?: string };

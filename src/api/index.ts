@@ -1,4 +1,3 @@
-export type { AnyView } from './anyView.js';
 export type { ApiConfig, ApiKeyConfig, ApiLimitsConfig, AuthConfig, JwtConfig, Scope } from './apiConfig.js';
 export { type Authenticator, createAuthenticator, type Identity, type Principal } from './auth.js';
 export { type ApiContext, buildSchema, fieldName, type SchemaOptions, typeName } from './buildSchema.js';
@@ -19,7 +18,6 @@ export {
 } from './readChanges.js';
 export {
   type CaptureSourceStatus,
-  type ProjectionStatus,
   READ_YOUR_WRITES_TIMEOUT,
   type StatusProvider,
   waitForProjections,

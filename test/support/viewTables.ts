@@ -1,5 +1,5 @@
-import type { AnyView } from '../../src/api/index.js';
 import { type Pool, qualified, quoteIdentifier, withTransaction } from '../../src/db/index.js';
+import type { AnyView } from '../../src/projections/index.js';
 import { DEFAULT_VIEW_SCHEMA, SQL_TYPES } from '../../src/projections/view.js';
 
 /** Creates the live table of a view from its definition (what the projection runner does). */

@@ -1,20 +1,108 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { openContext } from '../context.js';
+import { CONFIG_FILES } from '../../config/index.js';
+import { type CommandContext, openContext } from '../context.js';
+import { startApi } from './serve.js';
+import { startProjections } from './start.js';
+
+/** The demo `npm start` runs when the current directory has no tributary.config.ts. */
+const EXAMPLE_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
 export function registerDev(program: Command) {
   program
     .command('dev')
     .description(
-      'Run everything locally for development: the embedded PostgreSQL (unless DATABASE_URL is set), migrated.',
+      'Run everything locally for development: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, the projections and the GraphQL API WITHOUT authentication. Without a tributary.config.ts in the current directory it runs the shop demo of examples/ with a generated workload.',
     )
-    .action(async (_options, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
+    .option('-p, --port <port>', 'API port (default: api.port or 4000; a free one if taken)', (v) =>
+      Number(v),
+    )
+    .option('--no-workload', 'with the demo: do not generate orders and product changes')
+    .action(async (options: { port?: number; workload: boolean }, command: Command) => {
+      const globals = command.optsWithGlobals<{ config?: string }>();
+      const demo =
+        !globals.config && !CONFIG_FILES.some((file) => existsSync(path.join(process.cwd(), file)));
+      const context = await openContext(
+        demo ? { ...globals, config: path.join(EXAMPLE_DIR, 'tributary.config.ts') } : globals,
+      );
       context.lifecycle.handleSignals();
-      const { logger, database } = context;
-      logger.info('tributary dev is running', {
-        database: database.kind === 'embedded' ? `${database.url} (embedded)` : 'DATABASE_URL',
-      });
-      console.log(`\nTributary dev is running.\n  Database: ${database.url}\n  Press Ctrl-C to stop.\n`);
+      try {
+        await run(context, demo, options);
+      } catch (error) {
+        await context.lifecycle.shutdown('startup failed');
+        throw error;
+      }
       await context.lifecycle.stopped;
     });
+}
+
+async function run(context: CommandContext, demo: boolean, options: { port?: number; workload: boolean }) {
+  const { logger, database } = context;
+  const workload = demo ? await import('../../../examples/workload.js') : undefined;
+  if (workload) await workload.ensureProducts(database.url);
+  await startProjections(context);
+  let url: string;
+  try {
+    ({ url } = await startApi(context, {
+      open: true,
+      ...(options.port !== undefined ? { port: options.port } : {}),
+    }));
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'EADDRINUSE' || options.port !== undefined) throw error;
+    logger.warn('the configured API port is taken; using a free one');
+    ({ url } = await startApi(context, { open: true, port: 0 }));
+  }
+  if (workload && options.workload) {
+    let failures = 0;
+    const running = workload.startWorkload({
+      apiUrl: url,
+      databaseUrl: database.url,
+      onError: (error) => {
+        if (failures++ % 20 === 0) logger.warn('demo workload step failed', { error });
+      },
+    });
+    context.lifecycle.add(() => running.stop());
+  }
+  logger.info('tributary dev is running', {
+    database: database.kind === 'embedded' ? `${database.url} (embedded)` : 'DATABASE_URL',
+    api: url,
+  });
+  console.log(banner(url, database.url, demo));
+}
+
+function banner(url: string, databaseUrl: string, demo: boolean): string {
+  const lines = [
+    '',
+    'Tributary dev is running.',
+    `  GraphiQL:  ${url}   (open it in a browser)`,
+    `  Database:  ${databaseUrl}`,
+    '  Auth:      OFF. `tributary dev` serves the API without authentication; never expose it.',
+    '',
+  ];
+  if (demo) {
+    lines.push(
+      'The shop demo: orders arrive through appendEvents, products change in public.products (captured),',
+      'and the `shop` projection joins both. Try in GraphiQL:',
+      '',
+      '  { orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {',
+      '      nodes { order_id customer product_name quantity total status } } }',
+      '',
+      '  { productSales(orderBy: [{ field: revenue, direction: DESC }]) {',
+      '      nodes { product_name orders units revenue } } }',
+      '',
+      '  subscription { orderLinesChanges(where: { status: { eq: "placed" } }) {',
+      '      op cursor row { order_id customer product_name total } previous { status } } }',
+      '',
+      '  mutation { appendEvents(streamId: "order-mine", expectedVersion: "no_stream", events: [',
+      '      { type: "OrderPlaced", data: { orderId: "mine", customer: "you", productId: 2, quantity: 1 } }]) {',
+      '      position nextExpectedVersion } }',
+      '',
+      '  { projections { name state lagEvents lagSeconds } }',
+      '',
+    );
+  }
+  lines.push('Press Ctrl-C to stop.', '');
+  return lines.join('\n');
 }

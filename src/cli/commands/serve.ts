@@ -35,7 +35,13 @@ export async function startApi(
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
   });
-  const { url } = await server.listen(port, host);
+  let url: string;
+  try {
+    ({ url } = await server.listen(port, host));
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
   context.lifecycle.add(() => server.close());
   context.logger.info('GraphQL API listening', { url, open: auth?.open === true });
   if (auth?.open) {

@@ -1,0 +1,14 @@
+// The configuration `npm start` (`tributary dev`) runs when the current directory has none:
+// the shop domain of examples/shop.ts, served by the GraphQL API on port 4000.
+import { defineConfig } from '../src/index.js';
+import { shop } from './shop.js';
+
+export default defineConfig({
+  projections: [shop],
+  api: {
+    port: 4000,
+    // `tributary dev` serves the API without authentication and says so; `tributary start`
+    // and `serve` need keys or JWTs, for example:
+    auth: { apiKeys: [{ name: 'demo', key: 'demo-key-change-me', scopes: ['read', 'append'] }] },
+  },
+});
