@@ -20,15 +20,20 @@ export function subscribe(
 ): Subscription {
   const batchSize = options.batchSize ?? 500;
   const pollIntervalMs = options.pollIntervalMs ?? 1000;
+  // While an older transaction holds committed events back, its commit may notify nobody.
+  const heldPollMaxMs = Math.min(pollIntervalMs, options.heldPollIntervalMs ?? 100);
   const abort = new AbortController();
   options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
   let position = from;
+  notifier.start();
 
   async function* events(): AsyncGenerator<Envelope> {
     let failures = 0;
     let heldDelayMs = 2;
     while (!abort.signal.aborted) {
       let batch: Awaited<ReturnType<typeof readAll>>;
+      // Taken before the read: a notification arriving during it makes the wait below return at once.
+      const generation = notifier.generation;
       try {
         batch = await readAll(db, position, { limit: batchSize, filter: options.filter });
         failures = 0;
@@ -45,19 +50,19 @@ export function subscribe(
       }
       for (const event of batch.events) {
         if (abort.signal.aborted) return;
-        yield event;
         position = event.position;
+        yield event;
       }
       position = batch.next;
       if (batch.events.length === batchSize) continue;
       if (batch.held) {
         // Committed events wait on an older open transaction, which may never notify: poll soon.
         await sleep(heldDelayMs, abort.signal);
-        heldDelayMs = Math.min(heldDelayMs * 2, pollIntervalMs);
+        heldDelayMs = Math.min(heldDelayMs * 2, heldPollMaxMs);
         continue;
       }
       heldDelayMs = 2;
-      await notifier.wait(pollIntervalMs, abort.signal);
+      await notifier.wait(generation, pollIntervalMs, abort.signal);
     }
   }
 
