@@ -15,10 +15,11 @@ export interface Notifier {
   /** Count of notifications (and reconnects) so far. */
   readonly generation: number;
   /**
-   * Resolves as soon as `generation` differs from `since` (at once if it already does),
-   * after `timeoutMs`, or when `signal` aborts. Starts listening if not yet done.
+   * Resolves at the next notification, after `timeoutMs`, or when `signal` aborts. With
+   * `since` (a `generation` taken earlier), resolves at once if a notification came since.
+   * Starts listening if not yet done.
    */
-  wait(since: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  wait(timeoutMs: number, signal?: AbortSignal, since?: number): Promise<void>;
   /** Starts listening now, so that a first wait does not miss what happens meanwhile. */
   start(): void;
   close(): Promise<void>;
@@ -111,9 +112,10 @@ export function createNotifier(
       return generation;
     },
     start,
-    wait(since, timeoutMs, signal) {
+    wait(timeoutMs, signal, since) {
       start();
-      if (generation !== since || closed || signal?.aborted) return Promise.resolve();
+      if ((since !== undefined && generation !== since) || closed || signal?.aborted)
+        return Promise.resolve();
       return new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);

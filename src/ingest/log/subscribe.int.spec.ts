@@ -73,8 +73,10 @@ describe('subscribe', () => {
       filter: { streamPrefixes: ['notify'] },
     });
     const { received, done } = drain(subscription);
-    for (let i = 0; i < 5; i++) {
-      await append(`notify-${i}`, 1);
+    for (let i = 0; i < 6; i++) {
+      // Both ways of notifying: the store's coalesced NOTIFY after commit, and NOTIFY at commit.
+      if (i % 2 === 0) await store.append(`notify-${i}`, [{ type: 'Tick', data: {} }]);
+      else await append(`notify-${i}`, 1);
       // Polling alone would take two minutes; the test times out long before.
       await waitFor(() => received.length === i + 1, { timeoutMs: 15_000, what: `live event ${i}` });
     }

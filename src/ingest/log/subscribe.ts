@@ -62,7 +62,7 @@ export function subscribe(
         continue;
       }
       heldDelayMs = 2;
-      await notifier.wait(generation, pollIntervalMs, abort.signal);
+      await notifier.wait(pollIntervalMs, abort.signal, generation);
     }
   }
 
