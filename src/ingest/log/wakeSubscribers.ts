@@ -15,10 +15,12 @@ export interface WakeUp {
  * append that finished before a NOTIFY was sent is covered by it.
  */
 export function createWakeUp(db: Queryable, logger: Logger = silentLogger, channel = EVENTS_CHANNEL): WakeUp {
-  let inFlight: Promise<void> | undefined;
+  let inFlight: Promise<void> = Promise.resolve();
+  let sending = false;
   let pending = false;
   const send = () => {
     pending = false;
+    sending = true;
     inFlight = db
       .query('select pg_notify($1, $2)', [channel, ''])
       .then(
@@ -27,16 +29,16 @@ export function createWakeUp(db: Queryable, logger: Logger = silentLogger, chann
         (error: unknown) => logger.debug('could not notify subscribers', { error }),
       )
       .finally(() => {
-        inFlight = undefined;
+        sending = false;
         if (pending) send();
       });
   };
   const wake = (() => {
-    if (inFlight) pending = true;
+    if (sending) pending = true;
     else send();
   }) as WakeUp;
   wake.idle = async () => {
-    while (inFlight) await inFlight;
+    while (sending) await inFlight;
   };
   return wake;
 }
