@@ -31,7 +31,13 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
     });
   const notifier = createNotifier(options.connectionString, undefined, logger);
   const subscriptions = new Set<{ close(): Promise<void> }>();
-  const wakeUp = createWakeUp(pool, logger);
+  // Its own connection: a wake-up never waits for, nor holds, a pooled connection appends need.
+  const wakePool = createPool(options.connectionString, {
+    max: 1,
+    applicationName: 'tributary-notify',
+    logger,
+  });
+  const wakeUp = createWakeUp(wakePool, logger);
 
   return {
     pool,
@@ -57,6 +63,7 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
       await Promise.all([...subscriptions].map((s) => s.close()));
       await notifier.close();
       await wakeUp.idle();
+      await wakePool.end();
       if (ownsPool) await pool.end();
     },
   };

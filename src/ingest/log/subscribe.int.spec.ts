@@ -226,4 +226,13 @@ describe('subscribe', () => {
     expect(await collect({ filter: { streamPrefixes: ['f-users'] } })).toEqual(['f-users-1:UserJoined']);
     expect(START < from).toBe(true);
   });
+
+  it('refuses a bad position or batch size at once, and an aborted signal ends it before any read', async () => {
+    expect(() => store.subscribe('nope' as never)).toThrow(/not a Tributary log position/);
+    expect(() => store.subscribe(START, { batchSize: 0 })).toThrow(/limit must be an integer/);
+    const subscription = store.subscribe(START, { signal: AbortSignal.abort() });
+    const { received, done } = drain(subscription);
+    await done;
+    expect(received).toEqual([]);
+  });
 });

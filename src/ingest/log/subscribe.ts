@@ -1,8 +1,10 @@
 import { isConnectionError, type Queryable } from '../../db/index.js';
+import { ValidationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import type { Notifier } from './notifier.js';
-import { type Position, START } from './position.js';
+import { type Position, parsePosition, START } from './position.js';
 import { readAll } from './readAll.js';
+import { validateLimit } from './readStream.js';
 import type { Envelope, SubscribeOptions, Subscription } from './types.js';
 
 /**
@@ -18,12 +20,20 @@ export function subscribe(
   options: SubscribeOptions = {},
   logger: Logger = silentLogger,
 ): Subscription {
-  const batchSize = options.batchSize ?? 500;
+  // Bad arguments fail here, not at the first pull.
+  parsePosition(from);
+  const batchSize = validateLimit(options.batchSize ?? 500);
   const pollIntervalMs = options.pollIntervalMs ?? 1000;
+  if (!(pollIntervalMs > 0)) {
+    throw new ValidationError(`pollIntervalMs must be a positive number, got ${pollIntervalMs}.`, {
+      field: 'pollIntervalMs',
+    });
+  }
   // While an older transaction holds committed events back, its commit may notify nobody.
   const heldPollMaxMs = Math.min(pollIntervalMs, options.heldPollIntervalMs ?? 100);
   const abort = new AbortController();
-  options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
+  if (options.signal?.aborted) abort.abort();
+  else options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
   let position = from;
   notifier.start();
 
