@@ -1,7 +1,11 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
 import { benchApi } from './api.js';
+import { benchAppend } from './append.js';
 
-const benchmarks: Record<string, () => Promise<unknown>> = { api: benchApi };
+const benchmarks: Record<string, () => Promise<unknown>> = {
+  api: benchApi,
+  append: benchAppend,
+};
 
 const name = process.argv[2];
 const run = name === undefined ? undefined : benchmarks[name];

@@ -111,7 +111,7 @@ async function onOrder(event: Envelope, ctx: ViewContext) {
     return;
   }
   const line = await ctx.get(orderLines, { order_id: orderId });
-  if (!line || line.status !== 'placed') return;
+  if (line?.status !== 'placed') return;
   const status = event.type === 'OrderShipped' ? 'shipped' : 'cancelled';
   await ctx.patch(orderLines, { order_id: orderId }, { status });
   if (status === 'cancelled') {

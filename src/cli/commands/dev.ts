@@ -26,8 +26,9 @@ export function registerDev(program: Command) {
         !globals.config && !CONFIG_FILES.some((file) => existsSync(path.join(process.cwd(), file)));
       const context = await openContext(
         demo ? { ...globals, config: path.join(EXAMPLE_DIR, 'tributary.config.ts') } : globals,
+        { handleSignals: true },
       );
-      context.lifecycle.handleSignals();
+      if (context.lifecycle.stopping) return context.lifecycle.stopped;
       try {
         await run(context, demo, options);
       } catch (error) {

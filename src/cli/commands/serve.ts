@@ -61,8 +61,8 @@ export function registerServe(program: Command) {
     )
     .option('--host <host>', 'address to bind (default: api.host, TRIBUTARY_API_HOST or 127.0.0.1)')
     .action(async (options: { port?: number; host?: string }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      context.lifecycle.handleSignals();
+      const context = await openContext(command.optsWithGlobals(), { handleSignals: true });
+      if (context.lifecycle.stopping) return context.lifecycle.stopped;
       try {
         const { url } = await startApi(context, options);
         console.log(`GraphQL API: ${url}`);
