@@ -1,0 +1,183 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createClient } from 'graphql-ws';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import WebSocket from 'ws';
+import { waitFor } from '../../test/support/waitFor.js';
+import { quoteIdentifier } from '../db/index.js';
+
+const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
+const SRC = fileURLToPath(new URL('../index.ts', import.meta.url));
+const adminUrl = inject('adminUrl');
+const databases: string[] = [];
+const children: ChildProcess[] = [];
+let cwd: string;
+
+async function freshDatabase(): Promise<string> {
+  const name = `api_e2e_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${quoteIdentifier(name)}`);
+  await admin.end();
+  databases.push(name);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+function start(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk: Buffer) => {
+    output.stdout += chunk.toString();
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    output.stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output, exited };
+}
+
+async function gql(url: string, query: string, headers: Record<string, string> = {}) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query }),
+  });
+  return (await response.json()) as {
+    data?: Record<string, never>;
+    errors?: { extensions?: { code?: string } }[];
+  };
+}
+
+beforeAll(async () => {
+  cwd = await mkdtemp(path.join(tmpdir(), 'tributary-api-e2e-'));
+});
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  await rm(cwd, { recursive: true, force: true });
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  for (const name of databases)
+    await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+  await admin.end();
+});
+
+describe('tributary dev (the npm start demo)', () => {
+  it('serves the shop demo: live data moves, over HTTP and WebSocket, then stops on SIGTERM', async () => {
+    const databaseUrl = await freshDatabase();
+    const dev = start(['dev', '--port', '0'], { DATABASE_URL: databaseUrl });
+    const url = await waitFor(() => /GraphiQL:\s+(http:\/\/\S+)/.exec(dev.output.stdout)?.[1], {
+      timeoutMs: 90_000,
+      what: `the dev banner (stderr: ${dev.output.stderr.slice(-500)})`,
+    });
+    expect(dev.output.stdout).toMatch(/Auth:\s+OFF/);
+    expect(dev.output.stdout).toContain('orderLinesChanges');
+
+    const rows = await waitFor(
+      async () => {
+        const result = await gql(url, '{ orderLines(first: 50) { nodes { order_id customer status } } }');
+        const nodes = (result.data?.orderLines as { nodes: unknown[] } | undefined)?.nodes ?? [];
+        return nodes.length >= 3 && nodes;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: 'orders from the workload in the order_lines view' },
+    );
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+
+    const client = createClient({
+      url: url.replace('http', 'ws'),
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+    });
+    for await (const result of client.iterate<{
+      orderLinesChanges: { op: string; row: { order_id: string } };
+    }>({
+      query: 'subscription { orderLinesChanges { op cursor row { order_id } } }',
+    })) {
+      expect(result.data!.orderLinesChanges.op).toBe('UPSERT');
+      break;
+    }
+    await client.dispose();
+
+    dev.child.kill('SIGTERM');
+    expect(await dev.exited).toBe(0);
+  });
+});
+
+describe('tributary serve', () => {
+  it('refuses to serve without any way to authenticate', async () => {
+    const databaseUrl = await freshDatabase();
+    const dir = await mkdtemp(path.join(cwd, 'noauth-'));
+    await writeFile(
+      path.join(dir, 'tributary.config.ts'),
+      `import { defineConfig } from ${JSON.stringify(SRC)};\nexport default defineConfig({ api: { port: 0 } });\n`,
+    );
+    const serve = spawn(process.execPath, [BIN, 'serve'], {
+      cwd: dir,
+      env: { ...process.env, DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'warn' },
+    });
+    let stderr = '';
+    serve.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => serve.on('exit', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/no way to authenticate[\s\S]*api\.auth\.apiKeys/);
+  });
+
+  it('serves the views of the configured projections with API keys, health and metrics', async () => {
+    const databaseUrl = await freshDatabase();
+    await writeFile(
+      path.join(cwd, 'tributary.config.ts'),
+      `import { defineConfig, defineProjection, defineView } from ${JSON.stringify(SRC)};
+const notes = defineView({ name: 'notes', columns: { id: { type: 'text' }, body: { type: 'text' } }, primaryKey: ['id'] });
+const projection = defineProjection({
+  name: 'notes', version: 1, views: [notes], filter: { types: ['NoteWritten'] },
+  async handle(event, ctx) { await ctx.upsert(notes, { id: event.streamId, body: String(event.data.body) }); },
+});
+export default defineConfig({
+  projections: [projection],
+  api: { port: 0, auth: { apiKeys: [{ name: 'ops', key: 'k-ops', scopes: ['admin'] }] } },
+});
+`,
+    );
+    // `start` runs the workers and the API; the port is printed in the log.
+    const run = start(['start'], { DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'info' });
+    const url = await waitFor(() => /"url":"(http:\/\/[^"]+)"/.exec(run.output.stderr)?.[1], {
+      timeoutMs: 60_000,
+      what: `the API address in the log (stderr: ${run.output.stderr.slice(-500)})`,
+    });
+    const base = url.replace(/\/graphql$/, '');
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { what: 'readiness' });
+    expect((await gql(url, '{ notes { nodes { id } } }')).errors?.[0]?.extensions?.code).toBe(
+      'UNAUTHENTICATED',
+    );
+
+    const auth = { authorization: 'Bearer k-ops' };
+    const appended = await gql(
+      url,
+      'mutation { appendEvents(streamId: "note-1", events: [{ type: "NoteWritten", data: { body: "hello" } }]) { position } }',
+      auth,
+    );
+    const position = (appended.data!.appendEvents as { position: string }).position;
+    const read = await gql(url, `{ notesByKey(id: "note-1", minPosition: "${position}") { body } }`, auth);
+    expect(read.data).toEqual({ notesByKey: { body: 'hello' } });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/tributary_projection_lag_events\{projection="notes"\} 0/);
+
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+});
