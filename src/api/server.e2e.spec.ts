@@ -55,7 +55,7 @@ async function gql(url: string, query: string, headers: Record<string, string> =
     body: JSON.stringify({ query }),
   });
   return (await response.json()) as {
-    data?: Record<string, never>;
+    data?: Record<string, unknown>;
     errors?: { extensions?: { code?: string } }[];
   };
 }
