@@ -488,7 +488,9 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
  * Wraps a change stream for GraphQL: a typed failure (overflow, expired cursor, bad cursor)
  * becomes a last message whose resolver throws it, so the client gets the error with its code
  * and `lastCursor`, then the end of the stream. Ending the subscription aborts the stream at
- * once, even while it waits for the next change.
+ * once, even while it waits for the next change. (Both transports wait for a message to be
+ * written before taking the next, so a client that stops reading fills the stream's bounded
+ * buffer, which ends it with SUBSCRIPTION_OVERFLOW.)
  */
 function guard(
   source: AsyncGenerator<ChangeMessage>,
@@ -501,6 +503,7 @@ function guard(
     finished = true;
     abort.abort();
     done?.();
+    source.return(undefined).catch(() => {});
   };
   const iterator: AsyncIterableIterator<ChangeMessage | { error: TributaryError }> = {
     async next() {
@@ -517,12 +520,10 @@ function guard(
     },
     async return() {
       finish();
-      await source.return(undefined);
       return { done: true, value: undefined };
     },
     async throw(error: unknown) {
       finish();
-      await source.return(undefined);
       throw error;
     },
     [Symbol.asyncIterator]: () => iterator,

@@ -208,7 +208,10 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         request?.headers.get('authorization') ??
         request?.headers.get('x-api-key') ??
         undefined;
-      return { identity: await authenticate(credentials), signal: request?.signal };
+      return {
+        identity: await authenticate(credentials),
+        signal: request?.signal,
+      };
     },
   });
 

@@ -16,7 +16,7 @@ export class SubscriptionOverflowError extends TributaryError {
   ) {
     super(
       SUBSCRIPTION_OVERFLOW,
-      `The subscriber fell more than ${limit} changes behind and was disconnected; nothing after cursor '${lastCursor}' was delivered.`,
+      `The subscriber fell more than ${limit} changes behind and was disconnected; everything up to cursor '${lastCursor}' was delivered, nothing after it.`,
       { hint: 'Resubscribe with `after` set to lastCursor; no change is lost.' },
     );
   }

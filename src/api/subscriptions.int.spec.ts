@@ -269,6 +269,68 @@ describe('view subscriptions', () => {
     expect([first.cursor, ...delivered, ...rest]).toEqual(all.slice(all.indexOf(first.cursor)));
   });
 
+  it('cuts off a WebSocket client that stopped reading once its buffer is full, after delivering everything up to lastCursor', async () => {
+    const slowApi = await createApi({
+      connectionString: db.url,
+      pool,
+      views: [items],
+      config: { auth: { open: true }, limits: { subscriptionBuffer: 50 } },
+    });
+    const { url: slowUrl } = await slowApi.listen(0);
+    try {
+      const socket = new WebSocket(slowUrl.replace('http', 'ws'), 'graphql-transport-ws');
+      const messages: {
+        type: string;
+        payload?: { data?: { itemsChanges: Received }; errors?: { extensions: Record<string, string> }[] };
+      }[] = [];
+      socket.on('message', (data: Buffer) => messages.push(JSON.parse(data.toString())));
+      await new Promise((resolve) => socket.once('open', resolve));
+      socket.send(JSON.stringify({ type: 'connection_init' }));
+      await waitFor(() => messages.some((m) => m.type === 'connection_ack'), { what: 'connection_ack' });
+      socket.send(
+        JSON.stringify({
+          id: '1',
+          type: 'subscribe',
+          payload: { query: SUBSCRIPTION.replace('row { id qty }', 'row { id qty label }') },
+        }),
+      );
+      await waitFor(() => slowApi.tailer.listeners > 0, { what: 'subscriber attached' });
+      const start = (await changelog()).at(-1)!;
+      // The client stops reading its socket; the server keeps producing 16 KB messages.
+      const tcp = (socket as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      tcp.pause();
+      // (Quickly: graphql-ws drops a connection that answers no ping for 12 s.)
+      for (let batch = 0; batch < 8; batch++) {
+        await writeChanges(
+          pool,
+          items,
+          Array.from({ length: 80 }, (_, i) => upsert(5000 + batch * 100 + i, i, 'x'.repeat(16 * 1024))),
+        );
+      }
+      await waitFor(() => slowApi.tailer.listeners === 0, {
+        timeoutMs: 30_000,
+        what: 'the slow subscriber to be cut off',
+      });
+      tcp.resume();
+      await waitFor(() => messages.some((m) => m.type === 'complete' || m.type === 'error'), {
+        timeoutMs: 30_000,
+        what: 'the end of the subscription',
+      });
+      const delivered = messages
+        .filter((m) => m.payload?.data)
+        .map((m) => m.payload!.data!.itemsChanges.cursor);
+      const failure = messages.find((m) => m.payload?.errors)!.payload!.errors![0]!.extensions;
+      expect(failure.code).toBe('SUBSCRIPTION_OVERFLOW');
+      expect(failure.lastCursor).toBe(delivered.at(-1));
+      const all = await changelog();
+      expect(delivered.length).toBeLessThan(640);
+      expect(delivered).toEqual(all.slice(all.indexOf(start) + 1, all.indexOf(start) + 1 + delivered.length));
+      socket.close();
+    } finally {
+      await slowApi.close();
+    }
+  });
+
   it('refuses a cursor older than the retained changelog with CURSOR_EXPIRED', async () => {
     const oldest = (await changelog())[0]!;
     await writeChanges(pool, items, [upsert(4000)]);
