@@ -1,0 +1,164 @@
+import { assertIdentifier } from '../../db/index.js';
+import { ValidationError } from '../../errors.js';
+import type { Envelope, LogFilter } from '../../ingest/index.js';
+import { defineView, type ViewDefinition } from '../view.js';
+import type { Aggregate } from './aggregates.js';
+import { type Duration, toMillis } from './duration.js';
+import type { EngineConfig } from './engine.js';
+import { normalizeTrigger, type TriggerSpec } from './triggers.js';
+import type { AccumulationMode, WindowElement } from './types.js';
+import { type WatermarkSpec, watermarks } from './watermarks.js';
+import type { WindowSpec } from './windows.js';
+
+export interface WindowedAggregateOptions {
+  /** Lower-case identifier of at most 48 characters; names the views `<name>_panes` and `<name>_results`. */
+  name: string;
+  /** Bump it when the definition changes: the aggregate is then rebuilt from the start of the log. @default 1 */
+  version?: number;
+  /** Which events of the log feed the aggregate. @default every event */
+  filter?: LogFilter;
+  /** The grouping key of an event. */
+  key: (envelope: Envelope) => string | number;
+  /** The value handed to the aggregate. @default envelope.data */
+  value?: (envelope: Envelope) => unknown;
+  /** The event time. @default envelope.eventTime (for captured changes: the source commit time) */
+  eventTime?: (envelope: Envelope) => Date | number | string;
+  window: WindowSpec;
+  /** @default watermarks.boundedOutOfOrderness({ maxLag: 0 }) */
+  watermark?: WatermarkSpec;
+  /** How long after the end of a window late elements still update it. @default 0 */
+  allowedLateness?: Duration;
+  /** @default triggers.default(): ON_TIME, then a LATE pane per late element */
+  trigger?: TriggerSpec;
+  /** @default 'accumulating' */
+  accumulation?: AccumulationMode;
+  aggregate: Aggregate;
+  description?: string;
+}
+
+export const panesViewColumns = {
+  key: { type: 'text', nullable: false },
+  window_start: { type: 'timestamptz', nullable: false },
+  window_end: { type: 'timestamptz', nullable: false },
+  pane_index: { type: 'integer', nullable: false },
+  timing: { type: 'text', nullable: false, description: 'EARLY, ON_TIME or LATE' },
+  is_final: { type: 'boolean', nullable: false, description: 'No pane of this window follows.' },
+  value: { type: 'jsonb' },
+  retracted: { type: 'jsonb', description: 'Retracting mode: the value of the pane this one replaces.' },
+} as const;
+
+export const resultsViewColumns = {
+  key: { type: 'text', nullable: false },
+  window_start: { type: 'timestamptz', nullable: false },
+  window_end: { type: 'timestamptz', nullable: false },
+  value: { type: 'jsonb', description: 'The result over every element of the window so far.' },
+  element_count: { type: 'bigint', nullable: false },
+  pane_index: { type: 'integer', description: 'Index of the last pane fired.' },
+  timing: { type: 'text', description: 'Timing of the last pane fired.' },
+  is_final: { type: 'boolean', nullable: false, description: 'The window has expired.' },
+} as const;
+
+export type PanesView = ViewDefinition<typeof panesViewColumns>;
+export type ResultsView = ViewDefinition<typeof resultsViewColumns>;
+
+export interface WindowedAggregate {
+  readonly kind: 'windowed-aggregate';
+  readonly name: string;
+  readonly version: number;
+  readonly filter: LogFilter | undefined;
+  readonly config: EngineConfig & { watermark: WatermarkSpec };
+  readonly views: { panes: PanesView; results: ResultsView };
+  /** Keys, timestamps and values an envelope; throws a ValidationError for a bad event time or key. */
+  toElement(envelope: Envelope): WindowElement;
+}
+
+/** Declares an event-time windowed aggregate over the log. */
+export function defineWindowedAggregate(options: WindowedAggregateOptions): WindowedAggregate {
+  assertIdentifier(options.name, 'windowed aggregate name');
+  if (options.name.length > 48) {
+    throw new ValidationError(`Windowed aggregate name '${options.name}' is longer than 48 characters.`, {
+      hint: 'Its views are named <name>_panes and <name>_results, which must stay within 63 characters.',
+    });
+  }
+  const version = options.version ?? 1;
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new ValidationError(`version must be a positive integer, got ${version}.`, { field: 'version' });
+  }
+  const accumulation = options.accumulation ?? 'accumulating';
+  if (!['accumulating', 'discarding', 'retracting'].includes(accumulation)) {
+    throw new ValidationError(`Unknown accumulation mode '${accumulation}'.`, {
+      hint: "Use 'accumulating', 'discarding' or 'retracting'.",
+    });
+  }
+  if (typeof options.key !== 'function') throw new ValidationError('key must be a function of the envelope.');
+  const aggregate = options.aggregate;
+  for (const method of ['init', 'add', 'merge', 'result'] as const) {
+    if (typeof aggregate?.[method] !== 'function') {
+      throw new ValidationError(`The aggregate needs a ${method} function.`, {
+        hint: 'Use aggregates.count(), sum(), min(), max(), avg(), or defineAggregate({ init, add, merge, result }).',
+      });
+    }
+  }
+  const watermark = options.watermark ?? watermarks.boundedOutOfOrderness({ maxLag: 0 });
+  const keyOf = options.key;
+  const extractValue = options.value ?? ((envelope: Envelope) => envelope.data);
+  const timeOf = options.eventTime ?? ((envelope: Envelope) => envelope.eventTime);
+  const sourceOf = watermark.source;
+
+  return {
+    kind: 'windowed-aggregate',
+    name: options.name,
+    version,
+    filter: options.filter,
+    config: {
+      window: options.window,
+      allowedLatenessMs: toMillis(options.allowedLateness ?? 0, 'allowedLateness'),
+      trigger: normalizeTrigger(options.trigger),
+      accumulation,
+      aggregate,
+      watermark,
+    },
+    views: {
+      panes: defineView({
+        name: `${options.name}_panes`,
+        columns: panesViewColumns,
+        primaryKey: ['key', 'window_start', 'window_end', 'pane_index'],
+        description: `Every pane fired by the windowed aggregate ${options.name}.`,
+      }),
+      results: defineView({
+        name: `${options.name}_results`,
+        columns: resultsViewColumns,
+        primaryKey: ['key', 'window_start', 'window_end'],
+        description: options.description ?? `Current result per key and window of ${options.name}.`,
+      }),
+    },
+    toElement(envelope) {
+      const time = toEventTime(timeOf(envelope), envelope);
+      const key = keyOf(envelope);
+      if ((typeof key !== 'string' && typeof key !== 'number') || key === '') {
+        throw new ValidationError(
+          `The key of event ${envelope.eventId} at ${envelope.position} is ${JSON.stringify(key)}; keys are non-empty strings or numbers.`,
+          { field: 'key' },
+        );
+      }
+      return {
+        key: String(key),
+        time,
+        value: extractValue(envelope),
+        source: sourceOf ? sourceOf(envelope) : '',
+        position: envelope.position,
+      };
+    },
+  };
+}
+
+function toEventTime(value: Date | number | string, envelope: Envelope): number {
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'string' ? Date.parse(value) : value;
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms)) {
+    throw new ValidationError(
+      `The event time of event ${envelope.eventId} at ${envelope.position} is ${JSON.stringify(value)}, not a time.`,
+      { field: 'eventTime', hint: 'Return a Date, an ISO-8601 string or milliseconds since the epoch.' },
+    );
+  }
+  return ms;
+}
