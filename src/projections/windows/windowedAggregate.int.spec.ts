@@ -1,11 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { createPool, withTransaction } from '../../db/index.js';
 import { type TestElement, type TestPane, testStream } from '../../testing/index.js';
 import {
   aggregates,
   defineAggregate,
   defineWindowedAggregate,
+  MAX_WATERMARK,
+  type Pane,
+  runWindowStep,
   triggers,
+  type WindowElement,
   type WindowedAggregateOptions,
   watermarks,
   windows,
@@ -411,5 +416,61 @@ describe('aggregates', () => {
       pane('a', 0, 13, 0, 'ON_TIME', ['x', 'y'], true),
       pane('a', 20, 25, 0, 'ON_TIME', ['z'], true),
     ]);
+  });
+});
+
+describe('state in PostgreSQL', () => {
+  it('gives the same panes whatever the batch sizes, loads only what a step needs, and expires every window', async () => {
+    const pool = createPool(db.url, { max: 2 });
+    const definition = agg({
+      name: 'batches',
+      window: windows.sessions({ gap: 7 }),
+      allowedLateness: 15,
+      trigger: triggers
+        .afterWatermark()
+        .withEarlyFirings(triggers.afterCount(3))
+        .withLateFirings(triggers.everyElement()),
+      accumulation: 'retracting',
+      watermark: watermarks.boundedOutOfOrderness({ maxLag: 10 }),
+    });
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1664525 + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const elements: WindowElement[] = [];
+    for (let i = 0, clock = 0; i < 300; i++) {
+      clock += Math.floor(next() * 4);
+      const time = clock - Math.floor(next() * 25);
+      elements.push({ key: `k${Math.floor(next() * 5)}`, time, value: i, source: '', position: null });
+    }
+    const run = async (stateKey: string, size: number) => {
+      const panes: Pane[] = [];
+      for (let i = 0; i < elements.length; i += size) {
+        const inputs = elements.slice(i, i + size).map((element) => ({ kind: 'element' as const, element }));
+        const out = await withTransaction(pool, (tx) =>
+          runWindowStep(tx, definition, inputs, { now: 0, fireTimers: true, stateKey }),
+        );
+        panes.push(...out.panes);
+      }
+      const end = await withTransaction(pool, (tx) =>
+        runWindowStep(tx, definition, [{ kind: 'watermark', to: MAX_WATERMARK }], { now: 0, stateKey }),
+      );
+      panes.push(...end.panes);
+      return panes;
+    };
+    try {
+      const whole = await run('whole', elements.length);
+      expect(whole.length).toBeGreaterThan(40);
+      expect(await run('by_one', 1)).toEqual(whole);
+      expect(await run('by_seven', 7)).toEqual(whole);
+      const { rows } = await pool.query(
+        `select aggregate, count(*)::int as n from tributary.window_state
+          where aggregate in ('whole', 'by_one', 'by_seven') group by aggregate`,
+      );
+      expect(rows).toEqual([]);
+    } finally {
+      await pool.end();
+    }
   });
 });
