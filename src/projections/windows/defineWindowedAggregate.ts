@@ -1,13 +1,15 @@
-import { assertIdentifier } from '../../db/index.js';
+import { assertIdentifier, type Queryable } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
-import type { Envelope, LogFilter } from '../../ingest/index.js';
+import { type Envelope, type LogFilter, START } from '../../ingest/index.js';
 import { defineView, type ViewDefinition } from '../view.js';
 import type { Aggregate } from './aggregates.js';
 import { type Duration, toMillis } from './duration.js';
 import type { EngineConfig } from './engine.js';
+import { runWindowStep, type WindowStepResult } from './runWindowStep.js';
 import { normalizeTrigger, type TriggerSpec } from './triggers.js';
 import type { AccumulationMode, WindowElement } from './types.js';
 import { type WatermarkSpec, watermarks } from './watermarks.js';
+import { resetWindowState } from './windowStore.js';
 import type { WindowSpec } from './windows.js';
 
 export interface WindowedAggregateOptions {
@@ -58,18 +60,57 @@ export const resultsViewColumns = {
   is_final: { type: 'boolean', nullable: false, description: 'The window has expired.' },
 } as const;
 
+export const lateViewColumns = {
+  position: { type: 'text', nullable: false, description: 'Log position of the dropped event.' },
+  window_start: { type: 'timestamptz', nullable: false },
+  window_end: { type: 'timestamptz', nullable: false },
+  key: { type: 'text', nullable: false },
+  event_time: { type: 'timestamptz', nullable: false },
+  watermark: { type: 'timestamptz', nullable: false, description: 'The watermark when the event arrived.' },
+  value: { type: 'jsonb' },
+} as const;
+
 export type PanesView = ViewDefinition<typeof panesViewColumns>;
 export type ResultsView = ViewDefinition<typeof resultsViewColumns>;
+export type LateView = ViewDefinition<typeof lateViewColumns>;
 
+/**
+ * The part of the projection runner's batch transaction a windowed aggregate uses: the
+ * transaction's client for its own state tables, the view writes, and the runner's clock.
+ */
+export interface WindowTransaction {
+  readonly client: Queryable;
+  readonly views: {
+    upsert(view: string, row: Record<string, unknown>): Promise<void>;
+    delete(view: string, key: Record<string, unknown>): Promise<boolean>;
+  };
+  readonly now: Date;
+  /** The checkpoint the transaction starts from. */
+  readonly position: string;
+  scheduleTimer(at: Date): void;
+}
+
+/**
+ * A windowed aggregate is a projection: give it to the runner with the other projections.
+ * Its window state, timers and panes commit in the runner's batch transaction, with the checkpoint.
+ */
 export interface WindowedAggregate {
   readonly kind: 'windowed-aggregate';
   readonly name: string;
   readonly version: number;
   readonly filter: LogFilter | undefined;
   readonly config: EngineConfig & { watermark: WatermarkSpec };
-  readonly views: { panes: PanesView; results: ResultsView };
+  /** `<name>_panes`, `<name>_results` and `<name>_late` (elements dropped as too late). */
+  readonly views: readonly [PanesView, ResultsView, LateView];
+  readonly panesView: PanesView;
+  readonly resultsView: ResultsView;
+  readonly lateView: LateView;
+  /** Rows of the window state tables belong to this key (name and version). */
+  readonly stateKey: string;
   /** Keys, timestamps and values an envelope; throws a ValidationError for a bad event time or key. */
   toElement(envelope: Envelope): WindowElement;
+  handleBatch(envelopes: readonly Envelope[], tx: WindowTransaction): Promise<void>;
+  onTimer(now: Date, tx: WindowTransaction): Promise<Date | undefined>;
 }
 
 /** Declares an event-time windowed aggregate over the log. */
@@ -104,8 +145,44 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
   const extractValue = options.value ?? ((envelope: Envelope) => envelope.data);
   const timeOf = options.eventTime ?? ((envelope: Envelope) => envelope.eventTime);
   const sourceOf = watermark.source;
+  const panesView = defineView({
+    name: `${options.name}_panes`,
+    columns: panesViewColumns,
+    primaryKey: ['key', 'window_start', 'window_end', 'pane_index'],
+    description: `Every pane fired by the windowed aggregate ${options.name}.`,
+  });
+  const resultsView = defineView({
+    name: `${options.name}_results`,
+    columns: resultsViewColumns,
+    primaryKey: ['key', 'window_start', 'window_end'],
+    description: options.description ?? `Current result per key and window of ${options.name}.`,
+  });
+  const lateView = defineView({
+    name: `${options.name}_late`,
+    columns: lateViewColumns,
+    primaryKey: ['position', 'window_start', 'window_end'],
+    description: `Events ${options.name} dropped because they arrived after their window expired.`,
+  });
+  const stateKey = `${options.name}#${version}`;
 
-  return {
+  const step = async (tx: WindowTransaction, envelopes: readonly Envelope[]): Promise<WindowStepResult> => {
+    // A projection at the start of the log has applied nothing: any state left is from an
+    // earlier run of the same version (a rebuild) and must not leak into this one.
+    if (tx.position === START) await resetWindowState(tx.client, stateKey);
+    const inputs = envelopes.map((envelope) => ({
+      kind: 'element' as const,
+      element: aggregate_.toElement(envelope),
+    }));
+    const out = await runWindowStep(tx.client, aggregate_, inputs, {
+      now: tx.now.getTime(),
+      fireTimers: true,
+      stateKey,
+    });
+    await writeViews(tx, aggregate_, out);
+    return out;
+  };
+
+  const aggregate_: WindowedAggregate = {
     kind: 'windowed-aggregate',
     name: options.name,
     version,
@@ -118,20 +195,11 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
       aggregate,
       watermark,
     },
-    views: {
-      panes: defineView({
-        name: `${options.name}_panes`,
-        columns: panesViewColumns,
-        primaryKey: ['key', 'window_start', 'window_end', 'pane_index'],
-        description: `Every pane fired by the windowed aggregate ${options.name}.`,
-      }),
-      results: defineView({
-        name: `${options.name}_results`,
-        columns: resultsViewColumns,
-        primaryKey: ['key', 'window_start', 'window_end'],
-        description: options.description ?? `Current result per key and window of ${options.name}.`,
-      }),
-    },
+    views: [panesView, resultsView, lateView],
+    panesView,
+    resultsView,
+    lateView,
+    stateKey,
     toElement(envelope) {
       const time = toEventTime(timeOf(envelope), envelope);
       const key = keyOf(envelope);
@@ -149,7 +217,62 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
         position: envelope.position,
       };
     },
+    async handleBatch(envelopes, tx) {
+      const out = await step(tx, envelopes);
+      if (out.nextWakeAt !== null) tx.scheduleTimer(new Date(out.nextWakeAt));
+    },
+    async onTimer(_now, tx) {
+      const out = await step(tx, []);
+      return out.nextWakeAt === null ? undefined : new Date(out.nextWakeAt);
+    },
   };
+  return aggregate_;
+}
+
+/** Writes the step's panes, results and dropped elements to the views, in firing order. */
+async function writeViews(tx: WindowTransaction, aggregate: WindowedAggregate, out: WindowStepResult) {
+  for (const pane of out.panes) {
+    await tx.views.upsert(aggregate.panesView.name, {
+      key: pane.key,
+      window_start: new Date(pane.window.start),
+      window_end: new Date(pane.window.end),
+      pane_index: pane.index,
+      timing: pane.timing,
+      is_final: pane.isFinal,
+      value: pane.value,
+      retracted: pane.retracted ?? null,
+    });
+  }
+  for (const change of out.results) {
+    const key = {
+      key: change.key,
+      window_start: new Date(change.window.start),
+      window_end: new Date(change.window.end),
+    };
+    if (change.op === 'delete') {
+      await tx.views.delete(aggregate.resultsView.name, key);
+      continue;
+    }
+    await tx.views.upsert(aggregate.resultsView.name, {
+      ...key,
+      value: change.value,
+      element_count: String(change.elementCount),
+      pane_index: change.paneIndex,
+      timing: change.timing,
+      is_final: change.isFinal,
+    });
+  }
+  for (const dropped of out.dropped) {
+    await tx.views.upsert(aggregate.lateView.name, {
+      position: dropped.position ?? '',
+      window_start: new Date(dropped.window.start),
+      window_end: new Date(dropped.window.end),
+      key: dropped.key,
+      event_time: new Date(dropped.eventTime),
+      watermark: new Date(dropped.watermark),
+      value: dropped.value,
+    });
+  }
 }
 
 function toEventTime(value: Date | number | string, envelope: Envelope): number {

@@ -179,7 +179,7 @@ describe('window kinds', () => {
       .advanceWatermarkTo(1_000_000)
       .advanceWatermarkToInfinity()
       .run();
-    const g = { start: Date.parse('0000-01-01T00:00:00Z'), end: Date.parse('9999-12-31T23:59:59.999Z') };
+    const g = { start: Date.parse('0001-01-01T00:00:00Z'), end: Date.parse('9999-12-31T23:59:59.999Z') };
     expect(panes).toEqual([
       pane('a', g.start, g.end, 0, 'EARLY', 3, false),
       pane('a', g.start, g.end, 1, 'ON_TIME', 5, true),
@@ -472,5 +472,40 @@ describe('state in PostgreSQL', () => {
     } finally {
       await pool.end();
     }
+  });
+});
+
+describe('the README example', () => {
+  it('gives the panes the README shows', async () => {
+    const revenue = defineWindowedAggregate({
+      name: 'revenue_per_minute',
+      filter: { types: ['OrderPaid'] },
+      key: (e) => String(e.data.shop),
+      value: (e) => e.data.amount,
+      window: windows.tumbling({ size: '1m' }),
+      watermark: watermarks.boundedOutOfOrderness({ maxLag: '5s', idleTimeout: '1m' }),
+      allowedLateness: '10m',
+      trigger: triggers
+        .afterWatermark()
+        .withEarlyFirings(triggers.afterProcessingTime('10s'))
+        .withLateFirings(triggers.everyElement()),
+      accumulation: 'accumulating',
+      aggregate: aggregates.sum(),
+    });
+    const panes = await testStream(revenue, { connectionString: db.url })
+      .addElements(
+        { time: 1_000, data: { shop: 'a', amount: 5 } },
+        { time: 2_000, data: { shop: 'a', amount: 7 } },
+      )
+      .advanceProcessingTime('10s')
+      .advanceWatermarkTo(60_000)
+      .addElements({ time: 3_000, data: { shop: 'a', amount: 1 } })
+      .advanceWatermarkToInfinity()
+      .run();
+    expect(panes).toEqual([
+      pane('a', 0, 60_000, 0, 'EARLY', 12, false),
+      pane('a', 0, 60_000, 1, 'ON_TIME', 12, false),
+      pane('a', 0, 60_000, 2, 'LATE', 13, false),
+    ]);
   });
 });

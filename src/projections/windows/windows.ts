@@ -14,9 +14,9 @@ export type WindowSpec =
   | { kind: 'sessions'; gapMs: number }
   | { kind: 'global' };
 
-/** The global window: from year 0 to the end of year 9999, so that both JavaScript and PostgreSQL can hold it. */
+/** The global window: from year 1 to the end of year 9999, so that both JavaScript and PostgreSQL can hold it. */
 export const GLOBAL_WINDOW: Readonly<Window> = Object.freeze({
-  start: Date.parse('0000-01-01T00:00:00.000Z'),
+  start: Date.parse('0001-01-01T00:00:00.000Z'),
   end: Date.parse('9999-12-31T23:59:59.999Z'),
 });
 
