@@ -1,6 +1,11 @@
 import { Command } from 'commander';
+import { registerDeadLetters } from './commands/deadletters.js';
 import { registerDev } from './commands/dev.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerRebuild } from './commands/rebuild.js';
+import { registerReplay } from './commands/replay.js';
+import { registerStart } from './commands/start.js';
+import { registerStatus } from './commands/status.js';
 
 export function createProgram(): Command {
   const program = new Command()
@@ -12,5 +17,10 @@ export function createProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerMigrate(program);
   registerDev(program);
+  registerStart(program);
+  registerStatus(program);
+  registerRebuild(program);
+  registerReplay(program);
+  registerDeadLetters(program);
   return program;
 }

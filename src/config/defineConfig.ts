@@ -1,4 +1,5 @@
 import type { LimitOptions } from '../ingest/index.js';
+import type { Projection, RunnerOptions } from '../projections/index.js';
 
 export interface DatabaseConfig {
   /** PostgreSQL connection string. `DATABASE_URL` overrides it. Absent: the embedded server. */
@@ -20,6 +21,10 @@ export interface TributaryConfig {
   embedded?: EmbeddedConfig;
   /** Limits applied to every append. */
   log?: LimitOptions;
+  /** The projections `tributary start` runs (and `rebuild`, `replay`, `status` know). */
+  projections?: readonly Projection[];
+  /** How projection workers run: batch bounds, lease timeout, view schema. */
+  runner?: RunnerOptions;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */
