@@ -83,6 +83,8 @@ export interface WindowTransaction {
   readonly views: {
     upsert(view: string, row: Record<string, unknown>): Promise<void>;
     delete(view: string, key: Record<string, unknown>): Promise<boolean>;
+    /** True while `tributary replay` re-delivers events. */
+    readonly replaying?: boolean;
   };
   readonly now: Date;
   /** The checkpoint the transaction starts from. */
@@ -165,10 +167,13 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
   });
   const stateKey = `${options.name}#${version}`;
 
-  const step = async (tx: WindowTransaction, envelopes: readonly Envelope[]): Promise<WindowStepResult> => {
-    // A projection at the start of the log has applied nothing: any state left is from an
-    // earlier run of the same version (a rebuild) and must not leak into this one.
-    if (tx.position === START) await resetWindowState(tx.client, stateKey);
+  const step = async (
+    tx: WindowTransaction,
+    envelopes: readonly Envelope[],
+  ): Promise<WindowStepResult | null> => {
+    // A replay re-delivers events the state already holds: applying them again would count them twice.
+    if (tx.views.replaying) return null;
+    if (tx.position === START) await startFromScratch(tx.client, options.name, version, stateKey);
     const inputs = envelopes.map((envelope) => ({
       kind: 'element' as const,
       element: aggregate_.toElement(envelope),
@@ -219,14 +224,33 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
     },
     async handleBatch(envelopes, tx) {
       const out = await step(tx, envelopes);
-      if (out.nextWakeAt !== null) tx.scheduleTimer(new Date(out.nextWakeAt));
+      if (out?.nextWakeAt != null) tx.scheduleTimer(new Date(out.nextWakeAt));
     },
     async onTimer(_now, tx) {
       const out = await step(tx, []);
-      return out.nextWakeAt === null ? undefined : new Date(out.nextWakeAt);
+      return out?.nextWakeAt == null ? undefined : new Date(out.nextWakeAt);
     },
   };
   return aggregate_;
+}
+
+/**
+ * The projection starts from the beginning of the log (first run, in-place rebuild, or a shadow
+ * rebuild of a new version): state left under this name and version belongs to an earlier run.
+ * A shadow rebuild of the version that is live would share its state, so it is refused.
+ */
+async function startFromScratch(db: Queryable, name: string, version: number, stateKey: string) {
+  const { rows } = await db.query(
+    'select 1 from tributary.projections where name = $1 and version = $2 and position > $3',
+    [name, version, START],
+  );
+  if (rows.length > 0) {
+    throw new ValidationError(
+      `Windowed aggregate '${name}' version ${version} is live; a rebuild of the same version would share its window state.`,
+      { hint: 'Bump its version and rebuild: the new version builds its own state and swaps in.' },
+    );
+  }
+  await resetWindowState(db, stateKey);
 }
 
 /** Writes the step's panes, results and dropped elements to the views, in firing order. */

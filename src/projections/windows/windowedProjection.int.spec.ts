@@ -2,9 +2,23 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPostgresEventStore, type EventStore } from '../../ingest/index.js';
-import { createVirtualClock, startWorkers, type Workers } from '../index.js';
-import { aggregates, defineWindowedAggregate, triggers, watermarks, windows } from './index.js';
+import { createPool } from '../../db/index.js';
+import { createPostgresEventStore, type EventStore, START } from '../../ingest/index.js';
+import {
+  createVirtualClock,
+  rebuildProjection,
+  replayProjection,
+  startWorkers,
+  type Workers,
+} from '../index.js';
+import {
+  aggregates,
+  defineWindowedAggregate,
+  triggers,
+  type WindowedAggregateOptions,
+  watermarks,
+  windows,
+} from './index.js';
 
 let db: TestDatabase;
 let store: EventStore;
@@ -104,4 +118,61 @@ it('runs as a projection: panes, results and late views with changelog, timers f
   ]);
   expect(changes[1].n).toBe(3);
   expect(changes[2].n).toBeGreaterThanOrEqual(2);
+});
+
+it('rebuilds under a new version into its own state and swaps in the same views; refuses a same-version rebuild; ignores replays', async () => {
+  const options: WindowedAggregateOptions = {
+    name: 'visits',
+    filter: { types: ['Visited'] },
+    key: (e) => String(e.data.user),
+    window: windows.sessions({ gap: '30s' }),
+    allowedLateness: '1m',
+    aggregate: aggregates.count(),
+  };
+  const v1 = defineWindowedAggregate(options);
+  const events = Array.from({ length: 40 }, (_, i) => ({
+    type: 'Visited',
+    data: { user: `u${i % 3}` },
+    eventTime: new Date(T0 + i * 7_000 - (i % 5 === 0 ? 40_000 : 0)).toISOString(),
+  }));
+  await store.append('visits', events);
+  const pool = createPool(db.url, { max: 3 });
+  const rows = async () =>
+    (
+      await client.query(
+        `select key, window_start, window_end, pane_index, timing, is_final, value
+           from tributary_views.visits_panes order by key, window_start, window_end, pane_index`,
+      )
+    ).rows;
+  try {
+    const live = startWorkers({ url: db.url, projections: [v1], pool, pollIntervalMs: 50 });
+    const head = await store.head();
+    await waitFor(
+      async () =>
+        (
+          await client.query(`select 1 from tributary.projections where name = 'visits' and position >= $1`, [
+            head,
+          ])
+        ).rowCount === 1,
+      { timeoutMs: 30_000, what: 'visits to catch up' },
+    );
+    await live.stop();
+    const before = await rows();
+    expect(before.length).toBeGreaterThan(5);
+
+    await replayProjection({ pool, projection: v1, from: START });
+    expect(await rows()).toEqual(before);
+
+    await expect(rebuildProjection({ pool, projection: v1 })).rejects.toThrow(/would share its window state/);
+
+    const v2 = defineWindowedAggregate({ ...options, version: 2 });
+    await rebuildProjection({ pool, projection: v2 });
+    expect(await rows()).toEqual(before);
+    const { rows: keys } = await client.query(
+      `select distinct aggregate from tributary.window_watermarks where aggregate like 'visits#%' order by 1`,
+    );
+    expect(keys.map((k) => k.aggregate)).toEqual(['visits#1', 'visits#2']);
+  } finally {
+    await pool.end();
+  }
 });
