@@ -1,6 +1,6 @@
 import { assertIdentifier, type Queryable } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
-import { type Envelope, type LogFilter, START } from '../../ingest/index.js';
+import { type Envelope, type LogFilter, readAll, START } from '../../ingest/index.js';
 import { defineView, type ViewDefinition } from '../view.js';
 import type { Aggregate } from './aggregates.js';
 import { type Duration, toMillis } from './duration.js';
@@ -36,6 +36,13 @@ export interface WindowedAggregateOptions {
   accumulation?: AccumulationMode;
   aggregate: Aggregate;
   description?: string;
+  /**
+   * What happens to an event whose key, event time or value is bad (the aggregate throws):
+   * stop the aggregate, or set the event aside in the dead letters and go on. @default 'stop'
+   */
+  onError?: 'stop' | 'dead-letter';
+  /** Attempts before `onError` applies. @default the runner's (3 attempts, 200 ms doubling) */
+  retry?: { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
 }
 
 export const panesViewColumns = {
@@ -101,6 +108,8 @@ export interface WindowedAggregate {
   readonly name: string;
   readonly version: number;
   readonly filter: LogFilter | undefined;
+  readonly onError: 'stop' | 'dead-letter' | undefined;
+  readonly retry: WindowedAggregateOptions['retry'];
   readonly config: EngineConfig & { watermark: WatermarkSpec };
   /** `<name>_panes`, `<name>_results` and `<name>_late` (elements dropped as too late). */
   readonly views: readonly [PanesView, ResultsView, LateView];
@@ -192,6 +201,8 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
     name: options.name,
     version,
     filter: options.filter,
+    onError: options.onError,
+    retry: options.retry,
     config: {
       window: options.window,
       allowedLatenessMs: toMillis(options.allowedLateness ?? 0, 'allowedLateness'),

@@ -59,8 +59,11 @@ export interface WindowEngine {
   addElement(element: WindowElement): void;
   /** Moves the watermark forward to `to` (never back) and fires what it makes due. */
   advanceWatermark(to: number): void;
-  /** Fires processing-time timers due at `now`, then lets idle sources move the watermark. */
-  onProcessingTime(): void;
+  /**
+   * Fires processing-time timers due at `now`, then lets idle sources move the watermark;
+   * `caughtUp`: nothing more is in the log, so a commit-time watermark may follow the clock.
+   */
+  onProcessingTime(caughtUp: boolean): void;
   readonly output: EngineOutput;
   changes(): EngineChanges;
 }
@@ -326,7 +329,7 @@ export function createWindowEngine(
       }
     },
     advanceWatermark,
-    onProcessingTime() {
+    onProcessingTime(caughtUp) {
       const due: WindowState[] = [];
       for (const windows of byKey.values()) {
         for (const state of windows.values())
@@ -347,7 +350,9 @@ export function createWindowEngine(
         }
         fire(state, state.pastEnd ? 'LATE' : 'EARLY');
       }
-      if (config.watermark !== 'manual') advanceWatermark(strategyWatermark(config.watermark, wmState, now));
+      if (config.watermark !== 'manual') {
+        advanceWatermark(strategyWatermark(config.watermark, wmState, now, caughtUp));
+      }
     },
     changes() {
       return { watermark: wmState, upserted: [...dirty.values()], deleted: [...deleted.values()] };

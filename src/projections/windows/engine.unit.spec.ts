@@ -5,7 +5,7 @@ import { addDecimals, decimalToJson, formatDecimal, parseDecimal } from './decim
 import { createWindowEngine, type EngineConfig, type WindowState } from './engine.js';
 import { triggers } from './triggers.js';
 import type { Pane, WindowElement } from './types.js';
-import { MIN_WATERMARK, type WatermarkState, watermarks } from './watermarks.js';
+import { MIN_WATERMARK, strategyWatermark, type WatermarkState, watermarks } from './watermarks.js';
 import { assignWindows, windows } from './windows.js';
 
 describe('window assignment', () => {
@@ -127,4 +127,29 @@ describe('determinism', () => {
       }
     });
   }
+});
+
+describe('watermark strategies', () => {
+  it('min over active sources; idle sources stop holding it back; the clock only when caught up', () => {
+    const spec = watermarks.boundedOutOfOrderness({ maxLag: 5, idleTimeout: 100 });
+    const state: WatermarkState = {
+      watermark: MIN_WATERMARK,
+      sources: { a: { maxEventTime: 50, lastSeenAt: 0 }, b: { maxEventTime: 20, lastSeenAt: 60 } },
+    };
+    expect(strategyWatermark(spec, state, 99)).toBe(15);
+    expect(strategyWatermark(spec, state, 100)).toBe(15); // a idle: b alone
+    expect(strategyWatermark(spec, state, 159)).toBe(15);
+    expect(strategyWatermark(spec, state, 160)).toBe(50); // all idle: the largest event time, no lag
+    const cdc = watermarks.commitTime({ idleTimeout: 100 });
+    const empty: WatermarkState = { watermark: MIN_WATERMARK, sources: {} };
+    // Nothing read yet and more in the log: following the clock would drop the history as late.
+    expect(strategyWatermark(cdc, empty, 10_000, false)).toBe(MIN_WATERMARK);
+    expect(strategyWatermark(cdc, empty, 10_000, true)).toBe(9_900);
+    const seen: WatermarkState = {
+      watermark: MIN_WATERMARK,
+      sources: { '': { maxEventTime: 500, lastSeenAt: 0 } },
+    };
+    expect(strategyWatermark(cdc, seen, 50, true)).toBe(500);
+    expect(strategyWatermark(cdc, seen, 10_000, true)).toBe(9_900);
+  });
 });

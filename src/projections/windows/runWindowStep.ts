@@ -17,6 +17,11 @@ export interface WindowStepOptions {
   stateKey?: string;
   /** Only explicit watermark inputs move the watermark (the test kit). @default false */
   manualWatermark?: boolean;
+  /**
+   * The inputs reach the end of the log: a commit-time watermark may then follow the clock while
+   * the source is quiet (never during a catch-up, which would drop the history as late). @default true
+   */
+  caughtUp?: boolean;
 }
 
 export interface WindowStepResult extends EngineOutput {
@@ -38,6 +43,7 @@ export async function runWindowStep(
   options: WindowStepOptions,
 ): Promise<WindowStepResult> {
   const { now } = options;
+  const caughtUp = options.caughtUp ?? true;
   const stateKey = options.stateKey ?? aggregate.name;
   const config: EngineConfig = options.manualWatermark
     ? { ...aggregate.config, watermark: 'manual' }
@@ -47,7 +53,7 @@ export async function runWindowStep(
     db,
     stateKey,
     keys,
-    (current) => watermarkBound(config, current, inputs, now, options.fireTimers ?? false),
+    (current) => watermarkBound(config, current, inputs, now, options.fireTimers ?? false, caughtUp),
     options.fireTimers ? now : Number.MIN_SAFE_INTEGER,
   );
   const engine = createWindowEngine(config, snapshot, now);
@@ -55,7 +61,7 @@ export async function runWindowStep(
     if (input.kind === 'element') engine.addElement(input.element);
     else engine.advanceWatermark(input.to);
   }
-  if (options.fireTimers) engine.onProcessingTime();
+  if (options.fireTimers) engine.onProcessingTime(caughtUp);
   const changes = engine.changes();
   await saveStep(db, stateKey, config.allowedLatenessMs, changes, engine.output);
   const timer = await nextTimer(db, stateKey);
@@ -76,6 +82,7 @@ function watermarkBound(
   inputs: readonly WindowInput[],
   now: number,
   fireTimers: boolean,
+  caughtUp: boolean,
 ): number {
   let bound = current.watermark;
   const spec = config.watermark;
@@ -92,6 +99,6 @@ function watermarkBound(
       bound = Math.max(bound, strategyWatermark(spec, state, now));
     }
   }
-  if (fireTimers && spec !== 'manual') bound = Math.max(bound, strategyWatermark(spec, state, now));
+  if (fireTimers && spec !== 'manual') bound = Math.max(bound, strategyWatermark(spec, state, now, caughtUp));
   return Math.min(bound, MAX_WATERMARK);
 }

@@ -71,8 +71,16 @@ export interface WatermarkState {
   sources: Record<string, SourceState>;
 }
 
-/** The watermark the strategy allows now (not yet made monotonic). */
-export function strategyWatermark(spec: WatermarkSpec, state: WatermarkState, now: number): number {
+/**
+ * The watermark the strategy allows now (not yet made monotonic). `followClock`: the reader has
+ * reached the end of the log, so a quiet source may let the watermark follow the clock.
+ */
+export function strategyWatermark(
+  spec: WatermarkSpec,
+  state: WatermarkState,
+  now: number,
+  followClock = false,
+): number {
   let active = Number.POSITIVE_INFINITY;
   let anyActive = false;
   let maxSeen = MIN_WATERMARK;
@@ -84,9 +92,10 @@ export function strategyWatermark(spec: WatermarkSpec, state: WatermarkState, no
     active = Math.min(active, source.maxEventTime - spec.lagMs);
   }
   if (anyActive) return active;
-  if (maxSeen === MIN_WATERMARK && !spec.followClockWhenIdle) return MIN_WATERMARK;
   // Every source is idle (or none has been seen): nothing older is expected.
-  return spec.followClockWhenIdle ? Math.max(maxSeen, now - (spec.idleTimeoutMs ?? 0)) : maxSeen;
+  return spec.followClockWhenIdle && followClock
+    ? Math.max(maxSeen, now - (spec.idleTimeoutMs ?? 0))
+    : maxSeen;
 }
 
 /** Processing time at which an idle timeout may next move the watermark, if any. */

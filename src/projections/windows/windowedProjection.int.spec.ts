@@ -176,3 +176,54 @@ it('rebuilds under a new version into its own state and swaps in the same views;
     await pool.end();
   }
 });
+
+it('commit-time watermark: a catch-up over old history drops nothing, then follows the clock; a bad value is dead-lettered', async () => {
+  const sales = defineWindowedAggregate({
+    name: 'sales',
+    filter: { types: ['Sold'] },
+    key: (e) => String(e.data.shop),
+    value: (e) => e.data.amount,
+    window: windows.tumbling({ size: '1m' }),
+    watermark: watermarks.commitTime({ idleTimeout: '10s' }),
+    aggregate: aggregates.sum(),
+    onError: 'dead-letter',
+    retry: { maxAttempts: 1 },
+  });
+  const at = (ms: number) => new Date(T0 + ms).toISOString();
+  await store.append('sales', [
+    { type: 'Sold', data: { shop: 'a', amount: 1 }, eventTime: at(1_000) },
+    { type: 'Sold', data: { shop: 'a', amount: 2 }, eventTime: at(2_000) },
+    { type: 'Sold', data: { shop: 'a', amount: 'a lot' }, eventTime: at(3_000) },
+    { type: 'Sold', data: { shop: 'a', amount: 4 }, eventTime: at(65_000) },
+  ]);
+  // The worker starts a day later: the history must not be taken for late data.
+  const clock = createVirtualClock(new Date(T0 + 86_400_000));
+  const worker = startWorkers({ url: db.url, projections: [sales], clock, pollIntervalMs: 50 });
+  try {
+    const panes = async () =>
+      (
+        await client.query(
+          `select extract(epoch from window_start - timestamptz '${at(0)}')::int as start, timing, value
+             from tributary_views.sales_panes order by window_start, pane_index`,
+        )
+      ).rows;
+    // The 1m10s sale moves the watermark past the first window; then the source goes quiet.
+    await waitFor(async () => (await panes()).length === 1, { timeoutMs: 30_000, what: 'the first window' });
+    clock.advance(10_000);
+    await waitFor(async () => (await panes()).length === 2, {
+      timeoutMs: 30_000,
+      what: 'both windows to fire',
+    });
+    expect(await panes()).toEqual([
+      { start: 0, timing: 'ON_TIME', value: 3 },
+      { start: 60, timing: 'ON_TIME', value: 4 },
+    ]);
+    expect((await client.query('select 1 from tributary_views.sales_late')).rowCount).toBe(0);
+    const { rows: dead } = await client.query(
+      `select envelope->'data'->>'amount' as amount from tributary.dead_letters where projection = 'sales'`,
+    );
+    expect(dead).toEqual([{ amount: 'a lot' }]);
+  } finally {
+    await worker.stop();
+  }
+});
