@@ -187,10 +187,20 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
       kind: 'element' as const,
       element: aggregate_.toElement(envelope),
     }));
+    // A commit-time watermark follows the clock only once nothing more waits in the log.
+    const caughtUp = watermark.followClockWhenIdle
+      ? (
+          await readAll(tx.client, envelopes.at(-1)?.position ?? tx.position, {
+            limit: 1,
+            filter: options.filter,
+          })
+        ).events.length === 0
+      : true;
     const out = await runWindowStep(tx.client, aggregate_, inputs, {
       now: tx.now.getTime(),
       fireTimers: true,
       stateKey,
+      caughtUp,
     });
     await writeViews(tx, aggregate_, out);
     return out;
