@@ -1,7 +1,11 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
+import { benchAppend } from './append.js';
 import { nexmark } from './nexmark.js';
 
-const benchmarks: Record<string, () => Promise<unknown>> = { nexmark };
+const benchmarks: Record<string, () => Promise<unknown>> = {
+  append: benchAppend,
+  nexmark,
+};
 
 const name = process.argv[2];
 const run = name === undefined ? undefined : benchmarks[name];

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
@@ -352,10 +352,18 @@ async function findRunningServer(dataDir: string, logger: Logger): Promise<numbe
       { hint: `If no Tributary database is running on ${dataDir}, delete ${lockFile} and start again.` },
     );
   }
-  if (!(await canConnect(`postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`))) {
+  const served = await servedDataDir(`postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`);
+  if (served === undefined) {
     throw new EmbeddedPostgresError(
       `A PostgreSQL server (PID ${pid}) holds ${dataDir} but does not accept connections on port ${port}.`,
       { hint: `Wait for it to finish starting or stopping, or stop it with \`kill -INT ${pid}\`.` },
+    );
+  }
+  if (!sameDirectory(served, dataDir)) {
+    // The PID was reused by another PostgreSQL, or the port now belongs to another server.
+    throw new EmbeddedPostgresError(
+      `The lock file ${lockFile} names PID ${pid} and port ${port}, but the server there runs ${served}, not ${dataDir}.`,
+      { hint: `If no server runs on ${dataDir}, delete ${lockFile} and start again.` },
     );
   }
   return port;
@@ -400,6 +408,32 @@ async function choosePort(requested: number): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** The data directory of the server at `url`, or undefined when it cannot be reached. */
+async function servedDataDir(url: string): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ dir: string }>("select current_setting('data_directory') as dir");
+    return rows[0]?.dir;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function sameDirectory(a: string, b: string): boolean {
+  const real = (dir: string) => {
+    try {
+      return realpathSync(dir);
+    } catch {
+      return path.resolve(dir);
+    }
+  };
+  return real(a) === real(b);
 }
 
 async function canConnect(url: string): Promise<boolean> {
