@@ -64,7 +64,7 @@ async function firedPanes(aggregate: WindowedAggregate) {
 }
 
 it('panes after SIGKILLs at random moments equal an uninterrupted run, each fired once', async () => {
-  const script = crashScript(30, 20);
+  const script = crashScript(40, 20);
   let child: ChildProcess | undefined;
   let kills = 0;
   let stopping = false;
@@ -84,7 +84,7 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
   const killer = (async () => {
     child = await startChild();
     while (!stopping) {
-      await new Promise((resolve) => setTimeout(resolve, 300 + Math.random() * 1500));
+      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 800));
       if (stopping) break;
       const victim = child;
       const exited = new Promise((resolve) => victim.once('exit', resolve));
@@ -117,7 +117,7 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
     await killer.catch(() => {});
     child?.kill('SIGKILL');
   }
-  expect(kills).toBeGreaterThanOrEqual(2);
+  expect(kills).toBeGreaterThanOrEqual(3);
 
   for (const aggregate of aggregates) {
     let stream = testStream(aggregate, {
