@@ -2,7 +2,7 @@ import type { Queryable } from '../../db/index.js';
 import type { JsonValue } from '../../ingest/index.js';
 import type { EngineChanges, EngineSnapshot, WindowState } from './engine.js';
 import type { EngineOutput, PaneTiming } from './types.js';
-import { MIN_WATERMARK, type WatermarkState } from './watermarks.js';
+import { MAX_WATERMARK, MIN_WATERMARK, type WatermarkState } from './watermarks.js';
 
 interface StateRow {
   key: string;
@@ -135,7 +135,7 @@ export async function saveStep(
         up.map((s) => s.elementCount),
         up.map((s) => s.nextPaneIndex),
         up.map((s) => (s.pastEnd ? null : s.window.end)),
-        up.map((s) => s.window.end + allowedLatenessMs),
+        up.map((s) => Math.min(s.window.end + allowedLatenessMs, MAX_WATERMARK)),
         up.map((s) => s.timerAt),
         up.map((s) => (s.lastEmitted === undefined ? null : JSON.stringify(s.lastEmitted))),
         up.map((s) => s.lastEmitted !== undefined),
