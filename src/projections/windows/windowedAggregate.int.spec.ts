@@ -314,6 +314,63 @@ describe('triggers and accumulation', () => {
   });
 });
 
+describe('more combinations', () => {
+  it('sliding, discarding, early every 2 and late every element, with an expired window dropping an element', async () => {
+    const result = await stream(
+      agg({
+        window: windows.sliding({ size: 10, period: 5 }),
+        trigger: triggers
+          .afterWatermark()
+          .withEarlyFirings(triggers.afterCount(2))
+          .withLateFirings(triggers.everyElement()),
+        allowedLateness: 5,
+        accumulation: 'discarding',
+        aggregate: aggregates.count(),
+      }),
+    )
+      .addElements(at(6), at(7))
+      .advanceWatermarkTo(10)
+      .addElements(at(8))
+      .advanceWatermarkTo(15)
+      .addElements(at(9))
+      .advanceWatermarkToInfinity()
+      .runDetailed();
+    expect(result.panes).toEqual([
+      pane('a', 0, 10, 0, 'EARLY', 2, false),
+      pane('a', 5, 15, 0, 'EARLY', 2, false),
+      pane('a', 0, 10, 1, 'ON_TIME', 0, false),
+      pane('a', 0, 10, 2, 'LATE', 1, false),
+      pane('a', 5, 15, 1, 'ON_TIME', 1, false),
+      pane('a', 5, 15, 2, 'LATE', 1, false),
+    ]);
+    expect(result.dropped).toEqual([
+      { key: 'a', eventTime: 9, window: { start: 0, end: 10 }, watermark: 15 },
+    ]);
+  });
+
+  it('sessions with a processing-time early firing: a merged session keeps the earliest pending timer', async () => {
+    const panes = await stream(
+      agg({
+        window: windows.sessions({ gap: 10 }),
+        trigger: triggers.afterWatermark().withEarlyFirings(triggers.afterProcessingTime(5)),
+      }),
+    )
+      .addElements(at(0, 1))
+      .advanceProcessingTime(2)
+      .addElements(at(20, 2), at(5, 4))
+      .advanceProcessingTime(3)
+      .advanceProcessingTime(2)
+      .advanceWatermarkToInfinity()
+      .run();
+    expect(panes).toEqual([
+      pane('a', 0, 15, 0, 'EARLY', 5, false),
+      pane('a', 20, 30, 0, 'EARLY', 2, false),
+      pane('a', 0, 15, 1, 'ON_TIME', 5, true),
+      pane('a', 20, 30, 1, 'ON_TIME', 2, true),
+    ]);
+  });
+});
+
 describe('watermark strategies', () => {
   it('bounded out-of-orderness: the watermark trails the largest event time and closes windows', async () => {
     const result = await stream(
