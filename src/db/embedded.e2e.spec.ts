@@ -24,6 +24,17 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const server of running) await server.stop().catch(() => {});
+  // A failed test can leave a server started by a child process: stop it by its lock file.
+  const lock = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(lock?.split('\n')[0]);
+  if (pid > 0) {
+    try {
+      process.kill(pid, 'SIGINT');
+      await waitFor(() => !existsSync(path.join(dataDir, 'postmaster.pid')), {
+        what: 'the leftover server to stop',
+      });
+    } catch {}
+  }
   await rm(root, { recursive: true, force: true });
 });
 
