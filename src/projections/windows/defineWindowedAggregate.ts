@@ -185,7 +185,7 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
     if (tx.position === START) await startFromScratch(tx.client, options.name, version, stateKey);
     const inputs = envelopes.map((envelope) => ({
       kind: 'element' as const,
-      element: aggregate_.toElement(envelope),
+      element: windowed.toElement(envelope),
     }));
     // A commit-time watermark follows the clock only once nothing more waits in the log.
     const caughtUp = watermark.followClockWhenIdle
@@ -196,17 +196,17 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
           })
         ).events.length === 0
       : true;
-    const out = await runWindowStep(tx.client, aggregate_, inputs, {
+    const out = await runWindowStep(tx.client, windowed, inputs, {
       now: tx.now.getTime(),
       fireTimers: true,
       stateKey,
       caughtUp,
     });
-    await writeViews(tx, aggregate_, out);
+    await writeViews(tx, windowed, out);
     return out;
   };
 
-  const aggregate_: WindowedAggregate = {
+  const windowed: WindowedAggregate = {
     kind: 'windowed-aggregate',
     name: options.name,
     version,
@@ -252,7 +252,7 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
       return out?.nextWakeAt == null ? undefined : new Date(out.nextWakeAt);
     },
   };
-  return aggregate_;
+  return windowed;
 }
 
 /**
