@@ -1,6 +1,7 @@
 // A deterministic Nexmark event generator: people, auctions and bids in the standard 1:3:46
 // proportion, with event times one millisecond apart, all drawn from one seeded generator.
 import type { EventInput } from '../src/index.js';
+import { seededRandom } from '../test/support/random.js';
 
 export interface NexmarkOptions {
   events: number;
@@ -17,18 +18,6 @@ export const NEXMARK_TYPES = {
   auction: 'nexmark.auction',
   bid: 'nexmark.bid',
 } as const;
-
-/** Mulberry32: small, fast and the same everywhere. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CITIES = ['Phoenix', 'Los Angeles', 'San Francisco', 'Boise', 'Portland', 'Bend', 'Redmond', 'Seattle'];
 const STATES = ['AZ', 'CA', 'ID', 'OR', 'WA', 'WY'];
