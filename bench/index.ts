@@ -1,10 +1,12 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
 import { benchApi } from './api.js';
 import { benchAppend } from './append.js';
+import { nexmark } from './nexmark.js';
 
 const benchmarks: Record<string, () => Promise<unknown>> = {
   api: benchApi,
   append: benchAppend,
+  nexmark,
 };
 
 const name = process.argv[2];

@@ -24,6 +24,17 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const server of running) await server.stop().catch(() => {});
+  // A failed test can leave a server started by a child process: stop it by its lock file.
+  const lock = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(lock?.split('\n')[0]);
+  if (pid > 0) {
+    try {
+      process.kill(pid, 'SIGINT');
+      await waitFor(() => !existsSync(path.join(dataDir, 'postmaster.pid')), {
+        what: 'the leftover server to stop',
+      });
+    } catch {}
+  }
   await rm(root, { recursive: true, force: true });
 });
 
@@ -184,5 +195,35 @@ describe('embedded PostgreSQL', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  });
+
+  // As root the server always runs as `postgres`; this runs the whole start as an unprivileged user.
+  const asNobody = process.getuid?.() === 0 && existsSync('/usr/sbin/runuser');
+  it.skipIf(!asNobody)('starts, serves and stops as a normal (non-root) user', async () => {
+    const home = await mkdtemp(path.join(root, 'nobody-'));
+    await chmod(home, 0o777);
+    const tsx = fileURLToPath(new URL('../../node_modules/tsx/dist/esm/api/index.mjs', import.meta.url));
+    const db = fileURLToPath(new URL('./index.ts', import.meta.url));
+    const script = path.join(home, 'start.mjs');
+    await writeFile(
+      script,
+      `import { register } from ${JSON.stringify(tsx)};
+register();
+const { startEmbeddedPostgres } = await import(${JSON.stringify(db)});
+const server = await startEmbeddedPostgres({ dataDir: ${JSON.stringify(path.join(home, 'pgdata'))} });
+console.log(JSON.stringify({ url: server.url, owned: server.owned, uid: process.getuid() }));
+await server.stop();
+`,
+    );
+    const run = spawnSync('/usr/sbin/runuser', ['-u', 'nobody', '--', process.execPath, script], {
+      cwd: home,
+      env: { PATH: process.env.PATH, HOME: home },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!);
+    expect(result).toMatchObject({ owned: true });
+    expect(result.uid).not.toBe(0);
   });
 });

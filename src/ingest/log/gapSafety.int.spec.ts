@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { seededRandom } from '../../../test/support/random.js';
 import { waitFor } from '../../../test/support/waitFor.js';
 import { createPool, type Pool } from '../../db/index.js';
 import { appendToStream, type Position, parsePosition, readAll, readHead, START } from './index.js';
@@ -21,18 +22,6 @@ afterAll(async () => {
   await pool.end();
   await db.drop();
 });
-
-/** Small deterministic PRNG so that a failing run can be replayed from its seed. */
-function prng(seed: number) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -130,8 +119,8 @@ async function writeTransaction(
 describe('gap safety', () => {
   it('a resuming reader sees every committed event exactly once, in order; max(global_position) loses some', async () => {
     const seed = Number(process.env.GAP_SEED ?? Date.now() % 1_000_000);
-    const random = prng(seed);
-    const safe = startSafeReader(prng(seed + 1));
+    const random = seededRandom(seed);
+    const safe = startSafeReader(seededRandom(seed + 1));
     const naive = startMaxPositionReader();
     const committed: string[] = [];
     const lateIds: string[] = [];
