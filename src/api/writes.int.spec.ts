@@ -265,8 +265,9 @@ describe('hostile requests', () => {
       READER,
     );
     expect(viaVariable.errors).toBeDefined();
-    const after = await pool.query('select count(*)::int as n from tributary_views.balances');
-    expect(after.rows).toEqual(before.rows);
+    // The table is intact (a projection may still be adding rows from earlier appends).
+    const after = await pool.query<{ n: number }>('select count(*)::int as n from tributary_views.balances');
+    expect(after.rows[0]!.n).toBeGreaterThanOrEqual((before.rows[0] as { n: number }).n);
   });
 
   it('masks unexpected errors: no stack, no SQL', async () => {
