@@ -43,6 +43,8 @@ export interface CreateApiOptions {
   store?: Pick<EventStore, 'append'>;
   /** @default projections from their checkpoints, no sources */
   status?: Partial<StatusProvider>;
+  /** What GraphiQL shows in its editor when it opens. */
+  graphiqlDefaultQuery?: string;
   /** Production defaults: no GraphiQL, no introspection. @default NODE_ENV === 'production' */
   production?: boolean;
   logger?: Logger;
@@ -188,7 +190,14 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     graphqlEndpoint: path,
     landingPage: false,
     healthCheckEndpoint: '/healthz',
-    graphiql: (config.graphiql ?? !production) ? { subscriptionsProtocol: 'WS', title: 'Tributary' } : false,
+    graphiql:
+      (config.graphiql ?? !production)
+        ? {
+            subscriptionsProtocol: 'WS',
+            title: 'Tributary',
+            ...(options.graphiqlDefaultQuery ? { defaultQuery: options.graphiqlDefaultQuery } : {}),
+          }
+        : false,
     logging: {
       debug: (...args) => logger.debug(String(args[0]), { detail: args.slice(1) }),
       info: (...args) => logger.info(String(args[0]), { detail: args.slice(1) }),

@@ -45,15 +45,16 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
   if (workload) await workload.ensureProducts(database.url);
   await startProjections(context);
   let url: string;
+  const api = { open: true, ...(demo ? { graphiqlDefaultQuery: DEMO_QUERY } : {}) };
   try {
     ({ url } = await startApi(context, {
-      open: true,
+      ...api,
       ...(options.port !== undefined ? { port: options.port } : {}),
     }));
   } catch (error) {
     if ((error as { code?: string }).code !== 'EADDRINUSE' || options.port !== undefined) throw error;
     logger.warn('the configured API port is taken; using a free one');
-    ({ url } = await startApi(context, { open: true, port: 0 }));
+    ({ url } = await startApi(context, { ...api, port: 0 }));
   }
   if (workload && options.workload) {
     let failures = 0;
@@ -72,6 +73,27 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
   });
   console.log(banner(url, database.url, demo));
 }
+
+const DEMO_QUERY = `# The shop demo. Run a query with the play button; the data moves as the workload runs.
+# Try the subscription at the bottom too (select it, then run): changes stream in live.
+
+query LatestOrders {
+  orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {
+    totalCount
+    nodes { order_id customer product_name quantity unit_price total status placed_at }
+  }
+  productSales(orderBy: [{ field: revenue, direction: DESC }]) {
+    nodes { product_name orders units revenue }
+  }
+  projections { name state lagEvents lagSeconds }
+}
+
+subscription PlacedOrders {
+  orderLinesChanges(where: { status: { eq: "placed" } }) {
+    op cursor row { order_id customer product_name total } previous { status }
+  }
+}
+`;
 
 function banner(url: string, databaseUrl: string, demo: boolean): string {
   const lines = [

@@ -8,6 +8,8 @@ export interface ApiOverrides {
   host?: string;
   /** Serve without authentication (every scope for everyone). */
   open?: boolean;
+  /** What GraphiQL shows when it opens. */
+  graphiqlDefaultQuery?: string;
 }
 
 /** Starts the GraphQL API of the configured projections' views; stops with the lifecycle. */
@@ -34,6 +36,7 @@ export async function startApi(
     projections: config.projections ?? [],
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
+    ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),
   });
   let url: string;
   try {
