@@ -84,6 +84,8 @@ describe('tributary dev (the npm start demo)', () => {
     });
     expect(dev.output.stdout).toMatch(/Auth:\s+OFF/);
     expect(dev.output.stdout).toContain('orderLinesChanges');
+    const graphiql = await (await fetch(url, { headers: { accept: 'text/html' } })).text();
+    expect(graphiql).toContain('LatestOrders');
 
     const rows = await waitFor(
       async () => {
