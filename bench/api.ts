@@ -99,10 +99,10 @@ export async function benchApi() {
 
     // 2. The same SQL (what the API sends), directly with pg, same concurrency.
     const sql = `select "id", "customer", "status", "total", to_json("placed_at") #>> '{}' as "placed_at",
-        "placed_at"::text as "__k0", "id"::text as "__k1"
-      from "tributary_views"."bench_orders"
+        t."placed_at"::text as "__k0", t."id"::text as "__k1"
+      from "tributary_views"."bench_orders" t
       where "status" = $1::text and "total" >= $2::numeric
-      order by "placed_at" desc nulls first, "id" asc nulls last limit $3`;
+      order by t."placed_at" desc nulls first, t."id" asc nulls last limit $3`;
     const direct = await runDirect(async () => {
       await pool.query(sql, ['paid', '100', 51]);
     });

@@ -68,15 +68,17 @@ export async function queryPage(
   if (afterCursor) clauses.push(keyset(view, order, afterCursor, params));
   if (beforeCursor) clauses.push(keyset(view, order.map(flip), beforeCursor, params));
   const scan = backwards ? order.map(flip) : order;
+  // Qualified: an unqualified name in ORDER BY means the output column of that name, which
+  // for a timestamp is its ISO text (see selectList), not the indexed column.
   const orderSql = scan
     .map(
-      (o) => `${quoteIdentifier(o.field)} ${o.direction === 'ASC' ? 'asc nulls last' : 'desc nulls first'}`,
+      (o) => `t.${quoteIdentifier(o.field)} ${o.direction === 'ASC' ? 'asc nulls last' : 'desc nulls first'}`,
     )
     .join(', ');
-  const keys = order.map((o, i) => `${quoteIdentifier(o.field)}::text as "__k${i}"`).join(', ');
+  const keys = order.map((o, i) => `t.${quoteIdentifier(o.field)}::text as "__k${i}"`).join(', ');
   params.push(size + 1);
   const { rows } = await db.query<Record<string, unknown>>(
-    `select ${selectList(view)}, ${keys} from ${qualified(schema, view.name)} where ${clauses.join(' and ')}
+    `select ${selectList(view)}, ${keys} from ${qualified(schema, view.name)} t where ${clauses.join(' and ')}
      order by ${orderSql} limit $${params.length}`,
     params,
   );
