@@ -4,7 +4,7 @@ import { createTestDatabase, type TestDatabase } from '../../test/support/databa
 import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
 import { createPool, type Pool } from '../db/index.js';
 import { defineView } from '../projections/index.js';
-import { type Api, createApi, matchesWhere } from './index.js';
+import { type Api, createApi, matchesWhere, type Where } from './index.js';
 
 const orders = defineView({
   name: 'order_summaries',
@@ -185,7 +185,9 @@ describe('connections', () => {
       'select to_jsonb(t) as row from tributary_views.order_summaries t order by id',
     );
     for (const [where, sql, params] of cases) {
-      const matched = json.filter(({ row }) => matchesWhere(orders, where, row)).map(({ row }) => row.id);
+      const matched = json
+        .filter(({ row }) => matchesWhere(orders, where as Where, row))
+        .map(({ row }) => row.id);
       expect(matched, `matchesWhere ${JSON.stringify(where)}`).toEqual(await sqlIds(sql, 'id', params));
       const result = await gql(PAGE, { where, first: 1000 });
       expect(result.errors, JSON.stringify(where)).toBeUndefined();
