@@ -91,6 +91,8 @@ export async function benchApi() {
       method: 'POST',
       connections: CONNECTIONS,
       duration: DURATION_S,
+      // The load generator runs in a worker thread, off the server's event loop.
+      workers: 1,
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query }),
     });
