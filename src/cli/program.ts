@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerCdc } from './commands/cdc.js';
 import { registerDev } from './commands/dev.js';
 import { registerMigrate } from './commands/migrate.js';
 
@@ -12,5 +13,6 @@ export function createProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerMigrate(program);
   registerDev(program);
+  registerCdc(program);
   return program;
 }

@@ -1,4 +1,4 @@
-import type { LimitOptions } from '../ingest/index.js';
+import type { CdcSourcesConfig, LimitOptions } from '../ingest/index.js';
 
 export interface DatabaseConfig {
   /** PostgreSQL connection string. `DATABASE_URL` overrides it. Absent: the embedded server. */
@@ -20,6 +20,11 @@ export interface TributaryConfig {
   embedded?: EmbeddedConfig;
   /** Limits applied to every append. */
   log?: LimitOptions;
+  /**
+   * Databases whose row changes are captured into the log, by source name (which names
+   * the stream `cdc-<name>`, and by default the slot and publication `tributary_<name>`).
+   */
+  sources?: CdcSourcesConfig;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */
