@@ -274,3 +274,179 @@ describe('keys, truncate and schema changes', () => {
     );
   });
 });
+
+/** One transaction: a random insert, update or delete on `items`, plus `audit(seq)` naming it. */
+async function randomWrite(client: pg.Client, seq: number, maxId: number) {
+  const id = 1 + Math.floor(Math.random() * maxId);
+  const op = Math.random();
+  await client.query('begin');
+  if (op < 0.4) {
+    await client.query('insert into items values ($1, $2) on conflict (id) do update set v = excluded.v', [
+      id,
+      `i${seq}`,
+    ]);
+  } else if (op < 0.8) {
+    await client.query('update items set v = $2 where id = $1', [id, `u${seq}`]);
+  } else {
+    await client.query('delete from items where id = $1', [id]);
+  }
+  await client.query('insert into audit values ($1)', [seq]);
+  await client.query('commit');
+}
+
+async function sourceRows(table: string): Promise<Map<string, unknown>> {
+  const { rows } = await source.query<{ id: number; v: string }>(`select id, v from ${table} order by id`);
+  return new Map(rows.map((r) => [JSON.stringify({ id: r.id }), { id: r.id, v: r.v }]));
+}
+
+/** Every audit seq must appear exactly once (snapshot or stream), streamed ones in commit order. */
+function checkAudit(all: readonly Envelope[], written: number) {
+  const seqs = all
+    .filter((e) => e.type.startsWith('public.audit.'))
+    .map((e) => (e.data.after as { seq: number }).seq);
+  expect(new Set(seqs).size).toBe(seqs.length);
+  expect([...seqs].sort((a, b) => a - b)).toEqual(Array.from({ length: written }, (_, i) => i + 1));
+  const streamed = all
+    .filter((e) => e.type === 'public.audit.insert')
+    .map((e) => (e.data.after as { seq: number }).seq);
+  expect(streamed).toEqual([...streamed].sort((a, b) => a - b));
+  // Each source transaction's events are contiguous and appear once.
+  const seen = new Set<string>();
+  let previous: unknown;
+  for (const event of all) {
+    const lsn = event.metadata.lsn as string;
+    if (event.metadata.snapshot) continue;
+    if (lsn !== previous) {
+      expect(seen.has(lsn)).toBe(false);
+      seen.add(lsn);
+      previous = lsn;
+    }
+  }
+  return streamed.length;
+}
+
+describe('snapshot handoff', () => {
+  it('under a concurrent writer, the log folds to the source table and every later transaction appears once', async () => {
+    await source.query(`create table items (id int primary key, v text);
+      create table audit (seq int primary key);
+      insert into items select i, 's' || i from generate_series(1, 20000) i;`);
+    const writer = new pg.Client({ connectionString: src.url });
+    await writer.connect();
+    let seq = 0;
+    let stop = false;
+    const writing = (async () => {
+      while (!stop) await randomWrite(writer, ++seq, 25_000);
+    })();
+    const { running } = capture('handoff', {
+      tables: ['public.items', 'public.audit'],
+      snapshotChunkSize: 500,
+    });
+    await streaming(running);
+    // Some transactions after the snapshot point, then stop writing.
+    const target = seq + 200;
+    await waitFor(() => seq >= target, { timeoutMs: 60_000, what: 'writes after the snapshot' });
+    stop = true;
+    await writing;
+    await writer.end();
+    const all = await waitFor(
+      async () => {
+        const read = await readWholeStream(pool, 'cdc-handoff');
+        return read.filter((e) => e.type.startsWith('public.audit.')).length >= seq ? read : undefined;
+      },
+      { timeoutMs: 60_000, what: 'every audit row' },
+    );
+    const snapshotRows = all.filter((e) => e.type === 'public.items.snapshot').length;
+    expect(snapshotRows).toBeGreaterThan(15_000);
+    const streamed = checkAudit(all, seq);
+    expect(streamed).toBeGreaterThanOrEqual(200);
+    const folded = foldChanges(all).get('public.items')!;
+    expect(folded).toEqual(await sourceRows('items'));
+  });
+});
+
+describe('faults', () => {
+  it('resumes from the checkpoint when the replication connection drops, nothing lost or doubled', async () => {
+    await source.query(
+      'create table items2 (id int primary key, v text); create table audit2 (seq int primary key)',
+    );
+    const { running, sources } = capture('faults', { tables: ['public.items2', 'public.audit2'] });
+    await streaming(running);
+    const writer = new pg.Client({ connectionString: src.url });
+    await writer.connect();
+    await writer.query('set search_path to public');
+    const slot = sources.faults!.slot!;
+    for (let seq = 1; seq <= 300; seq++) {
+      await writer.query('begin');
+      await writer.query('insert into items2 values ($1, $2)', [seq, `v${seq}`]);
+      await writer.query('insert into audit2 values ($1)', [seq]);
+      await writer.query('commit');
+      if (seq % 75 === 0) {
+        // The network drops: the server ends our walsender.
+        await writer.query(
+          'select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1',
+          [slot],
+        );
+      }
+    }
+    const all = await waitFor(
+      async () => {
+        const read = await readWholeStream(pool, 'cdc-faults');
+        return read.length >= 600 ? read : undefined;
+      },
+      { timeoutMs: 60_000, what: '600 events' },
+    );
+    expect(all).toHaveLength(600);
+    const seqs = all
+      .filter((e) => e.type === 'public.audit2.insert')
+      .map((e) => (e.data.after as { seq: number }).seq);
+    expect(seqs).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    await writer.end();
+
+    // Stopped, then the slot is dropped behind Tributary's back: reported, never recreated.
+    await running.stop();
+    await source.query('select pg_drop_replication_slot($1)', [slot]);
+    const again = startCapture({ sources, pool });
+    captures.push(again);
+    const failed = await waitFor(() => again.status().find((s) => s.state === 'failed'), {
+      timeoutMs: 30_000,
+      what: 'the capture to report the lost slot',
+    });
+    expect(failed.lastError).toMatch(/replication slot .* no longer exists/);
+    const { rowCount } = await source.query('select 1 from pg_replication_slots where slot_name = $1', [
+      slot,
+    ]);
+    expect(rowCount).toBe(0);
+    const [status] = await waitFor(async () => {
+      const statuses = await cdcStatus({ sources, db: pool });
+      return statuses[0]?.lastError ? statuses : undefined;
+    });
+    expect(status).toMatchObject({ state: 'failed', slotExists: false });
+    await again.stop();
+  });
+
+  it('moves an idle slot forward while another database on the server is written to', async () => {
+    await source.query('create table quiet (id int primary key)');
+    const { running, sources } = capture('idle', { tables: ['public.quiet'] });
+    await streaming(running);
+    const slot = sources.idle!.slot!;
+    const noisy = new pg.Client({ connectionString: db.url });
+    await noisy.connect();
+    await noisy.query('create table noise (id serial primary key, payload text)');
+    for (let i = 0; i < 20; i++)
+      await noisy.query("insert into noise (payload) select repeat('n', 200) from generate_series(1, 500)");
+    const { rows } = await noisy.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+    const written = rows[0]!.lsn;
+    await noisy.end();
+    await waitFor(
+      async () => {
+        const { rows: slotRows } = await source.query<{ ok: boolean }>(
+          'select confirmed_flush_lsn >= $2::pg_lsn as ok from pg_replication_slots where slot_name = $1',
+          [slot, written],
+        );
+        return slotRows[0]?.ok;
+      },
+      { timeoutMs: 60_000, what: `slot ${slot} to be confirmed past ${written}` },
+    );
+    expect(await readWholeStream(pool, 'cdc-idle')).toEqual([]);
+  });
+});
