@@ -1,10 +1,15 @@
 // The configuration `npm start` (`tributary dev`) runs when the current directory has none:
-// the shop domain of examples/shop.ts, served by the GraphQL API on port 4000.
+// the shop domain of examples/shop.ts, served by the GraphQL API on port 4000. Products are
+// captured from the public.products table; `tributary dev` points the source at its own
+// database when `url` is empty.
 import { defineConfig } from '../src/index.js';
 import { shop } from './shop.js';
 
 export default defineConfig({
   projections: [shop],
+  sources: {
+    shop: { url: process.env.SHOP_DATABASE_URL ?? '', tables: ['public.products'] },
+  },
   api: {
     port: 4000,
     // `tributary dev` serves the API without authentication and says so; `tributary start`

@@ -12,7 +12,12 @@ import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { createPool, type Pool } from '../db/index.js';
 import { ConcurrencyError, isTributaryError, ValidationError } from '../errors.js';
-import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
+import {
+  type CdcSourcesConfig,
+  cdcStatus,
+  createPostgresEventStore,
+  type EventStore,
+} from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import {
   DEFAULT_VIEW_SCHEMA,
@@ -41,7 +46,9 @@ export interface CreateApiOptions {
   config?: ApiConfig;
   /** Where appendEvents writes. @default the PostgreSQL log of `connectionString` */
   store?: Pick<EventStore, 'append'>;
-  /** @default projections from their checkpoints, no sources */
+  /** CDC sources (`sources` of tributary.config.ts), for the `sources` field and the CDC lag metrics. */
+  sources?: CdcSourcesConfig;
+  /** @default projections from their checkpoints, sources from the CDC status */
   status?: Partial<StatusProvider>;
   /** What GraphiQL shows in its editor when it opens. */
   graphiqlDefaultQuery?: string;
@@ -80,7 +87,9 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   const views = options.views ?? projections.flatMap((projection) => projection.views);
   const status: StatusProvider = {
     projections: options.status?.projections ?? (() => getProjectionStatuses(pool, projections)),
-    sources: options.status?.sources ?? (async () => []),
+    sources:
+      options.status?.sources ??
+      (async () => (options.sources ? cdcStatus({ sources: options.sources, db: pool }) : [])),
   };
   const authenticate: Authenticator = await createAuthenticator(config.auth);
   const tailer = createChangeTailer({

@@ -69,8 +69,14 @@ afterAll(async () => {
   await rm(cwd, { recursive: true, force: true });
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
-  for (const name of databases)
+  for (const name of databases) {
+    // The demo's CDC source leaves a replication slot in its database, which would block the drop.
+    await admin.query(
+      'select pg_drop_replication_slot(slot_name) from pg_replication_slots where database = $1 and not active',
+      [name],
+    );
     await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+  }
   await admin.end();
 });
 
@@ -96,6 +102,15 @@ describe('tributary dev (the npm start demo)', () => {
       { timeoutMs: 60_000, intervalMs: 250, what: 'orders from the workload in the order_lines view' },
     );
     expect(rows.length).toBeGreaterThanOrEqual(3);
+    // Products come from the captured public.products table, joined into the orders.
+    await waitFor(
+      async () => {
+        const result = await gql(url, '{ products { nodes { name } } sources { source state } }');
+        const names = (result.data?.products as { nodes: { name: string }[] } | undefined)?.nodes ?? [];
+        return names.length === 8 && (result.data!.sources as { state: string }[])[0]?.state === 'streaming';
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: 'captured products and a streaming source' },
+    );
 
     const client = createClient({
       url: url.replace('http', 'ws'),

@@ -1,5 +1,5 @@
 import type { ApiConfig } from '../api/index.js';
-import type { LimitOptions } from '../ingest/index.js';
+import type { CdcSourcesConfig, LimitOptions } from '../ingest/index.js';
 import type { Projection, RunnerOptions } from '../projections/index.js';
 
 export interface DatabaseConfig {
@@ -26,6 +26,11 @@ export interface TributaryConfig {
   projections?: readonly Projection[];
   /** How projection workers run: batch bounds, lease timeout, view schema. */
   runner?: RunnerOptions;
+  /**
+   * Databases whose row changes are captured into the log, by source name (which names
+   * the stream `cdc-<name>`, and by default the slot and publication `tributary_<name>`).
+   */
+  sources?: CdcSourcesConfig;
   /** The GraphQL API (`tributary serve`, `start`, `dev`): port, auth, limits, changelog retention. */
   api?: ApiConfig;
 }

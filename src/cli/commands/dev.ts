@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { CONFIG_FILES } from '../../config/index.js';
 import { type CommandContext, openContext } from '../context.js';
 import { startApi } from './serve.js';
-import { startProjections } from './start.js';
+import { startProjections, startSources } from './start.js';
 
 /** The demo `npm start` runs when the current directory has no tributary.config.ts. */
 const EXAMPLE_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
@@ -42,7 +42,21 @@ export function registerDev(program: Command) {
 async function run(context: CommandContext, demo: boolean, options: { port?: number; workload: boolean }) {
   const { logger, database } = context;
   const workload = demo ? await import('../../../examples/workload.js') : undefined;
-  if (workload) await workload.ensureProducts(database.url);
+  if (workload) {
+    await workload.ensureProducts(database.url);
+    // The demo captures its products table from Tributary's own database.
+    const sources = context.loaded.config.sources ?? {};
+    context.loaded.config = {
+      ...context.loaded.config,
+      sources: Object.fromEntries(
+        Object.entries(sources).map(([name, source]) => [
+          name,
+          { ...source, url: source.url || database.url },
+        ]),
+      ),
+    };
+  }
+  await startSources(context);
   await startProjections(context);
   let url: string;
   const api = { open: true, ...(demo ? { graphiqlDefaultQuery: DEMO_QUERY } : {}) };

@@ -34,6 +34,7 @@ export async function startApi(
   const server = await createApi({
     connectionString: context.database.url,
     projections: config.projections ?? [],
+    ...(config.sources ? { sources: config.sources } : {}),
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
     ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),

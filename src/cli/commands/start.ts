@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
+import { startCapture } from '../../ingest/index.js';
 import { startWorkers } from '../../projections/index.js';
 import { type CommandContext, openContext } from '../context.js';
 import { startApi } from './serve.js';
@@ -40,18 +41,27 @@ export const startProjections: Service = async (context) => {
   });
 };
 
+/** Change data capture of the configured sources into the log. */
+export const startSources: Service = async (context) => {
+  const { sources } = context.loaded.config;
+  if (!sources || Object.keys(sources).length === 0) return;
+  const capture = startCapture({ sources, url: context.database.url, logger: context.logger });
+  context.lifecycle.add(() => capture.stop());
+  context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
+};
+
 /** The GraphQL API, on api.port. */
 export const startApiService: Service = async (context) => {
   await startApi(context);
 };
 
-export const SERVICES: Service[] = [startProjections, startApiService];
+export const SERVICES: Service[] = [startSources, startProjections, startApiService];
 
 export function registerStart(program: Command) {
   program
     .command('start')
     .description(
-      'Run the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
+      'Run the change data capture of the configured sources, the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
     )
     .action(async (_options, command: Command) => {
       const context = await openContext(command.optsWithGlobals());
