@@ -250,6 +250,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   };
   pruner = setInterval(prune, Math.min(retentionMs, 60 * 60 * 1000));
   pruner.unref();
+  prune();
 
   return {
     yoga,

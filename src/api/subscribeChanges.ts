@@ -130,6 +130,8 @@ export async function* subscribeChanges(options: SubscribeChangesOptions): Async
     if (options.signal?.aborted) return;
     let batch: Awaited<ReturnType<typeof readChanges>>;
     try {
+      // Checked before every history batch: a prune that ran meanwhile must not skip changes silently.
+      await assertCursorRetained(pool, position);
       batch = await readChanges(pool, position, { views: [view.name], limit: batchSize });
       failures = 0;
     } catch (error) {

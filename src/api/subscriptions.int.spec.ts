@@ -331,6 +331,20 @@ describe('view subscriptions', () => {
     }
   });
 
+  it('delivers a view reset (a rebuild swapped in) to every subscriber, whatever its filter', async () => {
+    const after = (await changelog()).at(-1)!;
+    await pool.query(`insert into tributary.view_changes (view, op, key) values ('items', 'reset', '{}')`);
+    const client = createSseClient({ url, retryAttempts: 0 });
+    for await (const result of client.iterate<{ itemsChanges: Received }>({
+      query: SUBSCRIPTION,
+      variables: { after, where: { qty: { eq: -12345 } } },
+    })) {
+      expect(result.data!.itemsChanges).toMatchObject({ op: 'RESET', row: null, previous: null });
+      break;
+    }
+    client.dispose();
+  });
+
   it('refuses a cursor older than the retained changelog with CURSOR_EXPIRED', async () => {
     const oldest = (await changelog())[0]!;
     await writeChanges(pool, items, [upsert(4000)]);
