@@ -1,6 +1,7 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { waitFor } from '../../test/support/waitFor.js';
 import { createPool, type Pool } from '../db/index.js';
 import { defineProjection, defineView, startWorkers, type Workers } from '../projections/index.js';
 import { type Api, createApi } from './index.js';
@@ -161,6 +162,55 @@ describe('read-your-writes', () => {
     expect(status.data!.projections).toEqual([
       expect.objectContaining({ name: 'balances', state: 'running', lagEvents: 0 }),
     ]);
+  });
+});
+
+describe('subscriptions fed by the projection runner', () => {
+  it('streams the rows a projection writes, in-process over SSE', async () => {
+    const response = await api.yoga.fetch('http://yoga/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...READER },
+      body: JSON.stringify({
+        query:
+          'subscription { balancesChanges(where: { account: { eq: "d" } }) { op cursor row { account balance } } }',
+      }),
+    });
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    const rows: { op: string; row: { account: string; balance: string } }[] = [];
+    // The stream starts when it is read, so read in the background from now on.
+    const reading = (async () => {
+      let text = '';
+      while (rows.at(-1)?.row.balance !== '10') {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value);
+        const events = text.split('\n\n');
+        text = events.pop()!;
+        for (const event of events) {
+          const data = /^data: (.*)$/m.exec(event)?.[1];
+          const payload = data
+            ? (JSON.parse(data) as { data?: { balancesChanges: (typeof rows)[number] } })
+            : {};
+          if (payload.data) rows.push(payload.data.balancesChanges);
+        }
+      }
+    })();
+    await waitFor(() => api.tailer.listeners > 0, { what: 'subscriber attached' });
+    await gql(
+      APPEND,
+      { stream: 'account-d', events: [deposit('d', 9), deposit('e', 1), deposit('d', 1)] },
+      WRITER,
+    );
+    await reading;
+    await reader.cancel();
+    // A batch writes each key once (its final state), so 'd' may arrive as 9 then 10, or as 10 at once.
+    expect(rows.every((r) => r.op === 'UPSERT' && r.row.account === 'd')).toBe(true);
+    expect(rows.at(-1)!.row).toEqual({ account: 'd', balance: '10' });
+    await waitFor(() => api.tailer.listeners === 0, {
+      what: 'the subscription to end when the client leaves',
+    });
   });
 });
 
