@@ -1,7 +1,7 @@
 import SchemaBuilder, { type InputObjectRef } from '@pothos/core';
 import type { GraphQLSchema } from 'graphql';
 import type { Pool } from '../db/index.js';
-import { isTributaryError, type TributaryError } from '../errors.js';
+import { ConfigError, isTributaryError, type TributaryError } from '../errors.js';
 import type { EventInput, EventStore, ExpectedVersion, JsonObject } from '../ingest/index.js';
 import type { ColumnType } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
@@ -63,6 +63,38 @@ export const fieldName = (name: string) => {
   const type = typeName(name);
   return type[0]!.toLowerCase() + type.slice(1);
 };
+
+const RESERVED = new Set(['projections', 'sources', 'appendEvents']);
+
+/** Two views whose GraphQL names clash (or clash with a built-in field) are a config error. */
+function assertDistinctNames(views: readonly AnyView[]) {
+  const seen = new Map<string, string>();
+  for (const view of views) {
+    for (const name of [
+      fieldName(view.name),
+      `${fieldName(view.name)}ByKey`,
+      `${fieldName(view.name)}Changes`,
+    ]) {
+      const other = RESERVED.has(name) ? 'a built-in field' : seen.get(name);
+      if (other !== undefined) {
+        throw new ConfigError(
+          `View '${view.name}' would be served as '${name}', which ${other === 'a built-in field' ? 'is a built-in field' : `view '${other}' already uses`}.`,
+          {
+            hint: 'Rename one of the views.',
+          },
+        );
+      }
+      seen.set(name, view.name);
+    }
+    if (seen.has(`type:${typeName(view.name)}`)) {
+      throw new ConfigError(
+        `Views '${view.name}' and '${seen.get(`type:${typeName(view.name)}`)}' would share the GraphQL type '${typeName(view.name)}'.`,
+        { hint: 'Rename one of the views.' },
+      );
+    }
+    seen.set(`type:${typeName(view.name)}`, view.name);
+  }
+}
 
 /** The GraphQL schema for a set of views: generated from their definitions. */
 export function buildSchema(options: SchemaOptions): GraphQLSchema {
@@ -183,6 +215,7 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
     );
   };
 
+  assertDistinctNames(options.views);
   builder.queryType({});
   builder.subscriptionType({});
   builder.mutationType({});
