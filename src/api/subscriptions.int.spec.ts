@@ -215,6 +215,51 @@ describe('view subscriptions', () => {
     expect(new Map(rows.map((row) => [row.id, row.qty]))).toEqual(state);
   });
 
+  it('after the initial rows, skips exactly the changes already in them, even from transactions above xmin', async () => {
+    // An open transaction holds xmin back; a change committed after it is in the snapshot
+    // (visible) although its transaction id is above xmin.
+    const holder = await pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select pg_current_xact_id()');
+      await writeChanges(pool, items, [upsert(7001, 1)]);
+      const { rows } = await pool.query<{ n: number }>(
+        'select count(*)::int as n from tributary_views.items',
+      );
+      const abort = new AbortController();
+      const iterator = subscribeChanges({
+        pool,
+        tailer: api.tailer,
+        schema: 'tributary_views',
+        view: items,
+        initialRows: true,
+        signal: abort.signal,
+      });
+      const initial: ChangeMessage[] = [];
+      for (let i = 0; i < rows[0]!.n; i++) initial.push((await iterator.next()).value as ChangeMessage);
+      expect(initial.every((m) => m.initial)).toBe(true);
+      expect(initial.some((m) => m.row?.id === 7001)).toBe(true);
+      // The held transaction now writes and commits, then another change follows.
+      await holder.query(`insert into tributary_views.items values (7002, 'held', 2)`);
+      await holder.query(
+        `insert into tributary.view_changes (view, op, key, row) values ('items', 'upsert', '{"id":7002}', '{"id":7002,"label":"held","qty":2}')`,
+      );
+      await holder.query('commit');
+      await writeChanges(pool, items, [upsert(7003, 3)]);
+      // In transaction order: the held one (lowest id) first, then 7003; 7001 is in the rows already.
+      const after = [(await iterator.next()).value, (await iterator.next()).value] as ChangeMessage[];
+      expect(after.map((m) => [m.initial, m.row?.id])).toEqual([
+        [false, 7002],
+        [false, 7003],
+      ]);
+      abort.abort();
+      await iterator.return(undefined);
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      holder.release();
+    }
+  });
+
   it('cuts off a subscriber that falls behind its buffer with an error carrying the last delivered cursor', async () => {
     const abort = new AbortController();
     const iterator = subscribeChanges({
