@@ -6,8 +6,18 @@ import { createTestDatabase, type TestDatabase } from '../../test/support/databa
 import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { createPool, type Pool } from '../db/index.js';
+import { START } from '../ingest/index.js';
 import { defineView } from '../projections/index.js';
-import { type Api, type ChangeMessage, createApi, pruneChanges, subscribeChanges } from './index.js';
+import {
+  type Api,
+  type ChangeMessage,
+  type ChangeTailer,
+  createApi,
+  pruneChanges,
+  readChanges,
+  subscribeChanges,
+  type ViewChange,
+} from './index.js';
 
 const items = defineView({
   name: 'items',
@@ -258,6 +268,47 @@ describe('view subscriptions', () => {
       await holder.query('rollback').catch(() => {});
       holder.release();
     }
+  });
+
+  it('never repeats a change at the history/live boundary when its history read got ahead of the tailer', async () => {
+    // A tailer that lags: it last read up to the middle of a burst this subscriber reads as history.
+    const before = (await changelog()).at(-1) ?? START;
+    await writeChanges(pool, items, [upsert(7101)]);
+    await writeChanges(pool, items, [upsert(7102)]);
+    await writeChanges(pool, items, [upsert(7103)]);
+    const burst = (await readChanges(pool, before, { views: ['items'] })).changes;
+    expect(burst).toHaveLength(3);
+    const listeners = new Set<(changes: readonly ViewChange[], next: string) => void>();
+    const lagging: ChangeTailer = {
+      position: burst[0]!.cursor,
+      ready: Promise.resolve(),
+      get listeners() {
+        return listeners.size;
+      },
+      listen(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+      close: async () => {},
+    };
+    const iterator = subscribeChanges({
+      pool,
+      tailer: lagging,
+      schema: 'tributary_views',
+      view: items,
+      after: before,
+    });
+    const received: string[] = [];
+    for (let i = 0; i < 3; i++) received.push(((await iterator.next()).value as ChangeMessage).cursor);
+    const pending = iterator.next();
+    await waitFor(() => listeners.size > 0, { what: 'live attach' });
+    // The tailer catches up: its batch repeats two changes the subscriber already has, then a new one.
+    await writeChanges(pool, items, [upsert(7104)]);
+    const fresh = (await readChanges(pool, burst[2]!.cursor, { views: ['items'] })).changes;
+    for (const listener of listeners) listener([...burst.slice(1), ...fresh], fresh.at(-1)!.cursor);
+    received.push(((await pending).value as ChangeMessage).cursor);
+    expect(received).toEqual([...burst, ...fresh].map((c) => c.cursor));
+    await iterator.return(undefined);
   });
 
   it('cuts off a subscriber that falls behind its buffer with an error carrying the last delivered cursor', async () => {
