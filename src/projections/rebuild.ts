@@ -129,6 +129,7 @@ async function catchUp(
   const memory: WorkerMemory = { cache: new Map(), failures: new Map() };
   const table = target.kind === 'live' ? 'tributary.projections' : 'tributary.projection_rebuilds';
   const doneColumn = target.kind === 'live' ? 'events_processed' : 'done';
+  let remainingAt = { time: 0, done: 0, remaining: 0 };
   const progress = async (position: Position) => {
     if (!options.onProgress) return;
     const { rows } = await client.query<{ done: string }>(
@@ -136,7 +137,15 @@ async function catchUp(
       [target.projection.name],
     );
     const done = Number(rows[0]?.done ?? 0);
-    const remaining = await countEventsAfter(client, position, target.projection.filter);
+    // Counting what is left scans the log: do it every few seconds, estimate in between.
+    if (Date.now() - remainingAt.time > 3000) {
+      remainingAt = {
+        time: Date.now(),
+        done,
+        remaining: await countEventsAfter(client, position, target.projection.filter),
+      };
+    }
+    const remaining = Math.max(0, remainingAt.remaining - (done - remainingAt.done));
     options.onProgress({ done, total: done + remaining, position });
   };
   let lastProgress = 0;
