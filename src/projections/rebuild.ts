@@ -109,6 +109,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   }
   const target: CheckpointTarget = { kind: 'rebuild', projection, owner, schema: shadow, leaseTimeoutMs };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const position = await catchUp(client, target, options);
     const events = await swap(client, projection, owner, viewSchema, shadow, fingerprint);
@@ -325,6 +327,8 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
   });
   const target: CheckpointTarget = { kind: 'live', projection, owner, schema: viewSchema, leaseTimeoutMs };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const position = await catchUp(client, target, options);
     const { rows } = await client.query<{ done: string }>(

@@ -92,6 +92,8 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
     await sleep(200);
   }
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const { rows } = await client.query<{ position: string }>(
       'select position from tributary.projections where name = $1',

@@ -247,6 +247,8 @@ async function holdProjection(
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   options.active.add(client);
   let broken = false;
   const rate = createRate();
