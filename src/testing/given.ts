@@ -87,7 +87,15 @@ export function given(events: readonly GivenEvent[]): Given {
       };
       return {
         rows: rowsOf,
+        // biome-ignore lint/suspicious/noThenProperty: given/when/then is the kit's vocabulary; awaiting `when(...)` itself is caught below
         async then(view, expected) {
+          if (typeof view === 'function') {
+            const error = new TypeError(
+              'Do not await when(...) itself: call .then(view, rows) or .rows(view).',
+            );
+            (expected as unknown as (reason: unknown) => void)(error);
+            return;
+          }
           const actual = await rowsOf(view);
           const columns = [...new Set(expected.flatMap((row) => Object.keys(row)))];
           const pick = (row: Row) => Object.fromEntries(columns.map((c) => [c, comparable(row[c])]));
