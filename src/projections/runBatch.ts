@@ -1,5 +1,5 @@
-import type { PoolClient } from '../db/index.js';
-import { type Envelope, type Position, readAll } from '../ingest/index.js';
+import type { Pool, PoolClient } from '../db/index.js';
+import { type Envelope, type Position, type ReadAllResult, readAll } from '../ingest/index.js';
 import {
   type ApplyResult,
   applyEnvelopes,
@@ -9,7 +9,7 @@ import {
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
-import { createViewWriter, type RowCache } from './viewWriter.js';
+import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
 export interface CheckpointTarget {
@@ -31,6 +31,10 @@ export interface WorkerMemory {
   /** While below this position, batches hold one envelope (isolating a failing batch). */
   isolateUntil?: Position;
   nextTimer?: Date;
+  /** The cache was (re)loaded from small view tables since it was last cleared. */
+  preloaded?: boolean;
+  /** The next page, read ahead on another connection while this batch commits. */
+  prefetch?: { from: Position; limit: number; page: Promise<ReadAllResult> };
 }
 
 export type BatchResult =
@@ -94,6 +98,8 @@ export async function runBatch(
     eventsPerSecond?: number;
     /** The caller opened the transaction and commits it; a rollback is thrown instead. */
     inTransaction?: boolean;
+    /** Read the next page ahead on this pool while a full batch commits. */
+    readAhead?: Pool;
   },
 ): Promise<BatchResult> {
   const { projection } = target;
@@ -116,9 +122,14 @@ export async function runBatch(
     }
     if (row.position !== memory.position || row.generation !== memory.generation) {
       // Someone else wrote the views since this worker's last commit: its cache is stale.
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       memory.position = row.position;
       memory.generation = row.generation;
+    }
+    if (!memory.preloaded) {
+      await preloadCache(client, target.schema, projection.views, memory.cache);
+      memory.preloaded = true;
     }
     const from = row.position;
     const writer = createViewWriter({
@@ -167,7 +178,8 @@ export async function runBatch(
     }
     if (result.rollback) {
       await rollback();
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       const first = read[0];
       const failure = first ? memory.failures.get(first.position) : undefined;
       const maxAttempts = projection.retry?.maxAttempts ?? 3;
@@ -234,7 +246,8 @@ export async function runBatch(
     const updated = await client.query(sql, params);
     if (updated.rowCount !== 1) {
       await rollback();
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       return { kind: 'lost' };
     }
     await commit();
@@ -264,7 +277,8 @@ export async function runBatch(
     };
   } catch (error) {
     if (own) await client.query('rollback').catch(() => {});
-    for (const cache of memory.cache.values()) cache.clear();
+    clearCache(memory.cache);
+    memory.preloaded = false;
     throw error;
   }
 }

@@ -34,6 +34,8 @@ export interface StartWorkersOptions extends RunnerOptions {
   clock?: Clock;
   /** Identifies this process in leases. @default `<host>:<pid>:<random>` */
   workerId?: string;
+  /** Called after each committed batch that applied events (metrics, latency measurements). */
+  onCommit?: (info: { projection: string; position: Position; events: number }) => void;
   /**
    * Clear the 'failed' state of these projections on start (a restart after fixing
    * the handler resumes them). @default true
@@ -80,7 +82,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   const pool =
     options.pool ??
     createPool(options.url, {
-      max: Math.min(options.projections.length + 2, 20),
+      max: Math.min(2 * options.projections.length + 2, 30),
       applicationName: 'tributary-projections',
       logger,
     });
@@ -261,6 +263,7 @@ async function holdProjection(
         batchMaxMs: options.batchMaxMs ?? 500,
         now: clock.now(),
         renew: Date.now() - lastCommit > leaseTimeoutMs / 3,
+        readAhead: pool,
         eventsPerSecond: rate.value(),
       };
       let result: BatchResult;
@@ -270,7 +273,16 @@ async function holdProjection(
         result = await runBatch(client, target, memory, batchOptions);
       }
       if (result.kind === 'lost') return 'lost';
-      if (result.committed) lastCommit = Date.now();
+      if (result.committed) {
+        lastCommit = Date.now();
+        if (result.applied > 0) {
+          options.onCommit?.({
+            projection: projection.name,
+            position: result.position,
+            events: result.applied,
+          });
+        }
+      }
       rate.add(result.applied);
       status.position = result.position;
       if (result.halted) {
