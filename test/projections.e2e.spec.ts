@@ -69,8 +69,8 @@ const doubleApplied = async () =>
 
 describe('projection workers in child processes', () => {
   it('survive SIGKILL at random moments: the final view equals a fresh run and a fold in SQL', async () => {
-    await appendCounted(pool, 20_000, { keys: 1000 });
-    let appended = 20_000;
+    await appendCounted(pool, 30_000, { keys: 1000 });
+    let appended = 30_000;
     // Writers keep appending while the worker is killed and restarted.
     let writing = true;
     const writer = (async () => {

@@ -32,7 +32,7 @@ export async function preloadCache(
   schema: string,
   views: readonly AnyView[],
   cache: RowCache,
-  limit = 50_000,
+  limit = 20_000,
 ): Promise<void> {
   for (const view of views) {
     let rows = cache.get(view.name);
