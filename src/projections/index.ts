@@ -59,3 +59,24 @@ export {
   type ViewDefinition,
 } from './view.js';
 export { viewsFingerprint, viewTableStatements } from './viewTables.js';
+export {
+  type AccumulationMode,
+  type Aggregate,
+  aggregates,
+  type Duration,
+  defineAggregate,
+  defineWindowedAggregate,
+  type FiringSpec,
+  GLOBAL_WINDOW,
+  type Pane,
+  type PaneTiming,
+  type TriggerSpec,
+  triggers,
+  type WatermarkSpec,
+  type Window,
+  type WindowedAggregate,
+  type WindowedAggregateOptions,
+  type WindowSpec,
+  watermarks,
+  windows,
+} from './windows/index.js';
