@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerCdc } from './commands/cdc.js';
 import { registerDeadLetters } from './commands/deadletters.js';
 import { registerDev } from './commands/dev.js';
 import { registerMigrate } from './commands/migrate.js';
@@ -22,5 +23,6 @@ export function createProgram(): Command {
   registerRebuild(program);
   registerReplay(program);
   registerDeadLetters(program);
+  registerCdc(program);
   return program;
 }

@@ -1,4 +1,4 @@
-import type { LimitOptions } from '../ingest/index.js';
+import type { CdcSourcesConfig, LimitOptions } from '../ingest/index.js';
 import type { Projection, RunnerOptions } from '../projections/index.js';
 
 export interface DatabaseConfig {
@@ -25,6 +25,11 @@ export interface TributaryConfig {
   projections?: readonly Projection[];
   /** How projection workers run: batch bounds, lease timeout, view schema. */
   runner?: RunnerOptions;
+  /**
+   * Databases whose row changes are captured into the log, by source name (which names
+   * the stream `cdc-<name>`, and by default the slot and publication `tributary_<name>`).
+   */
+  sources?: CdcSourcesConfig;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */

@@ -1,1 +1,2 @@
+export * from './cdc/index.js';
 export * from './log/index.js';

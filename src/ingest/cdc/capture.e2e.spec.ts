@@ -1,0 +1,255 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createSourceDatabase,
+  foldChanges,
+  readWholeStream,
+  type SourceDatabase,
+} from '../../../test/support/cdcSource.js';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { waitFor } from '../../../test/support/waitFor.js';
+import { createPool, type Pool } from '../../db/index.js';
+import type { Envelope } from '../log/index.js';
+
+const BIN = path.resolve('bin/tributary.js');
+
+let db: TestDatabase;
+let pool: Pool;
+let src: SourceDatabase;
+let source: pg.Client;
+let dir: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = createPool(db.url);
+  src = await createSourceDatabase();
+  source = new pg.Client({ connectionString: src.url });
+  await source.connect();
+  dir = await mkdtemp(path.join(tmpdir(), 'tributary-cdc-'));
+});
+
+afterAll(async () => {
+  await source.end();
+  await pool.end();
+  await src.drop();
+  await db.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeConfig(name: string, sources: Record<string, unknown>): Promise<string> {
+  const file = path.join(dir, `${name}.config.mjs`);
+  await writeFile(file, `export default ${JSON.stringify({ sources }, null, 2)};\n`);
+  return file;
+}
+
+interface Child {
+  process: ChildProcess;
+  /** Resolves when a log line containing `text` appears. */
+  seen(text: string): Promise<void>;
+  exited: Promise<void>;
+}
+
+function runCapture(config: string, nodeOptions = ''): Child {
+  const child = spawn(process.execPath, [BIN, '--config', config, 'cdc', 'run'], {
+    env: { ...process.env, DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'info', NODE_OPTIONS: nodeOptions },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let output = '';
+  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    output += chunk;
+    if (process.env.CDC_DEBUG) process.stderr.write(chunk);
+    for (const waiter of [...waiters]) {
+      if (output.includes(waiter.text)) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    process: child,
+    exited,
+    seen: (text) =>
+      output.includes(text)
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => {
+            waiters.push({ text, resolve });
+            void exited.then(() =>
+              reject(new Error(`capture exited before logging '${text}':\n${output.slice(-2000)}`)),
+            );
+          }),
+  };
+}
+
+async function randomWrite(client: pg.Client, seq: number, maxId: number) {
+  const id = 1 + Math.floor(Math.random() * maxId);
+  const op = Math.random();
+  await client.query('begin');
+  if (op < 0.4) {
+    await client.query('insert into items values ($1, $2) on conflict (id) do update set v = excluded.v', [
+      id,
+      `i${seq}`,
+    ]);
+  } else if (op < 0.8) {
+    await client.query('update items set v = $2 where id = $1', [id, `u${seq}`]);
+  } else {
+    await client.query('delete from items where id = $1', [id]);
+  }
+  await client.query('insert into audit values ($1)', [seq]);
+  await client.query('commit');
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('kill -9 and restart', () => {
+  it('keeps each source transaction exactly once, in commit order, across 22 SIGKILLs during snapshot and streaming', async () => {
+    await source.query(`create table items (id int primary key, v text);
+      create table audit (seq int primary key);
+      insert into items select i, 's' || i from generate_series(1, 20000) i;`);
+    const config = await writeConfig('kill', {
+      kill: {
+        url: src.url,
+        tables: ['public.items', 'public.audit'],
+        slot: `s_kill_${src.tag}`,
+        publication: `p_kill_${src.tag}`,
+        snapshotChunkSize: 200,
+      },
+    });
+    const writer = new pg.Client({ connectionString: src.url });
+    await writer.connect();
+    let seq = 0;
+    let stop = false;
+    const writing = (async () => {
+      while (!stop) {
+        await randomWrite(writer, ++seq, 25_000);
+        await delay(2);
+      }
+    })();
+
+    let killedInSnapshot = 0;
+    let killedStreaming = 0;
+    for (let round = 0; round < 22; round++) {
+      const child = runCapture(config);
+      const inSnapshot = round < 6;
+      await child.seen(inSnapshot ? 'snapshot started' : 'streaming changes').catch(() => {});
+      await delay(Math.floor(Math.random() * (inSnapshot ? 500 : 1500)));
+      child.process.kill('SIGKILL');
+      await child.exited;
+      const { rowCount } = await pool.query('select 1 from tributary.cdc_checkpoints where source = $1', [
+        'kill',
+      ]);
+      if (rowCount === 0) killedInSnapshot++;
+      else killedStreaming++;
+    }
+    stop = true;
+    await writing;
+    await writer.end();
+    expect(killedInSnapshot).toBeGreaterThanOrEqual(2);
+    expect(killedInSnapshot + killedStreaming).toBe(22);
+
+    const final = runCapture(config);
+    const all = await waitFor(
+      async () => {
+        const read = await readWholeStream(pool, 'cdc-kill');
+        return read.filter((e) => e.type.startsWith('public.audit.')).length >= seq ? read : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500, what: `all ${seq} audit rows` },
+    );
+    final.process.kill('SIGTERM');
+    await final.exited;
+
+    // Exactly once: every writer transaction (named by its audit seq) once, snapshot or stream.
+    const seqs = all
+      .filter((e) => e.type.startsWith('public.audit.'))
+      .map((e) => (e.data.after as { seq: number }).seq);
+    expect(seqs.length).toBe(seq);
+    expect(new Set(seqs).size).toBe(seq);
+    // In commit order: LSNs never go back, and a transaction's events are contiguous.
+    const streamed = all.filter((e) => !e.metadata.snapshot);
+    const lsns = streamed.map((e) => e.metadata.lsn as string);
+    const key = (lsn: string) =>
+      lsn
+        .split('/')
+        .map((part) => part.padStart(8, '0'))
+        .join('');
+    for (let i = 1; i < lsns.length; i++) expect(key(lsns[i]!) >= key(lsns[i - 1]!)).toBe(true);
+    const streamedSeqs = streamed
+      .filter((e) => e.type === 'public.audit.insert')
+      .map((e) => (e.data.after as { seq: number }).seq);
+    expect(streamedSeqs).toEqual([...streamedSeqs].sort((a, b) => a - b));
+    expect(new Set(lsns).size).toBe(streamedSeqs.length);
+    // One snapshot only, and the folded log equals the table.
+    expect(new Set(all.filter((e) => e.metadata.snapshot).map((e) => e.metadata.lsn)).size).toBe(1);
+    const { rows } = await source.query<{ id: number; v: string }>('select id, v from items');
+    expect(foldChanges(all).get('public.items')).toEqual(
+      new Map(rows.map((r) => [JSON.stringify({ id: r.id }), r])),
+    );
+    console.log(
+      `kill test: ${killedInSnapshot} kills during the snapshot, ${killedStreaming} while streaming, ${seq} source transactions`,
+    );
+  });
+});
+
+describe('a big source transaction', () => {
+  it('is captured whole with bounded memory (the capture runs with a 96 MB heap; the transaction is ~100 MB)', async () => {
+    await source.query(`create table big (id int primary key, payload text);
+      alter table big alter column payload set storage external`);
+    const config = await writeConfig('big', {
+      big: {
+        url: src.url,
+        tables: ['public.big'],
+        slot: `s_big_${src.tag}`,
+        publication: `p_big_${src.tag}`,
+      },
+    });
+    const rowsCount = 50_000;
+    const child = runCapture(config, '--max-old-space-size=96');
+    await child.seen('streaming changes');
+    // ~2 KB of text per row that does not compress: the transaction alone exceeds the heap.
+    await source.query(
+      `insert into big select i, (select string_agg(md5(i::text || '-' || j::text), '') from generate_series(1, 64) j)
+         from generate_series(1, $1) i`,
+      [rowsCount],
+    );
+    let peakKb = 0;
+    const count = await waitFor(
+      async () => {
+        try {
+          const status = await import('node:fs/promises').then((fs) =>
+            fs.readFile(`/proc/${child.process.pid}/status`, 'utf8'),
+          );
+          peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? peakKb);
+        } catch {
+          // not on Linux, or the child is gone (the next check reports it)
+        }
+        if (child.process.exitCode !== null)
+          throw new Error(`capture exited with code ${child.process.exitCode}`);
+        const { rows } = await pool.query<{ n: string }>(
+          "select count(*) as n from tributary.events where stream_id = 'cdc-big'",
+        );
+        return Number(rows[0]!.n) >= rowsCount ? Number(rows[0]!.n) : undefined;
+      },
+      { timeoutMs: 180_000, intervalMs: 500, what: `${rowsCount} events` },
+    );
+    expect(child.process.exitCode).toBeNull();
+    child.process.kill('SIGTERM');
+    await child.exited;
+    expect(count).toBe(rowsCount);
+    // One source transaction: one log transaction.
+    const { rows } = await pool.query<{ n: string }>(
+      "select count(distinct transaction_id) as n from tributary.events where stream_id = 'cdc-big'",
+    );
+    expect(Number(rows[0]!.n)).toBe(1);
+    const sample: Envelope[] = await readWholeStream(pool, 'cdc-big').then((all) => all.slice(0, 1));
+    expect((sample[0]!.data.after as { payload: string }).payload).toHaveLength(2048);
+    console.log(
+      `big transaction: ${rowsCount} rows (~${Math.round((rowsCount * 2048) / 1e6)} MB), capture peak RSS ${Math.round(peakKb / 1024)} MB`,
+    );
+  });
+});

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { quoteIdentifier } from '../../src/db/index.js';
+import { type Envelope, type JsonObject, readStream } from '../../src/ingest/index.js';
+
+export interface SourceDatabase {
+  url: string;
+  name: string;
+  /** A unique suffix for slot and publication names. */
+  tag: string;
+  drop(): Promise<void>;
+}
+
+/** A separate database on the test server to capture from; drop() removes its slots first. */
+export async function createSourceDatabase(): Promise<SourceDatabase> {
+  const adminUrl = inject('adminUrl');
+  const tag = randomBytes(4).toString('hex');
+  const name = `src_${tag}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${quoteIdentifier(name)}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    tag,
+    async drop() {
+      const client = new pg.Client({ connectionString: adminUrl });
+      await client.connect();
+      try {
+        for (let attempt = 0; attempt < 50; attempt++) {
+          await client.query(
+            `select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null`,
+            [name],
+          );
+          const { rows } = await client.query<{ slot_name: string }>(
+            'select slot_name from pg_replication_slots where database = $1 and not active',
+            [name],
+          );
+          for (const row of rows)
+            await client.query('select pg_drop_replication_slot($1)', [row.slot_name]).catch(() => {});
+          const { rowCount } = await client.query('select 1 from pg_replication_slots where database = $1', [
+            name,
+          ]);
+          if (!rowCount) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        await client.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Every event of a stream, in stream order. */
+export async function readWholeStream(db: pg.Pool | pg.Client, streamId: string): Promise<Envelope[]> {
+  const out: Envelope[] = [];
+  while (true) {
+    const page = await readStream(db, streamId, { fromVersion: out.length + 1, limit: 5000 });
+    out.push(...page);
+    if (page.length < 5000) return out;
+  }
+}
+
+/** Folds captured changes into table → (key JSON → row), as a projection would. */
+export function foldChanges(events: readonly Envelope[]): Map<string, Map<string, JsonObject>> {
+  const tables = new Map<string, Map<string, JsonObject>>();
+  for (const event of events) {
+    const parts = event.type.split('.');
+    const op = parts.pop()!;
+    const table = parts.join('.');
+    let rows = tables.get(table);
+    if (rows === undefined) {
+      rows = new Map();
+      tables.set(table, rows);
+    }
+    const data = event.data as {
+      key: JsonObject | null;
+      before: JsonObject | null;
+      after: JsonObject | null;
+    };
+    if (op === 'truncate') {
+      rows.clear();
+      continue;
+    }
+    if (op === 'delete') {
+      rows.delete(JSON.stringify(data.key));
+      continue;
+    }
+    if (op === 'update' && data.before !== null) {
+      // A key change: the row moves.
+      const oldKey = Object.fromEntries(Object.keys(data.key ?? {}).map((k) => [k, data.before![k] ?? null]));
+      if (JSON.stringify(oldKey) !== JSON.stringify(data.key)) rows.delete(JSON.stringify(oldKey));
+    }
+    const previous = rows.get(JSON.stringify(data.key)) ?? {};
+    rows.set(JSON.stringify(data.key), { ...previous, ...data.after });
+  }
+  return tables;
+}
