@@ -186,4 +186,53 @@ describe('runner', () => {
       await workers.stop();
     }
   });
+
+  it('a stop that times out abandons the running batch: it rolls back and the next worker redoes it', async () => {
+    const slow = defineView({
+      name: 'slow',
+      columns: { id: { type: 'text' } },
+      primaryKey: ['id'],
+    });
+    let release: () => void = () => {};
+    const blocked = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered = false;
+    const make = (block: boolean) =>
+      defineProjection({
+        name: 'slow',
+        version: 1,
+        views: [slow],
+        filter: { streamPrefixes: ['slow-'] },
+        async handle(event, ctx) {
+          await ctx.upsert(slow, { id: event.eventId });
+          if (block) {
+            entered = true;
+            await blocked;
+          }
+        },
+      });
+    await store.append('slow-1', [{ type: 'S', data: {} }]);
+    const workers = startWorkers({ url: db.url, projections: [make(true)] });
+    await waitFor(() => entered, { what: 'the handler to block' });
+    const started = Date.now();
+    await workers.stop({ timeoutMs: 300 });
+    expect(Date.now() - started).toBeLessThan(5000);
+    release();
+    expect(await rows('slow')).toEqual([]);
+    const { rows: checkpoint } = await pool.query(
+      `select position from tributary.projections where name = 'slow'`,
+    );
+    expect(checkpoint[0].position).toBe('0000000000000000-0000000000000000');
+
+    const again = startWorkers({ url: db.url, projections: [make(false)], leaseTimeoutMs: 1000 });
+    try {
+      await waitFor(async () => (await rows('slow')).length === 1, {
+        what: 'the next worker',
+        timeoutMs: 20_000,
+      });
+    } finally {
+      await again.stop();
+    }
+  });
 });

@@ -124,9 +124,19 @@ export function startWorkers(options: StartWorkersOptions): Workers {
         ]);
         clearTimeout(timer);
         if (timedOut) {
+          // Closing the connections rolls the open transactions back. A handler that never
+          // returns cannot be interrupted: it is left behind, and fails on its dead connection.
           logger.warn('abandoning running batches', { timeoutMs });
           for (const client of active) client.release(new Error('worker stopping'));
-          await done;
+          active.clear();
+          await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+          // Their connections are gone, so they can commit nothing more: free the leases now.
+          await pool
+            .query(
+              'update tributary.projections set lease_owner = null, lease_expires_at = null where lease_owner = $1',
+              [workerId],
+            )
+            .catch((error: unknown) => logger.warn('could not release the leases', { error }));
         }
         await notifier.close();
         if (ownsPool) await pool.end();
