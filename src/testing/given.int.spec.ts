@@ -94,4 +94,58 @@ describe('given / when / then', () => {
     await client.end();
     expect(rows[0].n).toBe(0);
   });
+
+  it('patch and find see the batch’s own earlier writes', async () => {
+    const tasks = defineView({
+      name: 'tasks',
+      columns: {
+        id: { type: 'text' },
+        owner: { type: 'text', nullable: false },
+        done: { type: 'boolean', nullable: false },
+        meta: { type: 'jsonb' },
+      },
+      primaryKey: ['id'],
+      indexes: [{ columns: ['owner'] }],
+    });
+    const summary = defineView({
+      name: 'owners',
+      columns: { owner: { type: 'text' }, open: { type: 'integer', nullable: false } },
+      primaryKey: ['owner'],
+    });
+    const projection = defineProjection({
+      name: 'tasks',
+      version: 1,
+      views: [tasks, summary],
+      async handle(event, ctx) {
+        const id = String(event.data.id);
+        if (event.type === 'Created') {
+          await ctx.upsert(tasks, { id, owner: String(event.data.owner), done: false, meta: { n: 1 } });
+        } else if (event.type === 'Done') {
+          const row = await ctx.patch(tasks, { id }, { done: true });
+          if (!row) throw new Error(`no task ${id}`);
+        } else if (event.type === 'Removed') {
+          expect(await ctx.delete(tasks, { id })).toBe(true);
+          expect(await ctx.delete(tasks, { id })).toBe(false);
+        }
+        const owner = String(event.data.owner);
+        const open = await ctx.find(tasks, { owner, done: false });
+        await ctx.upsert(summary, { owner, open: open.length });
+      },
+    });
+    const when = given([
+      { type: 'Created', data: { id: 't1', owner: 'ann' } },
+      { type: 'Created', data: { id: 't2', owner: 'ann' } },
+      { type: 'Created', data: { id: 't3', owner: 'bob' } },
+      { type: 'Done', data: { id: 't1', owner: 'ann' } },
+      { type: 'Removed', data: { id: 't3', owner: 'bob' } },
+    ]).when(projection, { url: db.url });
+    await when.then(tasks, [
+      { id: 't1', done: true, meta: { n: 1 } },
+      { id: 't2', done: false },
+    ]);
+    await when.then(summary, [
+      { owner: 'ann', open: 1 },
+      { owner: 'bob', open: 0 },
+    ]);
+  });
 });

@@ -46,7 +46,7 @@ export interface WhenOptions {
 }
 
 export interface When {
-  /** Asserts the view's rows, in primary-key order; only the columns the expected rows name are compared. */
+  /** Asserts the view's rows, in primary-key order; each row is compared on the columns its expected row names. */
   then(view: AnyView | string, expected: readonly Row[]): Promise<void>;
   /** The view's rows in primary-key order, for your own assertions. */
   rows(view: AnyView | string): Promise<Row[]>;
@@ -97,11 +97,12 @@ export function given(events: readonly GivenEvent[]): Given {
             return;
           }
           const actual = await rowsOf(view);
-          const columns = [...new Set(expected.flatMap((row) => Object.keys(row)))];
-          const pick = (row: Row) => Object.fromEntries(columns.map((c) => [c, comparable(row[c])]));
+          // Each row is compared on the columns its expected row names; extra rows show in full.
+          const pick = (row: Row, columns: string[]) =>
+            Object.fromEntries(columns.map((c) => [c, comparable(row[c])]));
           assert.deepStrictEqual(
-            actual.map(pick),
-            expected.map(pick),
+            actual.map((row, i) => pick(row, Object.keys(expected[i] ?? row))),
+            expected.map((row) => pick(row, Object.keys(row))),
             `Rows of view '${typeof view === 'string' ? view : view.name}' differ from the expected ones.`,
           );
         },
