@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from '../db/index.js';
+import { isConnectionError, type Pool, type PoolClient } from '../db/index.js';
 import { type Envelope, type Position, type ReadAllResult, readAll } from '../ingest/index.js';
 import {
   type ApplyResult,
@@ -6,6 +6,7 @@ import {
   batchTransaction,
   describeError,
   type FailureMemory,
+  retryDelay,
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
@@ -199,7 +200,34 @@ export async function runBatch(
         ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
       };
     }
-    await writer.flush();
+    try {
+      await writer.flush();
+    } catch (error) {
+      // The batch's writes break a constraint of a view (e.g. a unique index): a poison batch.
+      // Retry it, then envelope by envelope, so the failure policy can apply to the culprit.
+      const first = read[0];
+      if (!own || !first || isConnectionError(error) || options.timerOnly) throw error;
+      await client.query('rollback');
+      clearCache(memory.cache);
+      memory.preloaded = false;
+      const attempts = (memory.failures.get(first.position)?.attempts ?? 0) + 1;
+      const maxAttempts = projection.retry?.maxAttempts ?? 3;
+      memory.failures.set(first.position, { attempts, error });
+      if (attempts >= maxAttempts && read.length > 1) {
+        memory.failures.delete(first.position);
+        memory.isolateUntil = read.at(-1)!.position;
+      }
+      return {
+        kind: 'done',
+        position: from,
+        read: read.length,
+        applied: 0,
+        caughtUp: false,
+        held,
+        committed: false,
+        retryAfterMs: attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts),
+      };
+    }
     const halt = result.halt;
     const idle =
       !options.timerOnly && read.length === 0 && result.position === from && writer.changes === 0 && !halt;
@@ -251,6 +279,9 @@ export async function runBatch(
       return { kind: 'lost' };
     }
     await commit();
+    // Failures are forgotten only once the events' effects have committed.
+    for (const envelope of read)
+      if (envelope.position <= result.position) memory.failures.delete(envelope.position);
     memory.position = result.position;
     if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer))
       memory.nextTimer = result.timer;
