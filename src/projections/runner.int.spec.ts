@@ -235,4 +235,49 @@ describe('runner', () => {
       await again.stop();
     }
   });
+
+  it('delivers events appended while a batch runs by wake-up, not by the poll', async () => {
+    const seen = defineView({
+      name: 'seen',
+      columns: { id: { type: 'text' } },
+      primaryKey: ['id'],
+    });
+    let releaseFirst!: () => void;
+    const firstBlocks = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    let firstEntered = false;
+    const projection = defineProjection({
+      name: 'seen',
+      version: 1,
+      views: [seen],
+      filter: { types: ['Seen'] },
+      async handle(event, ctx) {
+        if (event.data.id === 'first') {
+          firstEntered = true;
+          await firstBlocks;
+        }
+        await ctx.upsert(seen, { id: String(event.data.id) });
+      },
+    });
+    // The poll is far beyond the test's patience: only a wake-up can deliver the second event in time.
+    const workers = startWorkers({ url: db.url, projections: [projection], pollIntervalMs: 120_000 });
+    try {
+      await waitFor(async () => (await getProjectionStatuses(pool, [projection]))[0]?.state === 'running', {
+        what: 'the worker to start',
+      });
+      await store.append('seen-1', [{ type: 'Seen', data: { id: 'first' } }]);
+      await waitFor(() => firstEntered, { what: 'the first batch to be running' });
+      // Committed (and notified) while the first batch is still in its handler.
+      await store.append('seen-2', [{ type: 'Seen', data: { id: 'second' } }]);
+      releaseFirst();
+      await waitFor(async () => (await rows('seen')).length === 2, {
+        timeoutMs: 10_000,
+        what: 'the second event',
+      });
+    } finally {
+      releaseFirst();
+      await workers.stop();
+    }
+  });
 });

@@ -268,6 +268,8 @@ async function holdProjection(
     let lastCommit = Date.now();
     let heldDelayMs = 2;
     while (!signal.aborted) {
+      // Taken before the read: a notification arriving after the read still wakes the wait below.
+      const seen = notifier.generation;
       const batchOptions = {
         batchSize: options.batchSize ?? 1000,
         batchMaxMs: options.batchMaxMs ?? 500,
@@ -324,7 +326,7 @@ async function holdProjection(
         continue;
       }
       heldDelayMs = 2;
-      await waitForWork(notifier, clock, memory.nextTimer, pollIntervalMs, signal);
+      await waitForWork(notifier, clock, memory.nextTimer, pollIntervalMs, signal, seen);
     }
     return 'stopped';
   } catch (error) {
@@ -340,18 +342,19 @@ async function holdProjection(
   }
 }
 
-/** Until a notification, the timer, the poll interval, or stop, whichever comes first. */
+/** Until a notification (since `since`), the timer, the poll interval, or stop, whichever comes first. */
 async function waitForWork(
   notifier: Notifier,
   clock: Clock,
   timer: Date | undefined,
   pollIntervalMs: number,
   signal: AbortSignal,
+  since: number,
 ): Promise<void> {
   const local = new AbortController();
   const onAbort = () => local.abort();
   signal.addEventListener('abort', onAbort, { once: true });
-  const waits = [notifier.wait(pollIntervalMs, local.signal)];
+  const waits = [notifier.wait(pollIntervalMs, local.signal, since)];
   if (timer) waits.push(clock.sleepUntil(timer, local.signal));
   await Promise.race(waits);
   local.abort();
