@@ -1,5 +1,9 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
-const benchmarks: Record<string, () => Promise<unknown>> = {};
+import { benchCdc } from './cdc.js';
+
+const benchmarks: Record<string, () => Promise<unknown>> = {
+  cdc: benchCdc,
+};
 
 const name = process.argv[2];
 const run = name === undefined ? undefined : benchmarks[name];

@@ -87,6 +87,27 @@ function runCapture(config: string, nodeOptions = ''): Child {
   };
 }
 
+function cli(
+  config: string,
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, '--config', config, ...args], {
+      env: { ...process.env, DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 async function randomWrite(client: pg.Client, seq: number, maxId: number) {
   const id = 1 + Math.floor(Math.random() * maxId);
   const op = Math.random();
@@ -189,6 +210,33 @@ describe('kill -9 and restart', () => {
     const { rows } = await source.query<{ id: number; v: string }>('select id, v from items');
     expect(foldChanges(all).get('public.items')).toEqual(
       new Map(rows.map((r) => [JSON.stringify({ id: r.id }), r])),
+    );
+
+    // Operations on the same source, through the CLI.
+    const status = await cli(config, ['cdc', 'status', '--json']);
+    expect(status.code).toBe(0);
+    const [entry] = JSON.parse(status.stdout) as Array<Record<string, unknown>>;
+    expect(entry).toMatchObject({
+      source: 'kill',
+      state: 'stopped',
+      slotExists: true,
+      slotProblem: null,
+      streamId: 'cdc-kill',
+      snapshot: { done: true },
+    });
+    expect(entry!.transactions).toBe(new Set(lsns).size);
+    expect(entry!.lagBytes).toEqual(expect.any(Number));
+    const refused = await cli(config, ['cdc', 'drop', 'kill']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/--yes/);
+    const dropped = await cli(config, ['cdc', 'drop', 'kill', '--yes']);
+    expect(dropped.stdout).toMatch(/slot dropped, publication dropped/);
+    const { rowCount } = await source.query('select 1 from pg_replication_slots where slot_name = $1', [
+      `s_kill_${src.tag}`,
+    ]);
+    expect(rowCount).toBe(0);
+    expect((await pool.query("select 1 from tributary.cdc_checkpoints where source = 'kill'")).rowCount).toBe(
+      0,
     );
     console.log(
       `kill test: ${killedInSnapshot} kills during the snapshot, ${killedStreaming} while streaming, ${seq} source transactions`,

@@ -325,6 +325,25 @@ function checkAudit(all: readonly Envelope[], written: number) {
   return streamed.length;
 }
 
+describe('validation', () => {
+  it('refuses a table without a primary key or replica identity, saying how to fix it, and creates no slot', async () => {
+    await source.query('create table loose (a int, b text)');
+    const { running, sources } = capture('loose', { tables: ['public.loose'] });
+    const failed = await waitFor(() => running.status().find((s) => s.lastError !== null), {
+      timeoutMs: 30_000,
+      what: 'the refusal',
+    });
+    expect(failed.state).toBe('failed');
+    expect(failed.lastError).toMatch(/public\.loose has no primary key and no replica identity/);
+    expect(failed.lastError).toMatch(/ADD PRIMARY KEY .* REPLICA IDENTITY FULL/);
+    const { rowCount } = await source.query('select 1 from pg_replication_slots where slot_name = $1', [
+      sources.loose!.slot,
+    ]);
+    expect(rowCount).toBe(0);
+    await running.stop();
+  });
+});
+
 describe('snapshot handoff', () => {
   it('under a concurrent writer, the log folds to the source table and every later transaction appears once', async () => {
     await source.query(`create table items (id int primary key, v text);
