@@ -1,8 +1,12 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
+import { benchAppend } from './append.js';
 import { benchCdc } from './cdc.js';
+import { nexmark } from './nexmark.js';
 
 const benchmarks: Record<string, () => Promise<unknown>> = {
+  append: benchAppend,
   cdc: benchCdc,
+  nexmark,
 };
 
 const name = process.argv[2];

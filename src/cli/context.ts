@@ -17,10 +17,28 @@ export interface CommandContext {
 /** Loads the config, connects to (or starts) the database and migrates it. */
 export async function openContext(
   options: GlobalOptions,
-  { migrateFirst = true } = {},
+  { migrateFirst = true, handleSignals = false } = {},
 ): Promise<CommandContext> {
   const logger = createLogger();
   const lifecycle = createLifecycle(logger);
+  if (!handleSignals) return open(options, logger, lifecycle, migrateFirst);
+  // Signals are handled from the start: a Ctrl-C while the embedded server starts still stops it.
+  lifecycle.handleSignals();
+  const work = lifecycle.starting(open(options, logger, lifecycle, migrateFirst));
+  try {
+    return await work;
+  } catch (error) {
+    await lifecycle.shutdown('startup failed');
+    throw error;
+  }
+}
+
+async function open(
+  options: GlobalOptions,
+  logger: Logger,
+  lifecycle: Lifecycle,
+  migrateFirst: boolean,
+): Promise<CommandContext> {
   const loaded = await loadConfig(options.config ? { file: options.config } : {});
   if (loaded.file) logger.debug('config loaded', { file: loaded.file });
   const database = await resolveDatabase(loaded.config, logger);

@@ -10,6 +10,7 @@ type Cleanup = () => Promise<void> | void;
 export function createLifecycle(logger: Logger) {
   const cleanups: Cleanup[] = [];
   let stopping: Promise<void> | undefined;
+  let startup: Promise<unknown> = Promise.resolve();
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => {
     resolveStopped = resolve;
@@ -18,6 +19,8 @@ export function createLifecycle(logger: Logger) {
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       logger.info('shutting down', { reason });
+      // A signal during startup: let it finish, so that what it started is also stopped.
+      await startup.catch(() => {});
       for (const cleanup of cleanups.reverse()) {
         try {
           await cleanup();
@@ -50,6 +53,15 @@ export function createLifecycle(logger: Logger) {
       void stopped.then(() => clearInterval(keepAlive));
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+    },
+    /** Startup work a shutdown waits for before running the cleanups. */
+    starting<T>(work: Promise<T>): Promise<T> {
+      startup = work;
+      return work;
+    },
+    /** True once a shutdown began (e.g. a signal arrived during startup). */
+    get stopping() {
+      return stopping !== undefined;
     },
     shutdown,
     /** Resolves once a shutdown has finished. */

@@ -1,3 +1,4 @@
+import { isConnectionError } from '../db/index.js';
 import { isTributaryError } from '../errors.js';
 import { createProgram } from './program.js';
 
@@ -6,9 +7,12 @@ try {
 } catch (error) {
   if (isTributaryError(error)) {
     console.error(`tributary: ${error.describe()}`);
-    process.exitCode = 1;
+  } else if (isConnectionError(error)) {
+    console.error(
+      `tributary: cannot reach PostgreSQL: ${(error as Error).message}\n  → Check DATABASE_URL (or database.url in tributary.config.ts) and that the server accepts connections.`,
+    );
   } else {
     console.error(error);
-    process.exitCode = 1;
   }
+  process.exitCode = 1;
 }

@@ -1,7 +1,12 @@
 import { Command } from 'commander';
 import { registerCdc } from './commands/cdc.js';
+import { registerDeadLetters } from './commands/deadletters.js';
 import { registerDev } from './commands/dev.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerRebuild } from './commands/rebuild.js';
+import { registerReplay } from './commands/replay.js';
+import { registerStart } from './commands/start.js';
+import { registerStatus } from './commands/status.js';
 
 export function createProgram(): Command {
   const program = new Command()
@@ -13,6 +18,11 @@ export function createProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerMigrate(program);
   registerDev(program);
+  registerStart(program);
+  registerStatus(program);
+  registerRebuild(program);
+  registerReplay(program);
+  registerDeadLetters(program);
   registerCdc(program);
   return program;
 }

@@ -1,4 +1,5 @@
 import type { CdcSourcesConfig, LimitOptions } from '../ingest/index.js';
+import type { Projection, RunnerOptions } from '../projections/index.js';
 
 export interface DatabaseConfig {
   /** PostgreSQL connection string. `DATABASE_URL` overrides it. Absent: the embedded server. */
@@ -20,6 +21,10 @@ export interface TributaryConfig {
   embedded?: EmbeddedConfig;
   /** Limits applied to every append. */
   log?: LimitOptions;
+  /** The projections `tributary start` runs (and `rebuild`, `replay`, `status` know). */
+  projections?: readonly Projection[];
+  /** How projection workers run: batch bounds, lease timeout, view schema. */
+  runner?: RunnerOptions;
   /**
    * Databases whose row changes are captured into the log, by source name (which names
    * the stream `cdc-<name>`, and by default the slot and publication `tributary_<name>`).

@@ -6,3 +6,4 @@ export {
   type TributaryConfig,
 } from './defineConfig.js';
 export { applyEnvironment, CONFIG_FILES, type LoadedConfig, loadConfig } from './loadConfig.js';
+export { validateConfig } from './validateConfig.js';

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
 import type { TributaryConfig } from './defineConfig.js';
+import { validateConfig } from './validateConfig.js';
 
 export const CONFIG_FILES = [
   'tributary.config.ts',
@@ -54,7 +55,7 @@ export async function loadConfig(
     }
     config = exported as TributaryConfig;
   }
-  return { config: applyEnvironment(config, env), file };
+  return { config: validateConfig(applyEnvironment(config, env), file ?? 'the environment'), file };
 }
 
 export function applyEnvironment(config: TributaryConfig, env: NodeJS.ProcessEnv): TributaryConfig {

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -57,10 +58,10 @@ export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions = {},
 ): Promise<EmbeddedPostgres> {
   const logger = options.logger ?? silentLogger;
-  const dataDir = path.resolve(options.dataDir ?? '.tributary/pgdata');
   const database = options.database ?? 'tributary';
-  const binaries = await loadBinaries();
   const runAs = await resolveRunAsUser(logger);
+  const dataDir = resolveDataDir(options.dataDir, runAs, logger);
+  const binaries = await reachableBinaries(await loadBinaries(), runAs, logger);
 
   const running = await findRunningServer(dataDir, logger);
   if (running !== undefined) {
@@ -149,6 +150,56 @@ async function loadBinaries(): Promise<Binaries> {
   }
 }
 
+/**
+ * As root the server runs as `postgres`, which may not be able to reach the binaries
+ * (a checkout inside a 0700 directory). Then they are copied once, per version, to a
+ * shared directory it can reach.
+ */
+async function reachableBinaries(
+  binaries: Binaries,
+  runAs: RunAs | undefined,
+  logger: Logger,
+): Promise<Binaries> {
+  if (runAs === undefined || canExecuteAs(binaries.postgres, runAs)) return binaries;
+  const native = path.dirname(path.dirname(binaries.postgres));
+  const version = JSON.parse(await readFile(path.join(native, '..', 'package.json'), 'utf8'))
+    .version as string;
+  const target = path.join(tmpdir(), `tributary-postgres-${version}`);
+  const relocated = {
+    postgres: path.join(target, 'bin', path.basename(binaries.postgres)),
+    initdb: path.join(target, 'bin', path.basename(binaries.initdb)),
+  };
+  if (canExecuteAs(relocated.postgres, runAs)) return relocated;
+  logger.info('copying the PostgreSQL binaries where the `postgres` OS user can run them', { target });
+  const staging = `${target}.${process.pid}.tmp`;
+  await rm(staging, { recursive: true, force: true });
+  await cp(native, staging, { recursive: true, verbatimSymlinks: true });
+  await chmod(staging, 0o755);
+  try {
+    await rename(staging, target);
+  } catch {
+    await rm(staging, { recursive: true, force: true }); // another process won the race
+  }
+  if (!canExecuteAs(relocated.postgres, runAs)) {
+    throw new EmbeddedPostgresError(
+      `The 'postgres' OS user cannot run the PostgreSQL binaries, even from ${target}.`,
+      {
+        hint: 'Run Tributary as a normal user, or set DATABASE_URL to use an existing PostgreSQL server.',
+      },
+    );
+  }
+  return relocated;
+}
+
+function canExecuteAs(file: string, runAs: RunAs): boolean {
+  try {
+    execFileSync('test', ['-x', file], { uid: runAs.uid, gid: runAs.gid, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface RunAs {
   uid: number;
   gid: number;
@@ -228,23 +279,48 @@ async function initCluster(initdb: string, dataDir: string, runAs: RunAs | undef
   }
 }
 
+/**
+ * The configured data directory, or `.tributary/pgdata`. When that default lies where the
+ * `postgres` OS user cannot go (running as root in a private checkout), a directory under
+ * the system temp dir, fixed per checkout, is used instead, so `npm start` still works.
+ */
+function resolveDataDir(configured: string | undefined, runAs: RunAs | undefined, logger: Logger): string {
+  if (configured !== undefined) return path.resolve(configured);
+  const preferred = path.resolve('.tributary/pgdata');
+  if (runAs === undefined || firstUnreachable(preferred, runAs) === undefined) return preferred;
+  const hash = createHash('sha256').update(process.cwd()).digest('hex').slice(0, 12);
+  const fallback = path.join(tmpdir(), `tributary-${hash}`, 'pgdata');
+  logger.warn(
+    'the `postgres` OS user cannot reach .tributary/pgdata here; using a data directory under the temp dir',
+    {
+      dataDir: fallback,
+      hint: 'Set TRIBUTARY_PGDATA to choose the location.',
+    },
+  );
+  return fallback;
+}
+
+/** The first ancestor directory of `target` that `runAs` cannot enter, if any. */
+function firstUnreachable(target: string, runAs: RunAs): string | undefined {
+  let dir = path.dirname(target);
+  while (true) {
+    if (existsSync(dir) && !canExecuteAs(dir, runAs)) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
 async function assertReachableBy(dataDir: string, runAs: RunAs) {
   // Every parent must be searchable by the postgres user, or initdb fails with an obscure message.
-  let dir = path.dirname(dataDir);
-  while (true) {
-    try {
-      execFileSync('test', ['-x', dir], { uid: runAs.uid, gid: runAs.gid, stdio: 'ignore' });
-    } catch {
-      throw new EmbeddedPostgresError(
-        `The embedded server runs as the 'postgres' OS user, which cannot enter ${dir} (to reach ${dataDir}).`,
-        {
-          hint: `Point TRIBUTARY_PGDATA at a directory it can reach (e.g. under /tmp), or \`chmod o+x ${dir}\`.`,
-        },
-      );
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return;
-    dir = parent;
+  const dir = firstUnreachable(dataDir, runAs);
+  if (dir !== undefined) {
+    throw new EmbeddedPostgresError(
+      `The embedded server runs as the 'postgres' OS user, which cannot enter ${dir} (to reach ${dataDir}).`,
+      {
+        hint: `Point TRIBUTARY_PGDATA at a directory it can reach (e.g. under /tmp), or \`chmod o+x ${dir}\`.`,
+      },
+    );
   }
 }
 
@@ -276,10 +352,18 @@ async function findRunningServer(dataDir: string, logger: Logger): Promise<numbe
       { hint: `If no Tributary database is running on ${dataDir}, delete ${lockFile} and start again.` },
     );
   }
-  if (!(await canConnect(`postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`))) {
+  const served = await servedDataDir(`postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`);
+  if (served === undefined) {
     throw new EmbeddedPostgresError(
       `A PostgreSQL server (PID ${pid}) holds ${dataDir} but does not accept connections on port ${port}.`,
       { hint: `Wait for it to finish starting or stopping, or stop it with \`kill -INT ${pid}\`.` },
+    );
+  }
+  if (!sameDirectory(served, dataDir)) {
+    // The PID was reused by another PostgreSQL, or the port now belongs to another server.
+    throw new EmbeddedPostgresError(
+      `The lock file ${lockFile} names PID ${pid} and port ${port}, but the server there runs ${served}, not ${dataDir}.`,
+      { hint: `If no server runs on ${dataDir}, delete ${lockFile} and start again.` },
     );
   }
   return port;
@@ -324,6 +408,32 @@ async function choosePort(requested: number): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** The data directory of the server at `url`, or undefined when it cannot be reached. */
+async function servedDataDir(url: string): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ dir: string }>("select current_setting('data_directory') as dir");
+    return rows[0]?.dir;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function sameDirectory(a: string, b: string): boolean {
+  const real = (dir: string) => {
+    try {
+      return realpathSync(dir);
+    } catch {
+      return path.resolve(dir);
+    }
+  };
+  return real(a) === real(b);
 }
 
 async function canConnect(url: string): Promise<boolean> {

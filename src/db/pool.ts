@@ -23,6 +23,8 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'tributary',
     idleTimeoutMillis: 30_000,
+    // Notices a connection that died silently (no RST) instead of waiting on it forever.
+    keepAlive: true,
   });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.logger?.warn('idle database connection lost', { error }));
@@ -32,16 +34,20 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
 /** Runs `fn` in a transaction on a pooled client: COMMIT on success, ROLLBACK on any error. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let broken: Error | undefined;
   try {
     await client.query('begin');
     const result = await fn(client);
     await client.query('commit');
     return result;
   } catch (error) {
-    await client.query('rollback').catch(() => {});
+    // A client whose rollback fails is in an unknown state: destroy it rather than pool it.
+    await client.query('rollback').catch((rollbackError: Error) => {
+      broken = rollbackError;
+    });
     throw error;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 

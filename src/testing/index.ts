@@ -1,2 +1,2 @@
 // `tributary/testing`: helpers for testing projections and aggregates against a real PostgreSQL.
-export {};
+export * from './testStream.js';

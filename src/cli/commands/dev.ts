@@ -8,8 +8,8 @@ export function registerDev(program: Command) {
       'Run everything locally for development: the embedded PostgreSQL (unless DATABASE_URL is set), migrated.',
     )
     .action(async (_options, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      context.lifecycle.handleSignals();
+      const context = await openContext(command.optsWithGlobals(), { handleSignals: true });
+      if (context.lifecycle.stopping) return context.lifecycle.stopped;
       const { logger, database } = context;
       logger.info('tributary dev is running', {
         database: database.kind === 'embedded' ? `${database.url} (embedded)` : 'DATABASE_URL',

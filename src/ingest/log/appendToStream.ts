@@ -5,12 +5,16 @@ import type { AppendOptions, AppendResult, EventInput } from './types.js';
 import { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';
 
 const APPEND_SQL = `select outcome, next_version, last_transaction_id::text as xid, last_global_position::text as gp
-  from tributary.append_events($1, $2, $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8)`;
+  from tributary.append_events($1, $2, $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8, $9)`;
 
 /**
  * Appends events to one stream through `db`, which may be a pool (the append is
  * then its own transaction) or a client inside a caller's transaction (CDC appends
  * captured changes and its source checkpoint together this way).
+ *
+ * `notifyAtCommit` (default true) sends the subscribers' wake-up from inside the
+ * transaction. The event store passes false and wakes subscribers itself after the
+ * commit, because notifications sent at commit serialize concurrent commits.
  */
 export async function appendToStream(
   db: Queryable,
@@ -18,6 +22,7 @@ export async function appendToStream(
   events: readonly EventInput[],
   options: AppendOptions = {},
   limits: LimitOptions = {},
+  notifyAtCommit = true,
 ): Promise<AppendResult> {
   validateStreamId(streamId);
   const expected = validateExpectedVersion(options.expectedVersion ?? 'any');
@@ -34,6 +39,7 @@ export async function appendToStream(
         prepared.map((e) => e.metadata),
         prepared.map((e) => e.eventTime),
         prepared.some((e) => e.idGiven),
+        notifyAtCommit,
       ],
     );
     const row = rows[0]!;

@@ -7,6 +7,7 @@ import { readStream } from './readStream.js';
 import { subscribe } from './subscribe.js';
 import type { EventStore } from './types.js';
 import type { LimitOptions } from './validation.js';
+import { createWakeUp } from './wakeSubscribers.js';
 
 export interface PostgresEventStoreOptions extends LimitOptions {
   connectionString: string;
@@ -30,22 +31,39 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
     });
   const notifier = createNotifier(options.connectionString, undefined, logger);
   const subscriptions = new Set<{ close(): Promise<void> }>();
+  // Its own connection: a wake-up never waits for, nor holds, a pooled connection appends need.
+  const wakePool = createPool(options.connectionString, {
+    max: 1,
+    applicationName: 'tributary-notify',
+    logger,
+  });
+  const wakeUp = createWakeUp(wakePool, logger);
 
   return {
     pool,
-    append: (streamId, events, appendOptions) =>
-      appendToStream(pool, streamId, events, appendOptions, options),
+    async append(streamId, events, appendOptions) {
+      const result = await appendToStream(pool, streamId, events, appendOptions, options, false);
+      if (result.appended) wakeUp();
+      return result;
+    },
     readStream: (streamId, readOptions) => readStream(pool, streamId, readOptions),
     readAll: (from, readOptions) => readAll(pool, from, readOptions),
     head: () => readHead(pool),
     subscribe(from, subscribeOptions) {
       const subscription = subscribe(pool, notifier, from, subscribeOptions, logger);
       subscriptions.add(subscription);
+      const close = subscription.close;
+      subscription.close = async () => {
+        subscriptions.delete(subscription);
+        await close();
+      };
       return subscription;
     },
     async close() {
       await Promise.all([...subscriptions].map((s) => s.close()));
       await notifier.close();
+      await wakeUp.idle();
+      await wakePool.end();
       if (ownsPool) await pool.end();
     },
   };

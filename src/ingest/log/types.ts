@@ -88,6 +88,11 @@ export interface SubscribeOptions {
   batchSize?: number;
   /** Fallback poll when no notification arrives. @default 1000 */
   pollIntervalMs?: number;
+  /**
+   * Longest wait between reads while committed events are held back by an older open
+   * transaction (whose commit may send no notification). @default 100
+   */
+  heldPollIntervalMs?: number;
   signal?: AbortSignal;
 }
 

@@ -134,8 +134,45 @@ function serializeObject(value: unknown, field: string, required: boolean): stri
       field,
     });
   }
-  assertJson(value, field, 0);
-  return JSON.stringify(value);
+  // The fast path: a walk that builds no strings, then one scan of the serialized text.
+  // Only when either finds a problem does the slow walk run, to name the offending field.
+  if (!isJson(value, 0)) assertJson(value, field, 0);
+  const json = JSON.stringify(value);
+  if (FORBIDDEN_ESCAPE.test(json)) assertJson(value, field, 0);
+  return json;
+}
+
+/**
+ * In JSON.stringify's output a NUL or an unpaired surrogate always appears escaped
+ * (`\u0000`, `\ud800`…); an escape preceded by an even number of backslashes is one.
+ */
+const FORBIDDEN_ESCAPE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
+
+/** True when `value` is plain JSON that JSON.stringify keeps unchanged (strings checked separately). */
+function isJson(value: unknown, depth: number): boolean {
+  if (depth > MAX_JSON_DEPTH) return false;
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!isJson(value[i], depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in value) {
+        if (!isJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /** Rejects what JSON.stringify would silently change or what jsonb cannot store. */

@@ -1,0 +1,107 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { quoteIdentifier } from '../db/index.js';
+
+const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
+const adminUrl = inject('adminUrl');
+let cwd: string;
+let databaseUrl: string;
+let database: string;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function tributary(args: string[], env: Record<string, string> = {}, dir = cwd): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: dir, env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+beforeAll(async () => {
+  cwd = await mkdtemp(path.join(tmpdir(), 'tributary-cli-'));
+  database = `cli_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${quoteIdentifier(database)}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  databaseUrl = url.toString();
+});
+
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
+  await admin.end();
+});
+
+describe('tributary CLI', () => {
+  it.each([
+    [[], /Usage: tributary \[options\] \[command\][\s\S]*migrate[\s\S]*dev/],
+    [['migrate'], /Usage: tributary migrate[\s\S]*several\s+processes/],
+    [['dev'], /Usage: tributary dev[\s\S]*embedded PostgreSQL/],
+  ])('%j --help prints usage', async (command, usage) => {
+    const run = await tributary([...command, '--help']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(usage);
+  });
+
+  it('migrate applies the migrations to DATABASE_URL, then finds nothing to do', async () => {
+    const first = await tributary(['migrate'], { DATABASE_URL: databaseUrl });
+    expect(first).toMatchObject({ code: 0 });
+    expect(first.stdout).toMatch(/Applied \d+ migration\(s\): log, /);
+    const second = await tributary(['migrate'], { DATABASE_URL: databaseUrl });
+    expect(second.stdout).toMatch(/Database is up to date/);
+  });
+
+  it('reads DATABASE_URL over the config file, and the config file with --config', async () => {
+    const dir = await mkdtemp(path.join(cwd, 'cfg-'));
+    await writeFile(
+      path.join(dir, 'tributary.config.js'),
+      `export default { database: { url: 'postgres://nobody@127.0.0.1:1/none' } };`,
+    );
+    await writeFile(
+      path.join(dir, 'good.config.js'),
+      `export default { database: { url: '${databaseUrl}' } };`,
+    );
+    expect((await tributary(['migrate'], { DATABASE_URL: databaseUrl }, dir)).code).toBe(0);
+    expect((await tributary(['--config', 'good.config.js', 'migrate'], {}, dir)).stdout).toMatch(
+      /up to date/,
+    );
+    const refused = await tributary(['migrate'], {}, dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /tributary: cannot reach PostgreSQL: .*ECONNREFUSED[\s\S]*→ Check DATABASE_URL/,
+    );
+  });
+
+  it('prints a typed error with its hint and exits 1, also when `dev` fails to start', async () => {
+    const dir = await mkdtemp(path.join(cwd, 'bad-'));
+    await writeFile(path.join(dir, 'tributary.config.js'), 'export default { embedded: { port: -4 } };');
+    for (const command of ['migrate', 'dev']) {
+      const run = await tributary([command], {}, dir);
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr).toMatch(
+        /tributary: .*embedded\.port must be an integer from 0 to 65535[\s\S]*→ Fix the value/,
+      );
+    }
+  });
+});

@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { createPool } from '../../db/index.js';
+import { startWorkers } from '../../projections/index.js';
+import { type CommandContext, openContext } from '../context.js';
+
+/**
+ * Each service `tributary start` runs: it starts, registers its own stop with the
+ * lifecycle, and returns. The API and CDC capture are further entries of this list.
+ */
+type Service = (context: CommandContext) => Promise<void>;
+
+/** Projection workers: every configured projection, shared with other processes through leases. */
+export const startProjections: Service = async (context) => {
+  const { config } = context.loaded;
+  const projections = config.projections ?? [];
+  if (projections.length === 0) {
+    context.logger.warn('no projections configured; add `projections: [...]` to tributary.config.ts');
+    return;
+  }
+  const pool = createPool(context.database.url, {
+    max: Math.min(projections.length + 2, 20),
+    applicationName: 'tributary-projections',
+    logger: context.logger,
+  });
+  const workers = startWorkers({
+    url: context.database.url,
+    pool,
+    projections,
+    logger: context.logger,
+    ...config.runner,
+  });
+  context.lifecycle.add(async () => {
+    await workers.stop();
+    await pool.end();
+  });
+  context.logger.info('projection workers started', {
+    workerId: workers.workerId,
+    projections: projections.map((p) => p.name),
+  });
+};
+
+export const SERVICES: Service[] = [startProjections];
+
+export function registerStart(program: Command) {
+  program
+    .command('start')
+    .description(
+      'Run the projection workers until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
+    )
+    .action(async (_options, command: Command) => {
+      const context = await openContext(command.optsWithGlobals());
+      context.lifecycle.handleSignals();
+      for (const service of SERVICES) await service(context);
+      await context.lifecycle.stopped;
+    });
+}

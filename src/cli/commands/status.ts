@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { createPool } from '../../db/index.js';
+import { getProjectionStatuses, type ProjectionStatus } from '../../projections/index.js';
+import { openContext } from '../context.js';
+
+export function registerStatus(program: Command) {
+  program
+    .command('status')
+    .description(
+      'Show each projection: state, version, position, lag, throughput, lease holder and last error.',
+    )
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const context = await openContext(command.optsWithGlobals());
+      const pool = createPool(context.database.url, { max: 2 });
+      try {
+        const statuses = await getProjectionStatuses(pool, context.loaded.config.projections ?? []);
+        if (options.json) console.log(JSON.stringify(statuses, null, 2));
+        else console.log(formatStatusTable(statuses));
+      } finally {
+        await pool.end();
+        await context.database.stop();
+      }
+    });
+}
+
+export function formatStatusTable(statuses: readonly ProjectionStatus[]): string {
+  if (statuses.length === 0)
+    return 'No projections configured (add `projections: [...]` to tributary.config.ts).';
+  const header = ['PROJECTION', 'STATE', 'VERSION', 'LAG', 'LAG (s)', 'EV/S', 'DEAD', 'LEASE', 'POSITION'];
+  const rows = statuses.map((s) => [
+    s.name,
+    s.rebuild
+      ? `${s.state} (rebuilding v${s.rebuild.version}: ${s.rebuild.done}/${s.rebuild.total})`
+      : s.state,
+    s.version === s.configuredVersion
+      ? String(s.version ?? '-')
+      : `${s.version ?? '-'} (config: ${s.configuredVersion})`,
+    String(s.lagEvents),
+    String(s.lagSeconds),
+    String(s.eventsPerSecond),
+    String(s.deadLetters),
+    s.leaseOwner ?? '-',
+    s.position,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  const out = [line(header), ...rows.map(line)];
+  for (const s of statuses) {
+    if (s.lastError) {
+      out.push(
+        `\n${s.name}: last error${s.lastError.position ? ` at ${s.lastError.position}` : ''}${s.lastError.eventType ? ` (${s.lastError.eventType})` : ''}: ${s.lastError.message}`,
+      );
+    }
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,193 @@
+import { assertIdentifier, type Queryable } from '../db/index.js';
+import { ValidationError } from '../errors.js';
+import type { Envelope, LogFilter, Position } from '../ingest/index.js';
+import type { ColumnDefinition, ColumnValues, ViewDefinition } from './view.js';
+
+/** A row as handlers write it: every column by name. */
+export type Row = Record<string, unknown>;
+
+/** Any view definition, whatever its columns (structural, so specific views fit). */
+export type AnyView = Pick<ViewDefinition, 'name' | 'columns' | 'primaryKey' | 'indexes' | 'search'>;
+
+/** The row type of a view given by definition; a plain record for a view given by name. */
+export type RowFor<V> = V extends { columns: infer C extends Record<string, ColumnDefinition> }
+  ? { [K in keyof C]: ColumnValues[C[K]['type']] | (C[K]['nullable'] extends false ? never : null) }
+  : Row;
+
+/**
+ * What a handler reads and writes views through. Every method names the view (its
+ * definition or its name). Reads see the batch's own earlier writes; nothing is
+ * visible to anyone else before the batch commits, together with the checkpoint.
+ */
+export interface ViewContext {
+  /** The row with this primary key (an object of the key columns), or undefined. */
+  get<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<RowFor<V> | undefined>;
+  /** Inserts or replaces the whole row; columns left out are null. */
+  upsert<V extends AnyView | string>(view: V, row: Partial<RowFor<V>>): Promise<void>;
+  /**
+   * Changes some columns of an existing row and returns the new row; a missing row
+   * is left missing and undefined is returned.
+   */
+  patch<V extends AnyView | string>(
+    view: V,
+    key: Partial<RowFor<V>>,
+    changes: Partial<RowFor<V>>,
+  ): Promise<RowFor<V> | undefined>;
+  /** Deletes the row with this key; true when there was one. */
+  delete<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<boolean>;
+  /** Rows whose columns equal every value in `where` (all rows for `{}`), at most `limit`. */
+  find<V extends AnyView | string>(
+    view: V,
+    where?: Partial<RowFor<V>>,
+    options?: { limit?: number },
+  ): Promise<RowFor<V>[]>;
+}
+
+/** What `handle(envelope, ctx)` gets: the view writes plus facts about the delivery. */
+export interface HandlerContext extends ViewContext {
+  /** The projection being run. */
+  readonly projection: string;
+  /** True during `tributary replay`: effects must be idempotent. */
+  readonly replaying: boolean;
+}
+
+/**
+ * The runner's transaction, handed to batch-level handlers and timers.
+ *
+ * Everything written through `client` and `views` commits together with the view
+ * changelog and the checkpoint, or not at all. Write view tables through `views`
+ * (so the changelog and the row cache stay right); use `client` for a projection's
+ * own state tables. View writes are buffered until the commit: call `flush()`
+ * before reading view tables through `client`.
+ */
+export interface BatchTransaction {
+  /** The runner's PostgreSQL client, inside the batch transaction. */
+  readonly client: Queryable;
+  /** The same view-write context `handle` gets. */
+  readonly views: HandlerContext;
+  /** Processing time of this transaction, from the runner's clock. */
+  readonly now: Date;
+  /** The checkpoint this transaction starts from (the position after the last applied event). */
+  readonly position: Position;
+  /** Writes buffered view changes to the tables now (still inside the transaction). */
+  flush(): Promise<void>;
+  /**
+   * Asks for `onTimer` to run at `at` (by the runner's clock); the earliest request
+   * wins. Takes effect once this transaction commits.
+   */
+  scheduleTimer(at: Date): void;
+}
+
+export interface RetryPolicy {
+  /** Attempts per event (or batch) before the failure policy applies. @default 3 */
+  maxAttempts?: number;
+  /** Delay before the second attempt; doubles each time. @default 200 */
+  initialDelayMs?: number;
+  /** @default 5000 */
+  maxDelayMs?: number;
+}
+
+/** What happens to an event whose handler keeps failing. */
+export type FailurePolicy = 'stop' | 'dead-letter';
+
+export interface ProjectionDefinition<Views extends readonly AnyView[] = readonly AnyView[]> {
+  /** Lower-case identifier, unique among projections. */
+  name: string;
+  /** Bump it whenever the views or the handler's meaning change, then rebuild. */
+  version: number;
+  /** The views this projection writes (and only it writes). */
+  views: Views;
+  /** Which events reach the handler (types, type prefixes, stream prefixes). @default every event */
+  filter?: LogFilter;
+  /**
+   * Called once per envelope in log order. Deterministic given the envelope and the
+   * views; writes only through `ctx`. Provide this or `handleBatch`.
+   */
+  handle?: (envelope: Envelope, ctx: HandlerContext) => Promise<void> | void;
+  /**
+   * Batch-level extension point: called once per batch with its envelopes in log
+   * order, instead of `handle`. Writes go through `tx.views` and `tx.client`, and
+   * commit atomically with the checkpoint. A throw retries the batch, then smaller
+   * batches down to one envelope, before the failure policy applies to that envelope.
+   */
+  handleBatch?: (envelopes: readonly Envelope[], tx: BatchTransaction) => Promise<void>;
+  /**
+   * Processing-time timer hook. The runner calls it, under the lease and in its own
+   * transaction (committed with a lease renewal, checkpoint unchanged), as soon as it
+   * holds the projection and then whenever the time it returned has come, even when
+   * no events arrive. Return the next wake-up time, or undefined for none (a batch
+   * can ask again with `tx.scheduleTimer`). Time comes from the runner's `clock`.
+   */
+  onTimer?: (now: Date, tx: BatchTransaction) => Promise<Date | undefined>;
+  /** @default 'stop' */
+  onError?: FailurePolicy;
+  retry?: RetryPolicy;
+}
+
+export type Projection = ProjectionDefinition<readonly AnyView[]>;
+
+/** Declares a projection; checks it up front so mistakes surface when the config loads. */
+export function defineProjection<const Views extends readonly AnyView[]>(
+  definition: ProjectionDefinition<Views>,
+): ProjectionDefinition<Views> {
+  assertIdentifier(definition.name, 'projection name');
+  if (!Number.isSafeInteger(definition.version) || definition.version < 1) {
+    throw new ValidationError(
+      `Projection '${definition.name}' has version ${String(definition.version)}; use a positive integer.`,
+      { field: 'version' },
+    );
+  }
+  if (!definition.handle === !definition.handleBatch) {
+    throw new ValidationError(`Projection '${definition.name}' needs exactly one of handle or handleBatch.`, {
+      field: 'handle',
+    });
+  }
+  const names = new Set<string>();
+  for (const view of definition.views) {
+    if (names.has(view.name)) {
+      throw new ValidationError(`Projection '${definition.name}' lists view '${view.name}' twice.`);
+    }
+    names.add(view.name);
+  }
+  if (definition.onError !== undefined && !['stop', 'dead-letter'].includes(definition.onError)) {
+    throw new ValidationError(
+      `Projection '${definition.name}' has onError '${String(definition.onError)}'; use 'stop' or 'dead-letter'.`,
+      { field: 'onError' },
+    );
+  }
+  return definition;
+}
+
+/** Checks a set of projections together: unique names, and each view written by one projection only. */
+export function validateProjections(projections: readonly Projection[]): void {
+  const names = new Set<string>();
+  const owners = new Map<string, string>();
+  for (const projection of projections) {
+    if (names.has(projection.name)) {
+      throw new ValidationError(`Two projections are named '${projection.name}'.`, {
+        hint: 'Projection names must be unique.',
+      });
+    }
+    names.add(projection.name);
+    for (const view of projection.views) {
+      const owner = owners.get(view.name);
+      if (owner !== undefined) {
+        throw new ValidationError(
+          `View '${view.name}' is written by both '${owner}' and '${projection.name}'.`,
+          {
+            hint: 'Each view belongs to exactly one projection.',
+          },
+        );
+      }
+      owners.set(view.name, projection.name);
+    }
+  }
+}
+
+/** The projection that writes view `viewName`, or undefined. */
+export function projectionOfView(
+  projections: readonly Projection[],
+  viewName: string,
+): Projection | undefined {
+  return projections.find((projection) => projection.views.some((view) => view.name === viewName));
+}

@@ -1,0 +1,49 @@
+import { TributaryError } from '../errors.js';
+
+export const ProjectionErrorCodes = {
+  DefinitionChanged: 'PROJECTION_DEFINITION_CHANGED',
+  Failed: 'PROJECTION_FAILED',
+  Handler: 'PROJECTION_HANDLER_FAILED',
+} as const;
+
+/** A view definition changed while the projection's version stayed the same. */
+export class ProjectionDefinitionChangedError extends TributaryError {
+  constructor(
+    readonly projection: string,
+    readonly version: number,
+  ) {
+    super(
+      ProjectionErrorCodes.DefinitionChanged,
+      `The views of projection '${projection}' changed, but its version is still ${version}.`,
+      {
+        hint: `Bump its version (to ${version + 1}) and run \`tributary rebuild ${projection}\`; or restore the previous view definitions.`,
+      },
+    );
+  }
+}
+
+/** A handler threw; carries where, so the error names the event. */
+export class ProjectionHandlerError extends TributaryError {
+  constructor(
+    readonly projection: string,
+    readonly position: string,
+    readonly eventType: string,
+    cause: unknown,
+  ) {
+    super(
+      ProjectionErrorCodes.Handler,
+      `Projection '${projection}' failed on a '${eventType}' event at ${position}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      {
+        cause,
+        hint: `Fix the handler and restart, or dead-letter the event (see \`tributary deadletters\`).`,
+      },
+    );
+  }
+}
+
+/** The projection is halted (stop policy) or cannot run in this process. */
+export class ProjectionFailedError extends TributaryError {
+  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+    super(ProjectionErrorCodes.Failed, message, options);
+  }
+}

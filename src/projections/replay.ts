@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from '../db/index.js';
+import { ValidationError } from '../errors.js';
+import { formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
+import { type Logger, silentLogger } from '../logger.js';
+import type { Projection } from './defineProjection.js';
+import { ProjectionFailedError } from './errors.js';
+import { acquireLease, releaseLease } from './leases.js';
+import type { Progress } from './rebuild.js';
+import { sleep } from './startWorkers.js';
+import { countEventsAfter } from './status.js';
+import { DEFAULT_VIEW_SCHEMA } from './view.js';
+import { createViewWriter } from './viewWriter.js';
+
+export interface ReplayOptions {
+  pool: Pool;
+  projection: Projection;
+  /** A log position, or a time: the first event recorded at or after it. */
+  from: Position | Date;
+  viewSchema?: string;
+  /** @default 1000 */
+  batchSize?: number;
+  /** @default 10000 */
+  leaseTimeoutMs?: number;
+  /** How long to wait for the running worker's lease before taking it over. @default leaseTimeoutMs */
+  waitForLeaseMs?: number;
+  onProgress?: (progress: Progress) => void;
+  logger?: Logger;
+}
+
+/** The position just before the first event recorded at or after `time`. */
+export async function positionAtTime(pool: Pool, time: Date): Promise<Position> {
+  if (Number.isNaN(time.getTime()))
+    throw new ValidationError('The replay time is not a valid date.', { field: 'from' });
+  const { rows } = await pool.query<{ xid: string; gp: string }>(
+    `select transaction_id::text as xid, global_position::text as gp from tributary.events
+     where recorded_at >= $1 and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     order by transaction_id, global_position limit 1`,
+    [time],
+  );
+  const first = rows[0];
+  if (!first) {
+    const { rows: head } = await pool.query<{ xmin: string }>(
+      'select pg_snapshot_xmin(pg_current_snapshot())::text as xmin',
+    );
+    return formatPosition(head[0]!.xmin, 0n);
+  }
+  return formatPosition(first.xid, BigInt(first.gp) - 1n);
+}
+
+/**
+ * Re-delivers the events after `from` up to the projection's checkpoint to its
+ * handler (with `ctx.replaying` true), writing the live views. For projections whose
+ * effects are idempotent, e.g. to push a sink again after a fix. The projection is
+ * taken over for the duration (its worker stands by) and its checkpoint is unchanged.
+ */
+export async function replayProjection(options: ReplayOptions): Promise<{ events: number }> {
+  const { pool, projection } = options;
+  const logger = options.logger ?? silentLogger;
+  const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
+  let from: Position;
+  if (options.from instanceof Date) from = await positionAtTime(pool, options.from);
+  else if (isPosition(options.from)) from = options.from;
+  else
+    throw new ValidationError(`'${String(options.from)}' is neither a log position nor a time.`, {
+      field: 'from',
+    });
+
+  const owner = `replay:${randomUUID().slice(0, 8)}`;
+  const deadline = Date.now() + (options.waitForLeaseMs ?? leaseTimeoutMs);
+  while (
+    !(await acquireLease(pool, 'live', projection.name, owner, leaseTimeoutMs, {
+      version: projection.version,
+    }))
+  ) {
+    if (Date.now() > deadline) {
+      // The running worker renews its lease: take it over; its next commit fails its compare-and-set.
+      if (
+        await acquireLease(pool, 'live', projection.name, owner, leaseTimeoutMs, {
+          version: projection.version,
+          force: true,
+        })
+      )
+        break;
+      throw new ProjectionFailedError(
+        `Projection '${projection.name}' is not running at version ${projection.version}.`,
+        {
+          hint: 'Check `tributary status`: it may need a rebuild or be halted.',
+        },
+      );
+    }
+    await sleep(200);
+  }
+  const client = await pool.connect();
+  try {
+    const { rows } = await client.query<{ position: string }>(
+      'select position from tributary.projections where name = $1',
+      [projection.name],
+    );
+    const until = rows[0]!.position as Position;
+    const total = from < until ? await countBetween(pool, projection, from, until) : 0;
+    let position = from;
+    let done = 0;
+    logger.info('replay started', { projection: projection.name, from, until, total });
+    while (position < until) {
+      await client.query('begin');
+      try {
+        const page = await readAll(client, position, {
+          limit: options.batchSize ?? 1000,
+          ...(projection.filter ? { filter: projection.filter } : {}),
+        });
+        const events = page.events.filter((event) => event.position <= until);
+        const writer = createViewWriter({
+          client,
+          projection: projection.name,
+          views: projection.views,
+          schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
+          cache: new Map(),
+          replaying: true,
+        });
+        if (projection.handle) {
+          for (const event of events) {
+            writer.setPosition(event.position);
+            await projection.handle(event, writer.ctx);
+          }
+        } else if (events.length > 0) {
+          writer.setPosition(events.at(-1)!.position);
+          await projection.handleBatch!(events, {
+            client,
+            views: writer.ctx,
+            now: new Date(),
+            position,
+            flush: () => writer.flush(),
+            scheduleTimer: () => {},
+          });
+        }
+        await writer.flush();
+        const renewed = await client.query(
+          `update tributary.projections set generation = generation + 1, lease_expires_at = now() + $3::interval
+           where name = $1 and lease_owner = $2`,
+          [projection.name, owner, `${leaseTimeoutMs} milliseconds`],
+        );
+        if (renewed.rowCount !== 1)
+          throw new ProjectionFailedError(
+            `Projection '${projection.name}' was taken over during the replay.`,
+          );
+        await client.query('commit');
+        done += events.length;
+        position = events.length < page.events.length || page.next > until ? until : page.next;
+        options.onProgress?.({ done, total: Math.max(total, done), position });
+        if (page.events.length === 0 && page.next === position && position < until) await sleep(20);
+      } catch (error) {
+        await client.query('rollback').catch(() => {});
+        throw error;
+      }
+    }
+    options.onProgress?.({ done, total: done, position: until });
+    return { events: done };
+  } finally {
+    client.release();
+    await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
+  }
+}
+
+async function countBetween(
+  pool: Pool,
+  projection: Projection,
+  from: Position,
+  until: Position,
+): Promise<number> {
+  return (
+    (await countEventsAfter(pool, from, projection.filter)) -
+    (await countEventsAfter(pool, until, projection.filter))
+  );
+}

@@ -1,0 +1,270 @@
+import type { PoolClient } from '../db/index.js';
+import { type Envelope, type Position, readAll } from '../ingest/index.js';
+import {
+  type ApplyResult,
+  applyEnvelopes,
+  batchTransaction,
+  describeError,
+  type FailureMemory,
+} from './applyEnvelopes.js';
+import type { Projection } from './defineProjection.js';
+import { ProjectionFailedError } from './errors.js';
+import { createViewWriter, type RowCache } from './viewWriter.js';
+
+/** Which checkpoint row a batch reads and advances. */
+export interface CheckpointTarget {
+  /** 'live': tributary.projections (live tables); 'rebuild': tributary.projection_rebuilds (shadow tables). */
+  kind: 'live' | 'rebuild';
+  projection: Projection;
+  owner: string;
+  /** Schema of the tables written. */
+  schema: string;
+  leaseTimeoutMs: number;
+}
+
+export interface WorkerMemory {
+  cache: RowCache;
+  failures: FailureMemory;
+  /** What this worker last committed; anything else means someone else wrote. */
+  position?: Position;
+  generation?: string;
+  /** While below this position, batches hold one envelope (isolating a failing batch). */
+  isolateUntil?: Position;
+  nextTimer?: Date;
+}
+
+export type BatchResult =
+  | { kind: 'lost' }
+  | {
+      kind: 'done';
+      position: Position;
+      read: number;
+      applied: number;
+      /** The read reached the visible end of the log. */
+      caughtUp: boolean;
+      held: boolean;
+      retryAfterMs?: number;
+      halted?: boolean;
+      /** Why the projection halted (stop policy). */
+      haltError?: { message: string; position: Position; eventType: string };
+      committed: boolean;
+    };
+
+const TABLE = { live: 'tributary.projections', rebuild: 'tributary.projection_rebuilds' } as const;
+
+interface CheckpointRow {
+  position: Position;
+  generation: string;
+  mine: boolean;
+  version: number;
+  state: string;
+}
+
+async function readCheckpoint(
+  client: PoolClient,
+  target: CheckpointTarget,
+): Promise<CheckpointRow | undefined> {
+  const generation = target.kind === 'live' ? 'generation::text' : `'0'`;
+  const state = target.kind === 'live' ? 'state' : `'running'`;
+  const { rows } = await client.query<CheckpointRow>(
+    `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state
+     from ${TABLE[target.kind]} where name = $1`,
+    [target.projection.name, target.owner],
+  );
+  return rows[0];
+}
+
+/**
+ * One batch, one transaction: read after the checkpoint, run the handler, write the
+ * views and changelog, and advance the checkpoint with compare-and-set on the position,
+ * the lease owner and the generation. Two workers can therefore never both apply a batch.
+ */
+export async function runBatch(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  options: {
+    batchSize: number;
+    batchMaxMs: number;
+    now: Date;
+    timerOnly?: boolean;
+    /** Commit even when nothing moved, to renew the lease. */
+    renew?: boolean;
+    /** Smoothed events per second, published for status. */
+    eventsPerSecond?: number;
+    /** The caller opened the transaction and commits it; a rollback is thrown instead. */
+    inTransaction?: boolean;
+  },
+): Promise<BatchResult> {
+  const { projection } = target;
+  const own = options.inTransaction !== true;
+  const begin = () => (own ? client.query('begin') : undefined);
+  const commit = () => (own ? client.query('commit') : undefined);
+  const rollback = async () => {
+    if (!own)
+      throw new ProjectionFailedError(
+        `A batch of '${projection.name}' could not be applied in the caller's transaction.`,
+      );
+    await client.query('rollback');
+  };
+  await begin();
+  try {
+    const row = await readCheckpoint(client, target);
+    if (!row?.mine || row.version !== projection.version || row.state !== 'running') {
+      await rollback();
+      return { kind: 'lost' };
+    }
+    if (row.position !== memory.position || row.generation !== memory.generation) {
+      // Someone else wrote the views since this worker's last commit: its cache is stale.
+      for (const cache of memory.cache.values()) cache.clear();
+      memory.position = row.position;
+      memory.generation = row.generation;
+    }
+    const from = row.position;
+    const writer = createViewWriter({
+      client,
+      projection: projection.name,
+      views: projection.views,
+      schema: target.schema,
+      cache: memory.cache,
+    });
+    let result: ApplyResult;
+    let read: Envelope[] = [];
+    let caughtUp = true;
+    let held = false;
+    if (options.timerOnly) {
+      writer.setPosition(from);
+      let timer: Date | undefined;
+      const tx = batchTransaction({ client, writer, now: options.now, from }, (at) => {
+        if (timer === undefined || at < timer) timer = at;
+      });
+      const next = await projection.onTimer!(options.now, tx);
+      const earliest = next && timer ? (next < timer ? next : timer) : (next ?? timer);
+      result = { position: from, applied: 0, deadLettered: 0, ...(earliest ? { timer: earliest } : {}) };
+      memory.nextTimer = undefined;
+    } else {
+      const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
+      if (!isolating) memory.isolateUntil = undefined;
+      const limit = isolating ? 1 : options.batchSize;
+      const page = await readAll(client, from, {
+        limit,
+        ...(projection.filter ? { filter: projection.filter } : {}),
+      });
+      read = page.events;
+      held = page.held;
+      caughtUp = page.events.length < limit;
+      result = await applyEnvelopes(read, {
+        projection,
+        client,
+        writer,
+        failures: memory.failures,
+        from,
+        now: options.now,
+        deadline: Date.now() + options.batchMaxMs,
+        readNext: page.next,
+      });
+      if (result.position !== page.next) caughtUp = false;
+    }
+    if (result.rollback) {
+      await rollback();
+      for (const cache of memory.cache.values()) cache.clear();
+      const first = read[0];
+      const failure = first ? memory.failures.get(first.position) : undefined;
+      const maxAttempts = projection.retry?.maxAttempts ?? 3;
+      if (first && failure && failure.attempts >= maxAttempts && read.length > 1 && projection.handleBatch) {
+        // The batch keeps failing: retry its envelopes one by one to find the culprit.
+        memory.failures.delete(first.position);
+        memory.isolateUntil = read.at(-1)!.position;
+      }
+      return {
+        kind: 'done',
+        position: from,
+        read: read.length,
+        applied: 0,
+        caughtUp: false,
+        held,
+        committed: false,
+        ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+      };
+    }
+    await writer.flush();
+    const halt = result.halt;
+    const idle =
+      !options.timerOnly && read.length === 0 && result.position === from && writer.changes === 0 && !halt;
+    if (idle && !options.renew) {
+      await rollback();
+      return { kind: 'done', position: from, read: 0, applied: 0, caughtUp: true, held, committed: false };
+    }
+    const params: unknown[] = [
+      projection.name,
+      target.owner,
+      from,
+      result.position,
+      `${target.leaseTimeoutMs} milliseconds`,
+      result.applied + result.deadLettered,
+    ];
+    let sql: string;
+    if (target.kind === 'live') {
+      params.push(memory.generation, halt ? 'failed' : 'running');
+      params.push(
+        halt
+          ? JSON.stringify({
+              ...describeError(halt.error),
+              position: halt.envelope.position,
+              eventId: halt.envelope.eventId,
+              eventType: halt.envelope.type,
+              streamId: halt.envelope.streamId,
+              attempts: halt.attempts,
+              at: new Date().toISOString(),
+            })
+          : null,
+        options.eventsPerSecond ?? 0,
+      );
+      sql = `update tributary.projections
+             set position = $4, lease_expires_at = now() + $5::interval, events_processed = events_processed + $6,
+                 state = $8, last_error = coalesce($9::jsonb, case when $6 > 0 then null else last_error end),
+                 lease_owner = case when $8 = 'failed' then null else lease_owner end,
+                 events_per_second = $10, updated_at = now()
+             where name = $1 and lease_owner = $2 and position = $3 and generation = $7::bigint`;
+    } else {
+      sql = `update tributary.projection_rebuilds
+             set position = $4, lease_expires_at = now() + $5::interval, done = done + $6, updated_at = now()
+             where name = $1 and lease_owner = $2 and position = $3`;
+    }
+    const updated = await client.query(sql, params);
+    if (updated.rowCount !== 1) {
+      await rollback();
+      for (const cache of memory.cache.values()) cache.clear();
+      return { kind: 'lost' };
+    }
+    await commit();
+    memory.position = result.position;
+    if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer))
+      memory.nextTimer = result.timer;
+    if (halt) memory.failures.delete(halt.envelope.position);
+    return {
+      kind: 'done',
+      position: result.position,
+      read: read.length,
+      applied: result.applied,
+      caughtUp,
+      held,
+      committed: true,
+      ...(halt
+        ? {
+            halted: true,
+            haltError: {
+              message: halt.error instanceof Error ? halt.error.message : String(halt.error),
+              position: halt.envelope.position,
+              eventType: halt.envelope.type,
+            },
+          }
+        : {}),
+      ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
+    };
+  } catch (error) {
+    if (own) await client.query('rollback').catch(() => {});
+    for (const cache of memory.cache.values()) cache.clear();
+    throw error;
+  }
+}

@@ -1,0 +1,185 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
+import {
+  createVirtualClock,
+  defineProjection,
+  defineView,
+  ensureViewTables,
+  getProjectionStatuses,
+  ProjectionDefinitionChangedError,
+  startWorkers,
+} from './index.js';
+
+let db: TestDatabase;
+let store: EventStore;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  store = createPostgresEventStore({ connectionString: db.url });
+  pool = new pg.Pool({ connectionString: db.url, max: 4 });
+});
+afterAll(async () => {
+  await store.close();
+  await pool.end();
+  await db.drop();
+});
+
+const totals = defineView({
+  name: 'totals',
+  columns: {
+    account: { type: 'text' },
+    count: { type: 'integer', nullable: false },
+    sum: { type: 'bigint', nullable: false },
+    tags: { type: 'text[]' },
+    last_at: { type: 'timestamptz' },
+  },
+  primaryKey: ['account'],
+  indexes: [{ columns: ['count'] }],
+});
+
+const totalsProjection = defineProjection({
+  name: 'totals',
+  version: 1,
+  views: [totals],
+  filter: { types: ['Deposited', 'Closed'] },
+  async handle(event, ctx) {
+    const account = String(event.data.account);
+    if (event.type === 'Closed') {
+      await ctx.delete(totals, { account });
+      return;
+    }
+    const row = await ctx.get(totals, { account });
+    await ctx.upsert(totals, {
+      account,
+      count: (row?.count ?? 0) + 1,
+      sum: String(BigInt(row?.sum ?? '0') + BigInt(Number(event.data.amount))),
+      tags: [...(row?.tags ?? []), String(event.data.amount)].slice(-3),
+      last_at: event.eventTime,
+    });
+  },
+});
+
+const rows = async (table: string) =>
+  (await pool.query(`select * from tributary_views.${table} order by 1`)).rows as Record<string, unknown>[];
+
+describe('runner', () => {
+  it('folds the log into the view, with a changelog row per key per batch, and reports status', async () => {
+    for (let i = 0; i < 30; i++) {
+      await store.append(`acct-${i % 3}`, [
+        { type: 'Deposited', data: { account: `a${i % 3}`, amount: i } },
+        { type: 'Ignored', data: {} },
+      ]);
+    }
+    await store.append('acct-2', [{ type: 'Closed', data: { account: 'a2' } }]);
+    const workers = startWorkers({ url: db.url, projections: [totalsProjection], batchSize: 7 });
+    try {
+      const head = await store.head();
+      await waitFor(
+        async () =>
+          (
+            await pool.query('select 1 from tributary.projections where name = $1 and position >= $2', [
+              'totals',
+              head,
+            ])
+          ).rowCount === 1,
+        { what: 'projection to catch up', timeoutMs: 30_000 },
+      );
+      expect(await rows('totals')).toMatchObject([
+        {
+          account: 'a0',
+          count: 10,
+          sum: String([0, 3, 6, 9, 12, 15, 18, 21, 24, 27].reduce((a, b) => a + b)),
+        },
+        { account: 'a1', count: 10, sum: '145' },
+      ]);
+      // Replaying the changelog gives the view.
+      const { rows: changes } = await pool.query(
+        `select op, key, row, old from tributary.view_changes where view = 'totals' order by transaction_id, seq`,
+      );
+      const replayed = new Map<string, unknown>();
+      for (const change of changes) {
+        const key = JSON.stringify(change.key);
+        if (change.op === 'delete') {
+          expect(replayed.get(key)).toEqual(change.old);
+          replayed.delete(key);
+        } else {
+          expect(replayed.get(key) ?? null).toEqual(change.old);
+          replayed.set(key, change.row);
+        }
+      }
+      const { rows: asJson } = await pool.query(
+        'select to_jsonb(t) as row from tributary_views.totals t order by account',
+      );
+      expect([...replayed.entries()].sort().map(([, row]) => row)).toEqual(asJson.map((r) => r.row));
+
+      const [status] = await getProjectionStatuses(pool, [totalsProjection]);
+      expect(status).toMatchObject({
+        name: 'totals',
+        state: 'running',
+        version: 1,
+        lagEvents: 0,
+        lagSeconds: 0,
+      });
+      expect(status!.leaseOwner).toBe(workers.workerId);
+      expect(workers.status()).toMatchObject([{ projection: 'totals', state: 'running' }]);
+    } finally {
+      await workers.stop();
+    }
+    const { rows: leases } = await pool.query(
+      `select lease_owner from tributary.projections where name = 'totals'`,
+    );
+    expect(leases[0].lease_owner).toBeNull();
+  });
+
+  it('refuses a changed view definition without a version bump', async () => {
+    const changed = defineProjection({
+      ...totalsProjection,
+      views: [defineView({ ...totals, columns: { ...totals.columns, extra: { type: 'text' } } })],
+    });
+    const error = await ensureViewTables(pool, [changed]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProjectionDefinitionChangedError);
+    expect((error as ProjectionDefinitionChangedError).describe()).toMatch(
+      /bump its version.*tributary rebuild totals/is,
+    );
+    await expect(ensureViewTables(pool, [{ ...changed, version: 2 }])).resolves.toEqual(
+      new Map([['totals', 'needs-rebuild']]),
+    );
+  });
+
+  it('runs timers under the lease with a virtual clock, even with no events', async () => {
+    const ticks = defineView({
+      name: 'ticks',
+      columns: { id: { type: 'integer' }, at: { type: 'timestamptz', nullable: false } },
+      primaryKey: ['id'],
+    });
+    const clock = createVirtualClock(new Date('2030-01-01T00:00:00Z'));
+    let n = 0;
+    const projection = defineProjection({
+      name: 'ticker',
+      version: 1,
+      views: [ticks],
+      filter: { types: ['Nothing'] },
+      async handleBatch() {},
+      async onTimer(now, tx) {
+        n++;
+        await tx.views.upsert(ticks, { id: n, at: now });
+        await tx.client.query('select 1');
+        return new Date(now.getTime() + 60_000);
+      },
+    });
+    const workers = startWorkers({ url: db.url, projections: [projection], clock });
+    try {
+      await waitFor(async () => (await rows('ticks')).length === 1, { what: 'first timer' });
+      clock.advance(30_000);
+      clock.advance(30_000);
+      await waitFor(async () => (await rows('ticks')).length === 2, { what: 'second timer' });
+      expect((await rows('ticks'))[1]).toMatchObject({ id: 2, at: new Date('2030-01-01T00:01:00Z') });
+    } finally {
+      await workers.stop();
+    }
+  });
+});

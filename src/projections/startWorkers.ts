@@ -1,0 +1,365 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
+import { createNotifier, type Notifier, type Position } from '../ingest/index.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { type Clock, systemClock } from './clock.js';
+import { type Projection, validateProjections } from './defineProjection.js';
+import { acquireLease, releaseLease } from './leases.js';
+import { ensureViewTables } from './registry.js';
+import { type BatchResult, type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
+import { DEFAULT_VIEW_SCHEMA } from './view.js';
+
+export interface RunnerOptions {
+  /** Events per batch transaction, at most. @default 1000 */
+  batchSize?: number;
+  /** Time spent handling one batch before it commits, at most. @default 500 */
+  batchMaxMs?: number;
+  /** A lease not renewed for this long may be taken over by another process. @default 10000 */
+  leaseTimeoutMs?: number;
+  /** Polling fallback when no notification arrives. @default 1000 */
+  pollIntervalMs?: number;
+  /** Schema of the view tables. @default 'tributary_views' */
+  viewSchema?: string;
+}
+
+export interface StartWorkersOptions extends RunnerOptions {
+  /** PostgreSQL connection string (also used for LISTEN). */
+  url: string;
+  projections: readonly Projection[];
+  /** Use this pool instead of creating one (it is then not closed by `stop()`). */
+  pool?: Pool;
+  logger?: Logger;
+  /** Processing time for timers. @default systemClock */
+  clock?: Clock;
+  /** Identifies this process in leases. @default `<host>:<pid>:<random>` */
+  workerId?: string;
+  /**
+   * Clear the 'failed' state of these projections on start (a restart after fixing
+   * the handler resumes them). @default true
+   */
+  resumeFailed?: boolean;
+}
+
+export type WorkerState =
+  | 'starting'
+  | 'running'
+  | 'standby'
+  | 'failed'
+  | 'needs-rebuild'
+  | 'outdated'
+  | 'stopped';
+
+export interface WorkerStatus {
+  projection: string;
+  state: WorkerState;
+  position?: Position;
+  lastError?: string;
+}
+
+export interface Workers {
+  readonly workerId: string;
+  /** What each projection is doing in this process. */
+  status(): WorkerStatus[];
+  /**
+   * Finishes each running batch and releases the leases. A batch still running after
+   * `timeoutMs` is abandoned: its connection is closed, so it rolls back.
+   * @default timeoutMs 30000
+   */
+  stop(options?: { timeoutMs?: number }): Promise<void>;
+}
+
+/**
+ * Runs the projections in this process. Each one runs here only while this process
+ * holds its lease; otherwise it stands by and takes over when the lease expires.
+ */
+export function startWorkers(options: StartWorkersOptions): Workers {
+  validateProjections(options.projections);
+  const logger = options.logger ?? silentLogger;
+  const ownsPool = options.pool === undefined;
+  const pool =
+    options.pool ??
+    createPool(options.url, {
+      max: Math.min(options.projections.length + 2, 20),
+      applicationName: 'tributary-projections',
+      logger,
+    });
+  const notifier = createNotifier(options.url, undefined, logger);
+  const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const abort = new AbortController();
+  const active = new Set<PoolClient>();
+  const statuses = new Map<string, WorkerStatus>();
+  for (const projection of options.projections) {
+    statuses.set(projection.name, { projection: projection.name, state: 'starting' });
+  }
+  const loops = options.projections.map((projection) =>
+    runProjection(projection, {
+      ...options,
+      pool,
+      notifier,
+      logger: logger.child({ projection: projection.name }),
+      workerId,
+      signal: abort.signal,
+      active,
+      status: statuses.get(projection.name)!,
+    }),
+  );
+  const done = Promise.allSettled(loops);
+  let stopping: Promise<void> | undefined;
+
+  return {
+    workerId,
+    status: () => [...statuses.values()].map((status) => ({ ...status })),
+    stop({ timeoutMs = 30_000 } = {}) {
+      stopping ??= (async () => {
+        abort.abort();
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = await Promise.race([
+          done.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), timeoutMs);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (timedOut) {
+          logger.warn('abandoning running batches', { timeoutMs });
+          for (const client of active) client.release(new Error('worker stopping'));
+          await done;
+        }
+        await notifier.close();
+        if (ownsPool) await pool.end();
+      })();
+      return stopping;
+    },
+  };
+}
+
+interface LoopOptions extends StartWorkersOptions {
+  pool: Pool;
+  notifier: Notifier;
+  logger: Logger;
+  workerId: string;
+  signal: AbortSignal;
+  active: Set<PoolClient>;
+  status: WorkerStatus;
+}
+
+async function runProjection(projection: Projection, options: LoopOptions): Promise<void> {
+  const { pool, logger, signal, status } = options;
+  const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
+  const retryMs = Math.max(50, Math.floor(leaseTimeoutMs / 4));
+  let registered = false;
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      if (!registered) {
+        const result = await ensureViewTables(pool, [projection], {
+          schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
+        });
+        const registration = result.get(projection.name);
+        if (registration !== 'ready') {
+          if (status.state !== registration) {
+            logger.warn(
+              registration === 'needs-rebuild'
+                ? `projection '${projection.name}' is at an older version in the database; run \`tributary rebuild ${projection.name}\``
+                : `the database holds a newer version of projection '${projection.name}'; this process leaves it alone`,
+              { version: projection.version },
+            );
+          }
+          status.state = registration ?? 'failed';
+          await sleep(Math.max(retryMs, 1000), signal);
+          continue;
+        }
+        registered = true;
+        if (options.resumeFailed !== false) {
+          await pool.query(
+            `update tributary.projections set state = 'running' where name = $1 and state = 'failed'`,
+            [projection.name],
+          );
+        }
+      }
+      const acquired = await acquireLease(pool, 'live', projection.name, options.workerId, leaseTimeoutMs, {
+        version: projection.version,
+      });
+      if (!acquired) {
+        const { rows } = await pool.query<{
+          state: string;
+          version: number;
+          last_error: { message?: string } | null;
+        }>('select state, version, last_error from tributary.projections where name = $1', [projection.name]);
+        const row = rows[0];
+        if (row && row.version !== projection.version) {
+          registered = false; // a rebuild moved it to another version
+          continue;
+        }
+        status.state = row?.state === 'failed' ? 'failed' : 'standby';
+        if (row?.last_error?.message) status.lastError = row.last_error.message;
+        await sleep(retryMs, signal);
+        continue;
+      }
+      logger.info('projection lease acquired', { workerId: options.workerId });
+      status.state = 'running';
+      const outcome = await holdProjection(projection, options, leaseTimeoutMs);
+      failures = 0;
+      if (outcome === 'halted') {
+        status.state = 'failed';
+        logger.error('projection halted by its failure policy', { lastError: status.lastError });
+      } else if (outcome === 'lost') {
+        logger.info('projection lease lost or projection changed; standing by');
+        status.state = 'standby';
+        registered = false;
+      }
+    } catch (error) {
+      failures++;
+      const delay = Math.min(100 * 2 ** failures, 5000);
+      if (isConnectionError(error)) {
+        logger.warn('database unavailable; retrying', { error, retryInMs: delay });
+      } else {
+        status.lastError = error instanceof Error ? error.message : String(error);
+        logger.error('projection worker error; retrying', { error, retryInMs: delay });
+        if ((error as { code?: string }).code === 'PROJECTION_DEFINITION_CHANGED') status.state = 'failed';
+      }
+      await sleep(delay, signal);
+    }
+  }
+  await releaseLease(pool, 'live', projection.name, options.workerId).catch(() => {});
+  status.state = 'stopped';
+}
+
+async function holdProjection(
+  projection: Projection,
+  options: LoopOptions,
+  leaseTimeoutMs: number,
+): Promise<'lost' | 'halted' | 'stopped'> {
+  const { pool, notifier, signal, status } = options;
+  const clock = options.clock ?? systemClock;
+  const pollIntervalMs = Math.min(options.pollIntervalMs ?? 1000, Math.floor(leaseTimeoutMs / 3));
+  const target: CheckpointTarget = {
+    kind: 'live',
+    projection,
+    owner: options.workerId,
+    schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
+    leaseTimeoutMs,
+  };
+  const memory: WorkerMemory = {
+    cache: new Map(),
+    failures: new Map(),
+    ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
+  };
+  const client = await pool.connect();
+  options.active.add(client);
+  let broken = false;
+  const rate = createRate();
+  try {
+    let lastCommit = Date.now();
+    let heldDelayMs = 2;
+    while (!signal.aborted) {
+      const batchOptions = {
+        batchSize: options.batchSize ?? 1000,
+        batchMaxMs: options.batchMaxMs ?? 500,
+        now: clock.now(),
+        renew: Date.now() - lastCommit > leaseTimeoutMs / 3,
+        eventsPerSecond: rate.value(),
+      };
+      let result: BatchResult;
+      if (projection.onTimer && memory.nextTimer && clock.now() >= memory.nextTimer) {
+        result = await runBatch(client, target, memory, { ...batchOptions, timerOnly: true });
+      } else {
+        result = await runBatch(client, target, memory, batchOptions);
+      }
+      if (result.kind === 'lost') return 'lost';
+      if (result.committed) lastCommit = Date.now();
+      rate.add(result.applied);
+      status.position = result.position;
+      if (result.halted) {
+        const { rows } = await client.query<{ last_error: { message?: string } | null }>(
+          'select last_error from tributary.projections where name = $1',
+          [projection.name],
+        );
+        status.lastError = rows[0]?.last_error?.message;
+        return 'halted';
+      }
+      if (result.retryAfterMs !== undefined) {
+        const failure = [...memory.failures.values()].at(-1);
+        options.logger.warn('handler failed; retrying', {
+          error: failure?.error,
+          attempts: failure?.attempts,
+          retryInMs: result.retryAfterMs,
+        });
+        await sleep(result.retryAfterMs, signal);
+        continue;
+      }
+      if (!result.caughtUp) {
+        heldDelayMs = 2;
+        continue;
+      }
+      if (result.held) {
+        // Committed events wait behind an older open transaction, which may never notify: poll soon.
+        await sleep(heldDelayMs, signal);
+        heldDelayMs = Math.min(heldDelayMs * 2, pollIntervalMs);
+        continue;
+      }
+      heldDelayMs = 2;
+      await waitForWork(notifier, clock, memory.nextTimer, pollIntervalMs, signal);
+    }
+    return 'stopped';
+  } catch (error) {
+    broken = true;
+    throw error;
+  } finally {
+    options.active.delete(client);
+    try {
+      client.release(broken ? true : undefined);
+    } catch {
+      // already released by an abandoning stop()
+    }
+  }
+}
+
+/** Until a notification, the timer, the poll interval, or stop, whichever comes first. */
+async function waitForWork(
+  notifier: Notifier,
+  clock: Clock,
+  timer: Date | undefined,
+  pollIntervalMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const local = new AbortController();
+  const onAbort = () => local.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  const waits = [notifier.wait(pollIntervalMs, local.signal)];
+  if (timer) waits.push(clock.sleepUntil(timer, local.signal));
+  await Promise.race(waits);
+  local.abort();
+  signal.removeEventListener('abort', onAbort);
+}
+
+/** Events per second over the last ten seconds. */
+function createRate() {
+  const samples: Array<[number, number]> = [];
+  return {
+    add(count: number) {
+      const now = Date.now();
+      if (count > 0) samples.push([now, count]);
+      while (samples.length > 0 && samples[0]![0] < now - 10_000) samples.shift();
+    },
+    value() {
+      if (samples.length === 0) return 0;
+      const span = Math.max(1000, Date.now() - samples[0]![0]);
+      return (samples.reduce((sum, [, count]) => sum + count, 0) * 1000) / span;
+    },
+  };
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

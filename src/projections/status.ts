@@ -1,0 +1,153 @@
+import type { Queryable } from '../db/index.js';
+import { type LogFilter, type Position, parsePosition, START } from '../ingest/index.js';
+import type { Projection } from './defineProjection.js';
+
+export interface ProjectionStatus {
+  name: string;
+  /** 'running', 'failed' (halted by the stop policy), or 'unregistered' (no worker has started it yet). */
+  state: 'running' | 'failed' | 'unregistered';
+  /** Version in the database (what the live views hold). */
+  version: number | undefined;
+  /** Version in this process's config; differs from `version` until a rebuild swaps it in. */
+  configuredVersion: number | undefined;
+  position: Position;
+  /** Visible events after the checkpoint that the projection's filter selects. */
+  lagEvents: number;
+  /** Age of the oldest unprocessed event, in seconds (0 when caught up). */
+  lagSeconds: number;
+  /** Recent throughput reported by the worker holding the lease (0 when idle). */
+  eventsPerSecond: number;
+  eventsProcessed: number;
+  /** Process holding the lease, while it is valid. */
+  leaseOwner: string | undefined;
+  lastError: { message: string; position?: string; eventType?: string; at?: string } | undefined;
+  deadLetters: number;
+  /** A rebuild in progress: its version and events done so far. */
+  rebuild: { version: number; position: Position; done: number; total: number } | undefined;
+  updatedAt: Date | undefined;
+}
+
+interface Row {
+  name: string;
+  version: number;
+  position: string;
+  state: 'running' | 'failed';
+  last_error: ProjectionStatus['lastError'] | null;
+  lease_owner: string | null;
+  lease_valid: boolean;
+  events_processed: string;
+  events_per_second: number;
+  updated_at: Date;
+  fresh: boolean;
+}
+
+/**
+ * Status of each projection, from the database (so any process can answer): state,
+ * versions, checkpoint, lag in events and seconds, recent throughput, last error.
+ */
+export async function getProjectionStatuses(
+  db: Queryable,
+  projections: readonly Projection[],
+): Promise<ProjectionStatus[]> {
+  const names = projections.map((p) => p.name);
+  const { rows } = await db.query<Row>(
+    `select name, version, position, state, last_error, lease_owner,
+            coalesce(lease_expires_at > now(), false) as lease_valid,
+            events_processed::text, events_per_second, updated_at,
+            updated_at > now() - interval '10 seconds' as fresh
+     from tributary.projections where name = any ($1::text[])`,
+    [names],
+  );
+  const { rows: rebuilds } = await db.query<{
+    name: string;
+    version: number;
+    position: string;
+    done: string;
+    total: string;
+  }>(
+    'select name, version, position, done::text, total::text from tributary.projection_rebuilds where name = any ($1::text[])',
+    [names],
+  );
+  const { rows: dead } = await db.query<{ projection: string; count: string }>(
+    'select projection, count(*)::text as count from tributary.dead_letters where projection = any ($1::text[]) group by projection',
+    [names],
+  );
+  const statuses: ProjectionStatus[] = [];
+  for (const projection of projections) {
+    const row = rows.find((r) => r.name === projection.name);
+    const position = (row?.position ?? START) as Position;
+    const lag = await measureLag(db, position, projection.filter);
+    const rebuild = rebuilds.find((r) => r.name === projection.name);
+    statuses.push({
+      name: projection.name,
+      state: row?.state ?? 'unregistered',
+      version: row?.version,
+      configuredVersion: projection.version,
+      position,
+      lagEvents: lag.events,
+      lagSeconds: lag.seconds,
+      eventsPerSecond: row?.fresh ? Math.round(row.events_per_second) : 0,
+      eventsProcessed: Number(row?.events_processed ?? 0),
+      leaseOwner: row?.lease_valid ? (row.lease_owner ?? undefined) : undefined,
+      lastError: row?.last_error ?? undefined,
+      deadLetters: Number(dead.find((d) => d.projection === projection.name)?.count ?? 0),
+      rebuild: rebuild
+        ? {
+            version: rebuild.version,
+            position: rebuild.position as Position,
+            done: Number(rebuild.done),
+            total: Number(rebuild.total),
+          }
+        : undefined,
+      updatedAt: row?.updated_at,
+    });
+  }
+  return statuses;
+}
+
+/** Events after `from` that `filter` selects, below the visibility bound, and the age of the oldest. */
+export async function measureLag(
+  db: Queryable,
+  from: Position,
+  filter: LogFilter | undefined,
+): Promise<{ events: number; seconds: number }> {
+  const { transactionId, globalPosition } = parsePosition(from);
+  const params: unknown[] = [transactionId.toString(), globalPosition.toString()];
+  const clauses: string[] = [];
+  const typeClauses: string[] = [];
+  if (filter?.types?.length) {
+    params.push(filter.types);
+    typeClauses.push(`e.type = any ($${params.length}::text[])`);
+  }
+  if (filter?.typePrefixes?.length) {
+    params.push(filter.typePrefixes);
+    typeClauses.push(
+      `exists (select 1 from unnest($${params.length}::text[]) p where starts_with(e.type, p))`,
+    );
+  }
+  if (typeClauses.length) clauses.push(`(${typeClauses.join(' or ')})`);
+  if (filter?.streamPrefixes?.length) {
+    params.push(filter.streamPrefixes);
+    clauses.push(
+      `exists (select 1 from unnest($${params.length}::text[]) p where starts_with(e.stream_id, p))`,
+    );
+  }
+  const { rows } = await db.query<{ events: string; seconds: number | null }>(
+    `select count(*)::text as events, extract(epoch from now() - min(e.recorded_at))::float8 as seconds
+     from tributary.events e
+     where (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
+       and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+       ${clauses.map((c) => `and ${c}`).join(' ')}`,
+    params,
+  );
+  return { events: Number(rows[0]?.events ?? 0), seconds: Math.max(0, Math.round(rows[0]?.seconds ?? 0)) };
+}
+
+/** Events visible after `from` for `filter` (progress totals). */
+export async function countEventsAfter(
+  db: Queryable,
+  from: Position,
+  filter: LogFilter | undefined,
+): Promise<number> {
+  return (await measureLag(db, from, filter)).events;
+}

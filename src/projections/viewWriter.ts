@@ -1,0 +1,354 @@
+import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
+import { ValidationError } from '../errors.js';
+import type { AnyView, HandlerContext, Row } from './defineProjection.js';
+import type { ColumnType } from './view.js';
+
+/**
+ * Rows a worker remembers between batches, per view and key (null: known absent).
+ * It mirrors committed table state only while this worker is the sole writer, so
+ * the runner clears it whenever that may not hold (failed commit, foreign write).
+ */
+export type RowCache = Map<string, Map<string, Row | null>>;
+
+interface PendingWrite {
+  /** Row after the batch; null when deleted. */
+  row: Row | null;
+  /** Row before the batch; undefined until known. */
+  old: Row | null | undefined;
+  position: string;
+}
+
+interface ViewTarget {
+  view: AnyView;
+  table: string;
+  columns: string[];
+  key: string[];
+  cache: Map<string, Row | null>;
+  pending: Map<string, PendingWrite>;
+}
+
+export interface ViewWriterOptions {
+  client: Queryable;
+  projection: string;
+  views: readonly AnyView[];
+  schema: string;
+  cache: RowCache;
+  /** @default 100_000 rows per view; past it the view's cache starts over. */
+  maxCachedRows?: number;
+  replaying?: boolean;
+}
+
+/**
+ * The view-write context of one transaction. Writes are buffered and coalesced per
+ * key, then flushed as one multi-row statement per view plus the changelog rows
+ * (one per key and batch: the row before and after, at the position of the last
+ * event that wrote it). Each event's writes can be undone alone when its handler throws.
+ */
+export interface ViewWriter {
+  readonly ctx: HandlerContext;
+  /** Position recorded in the changelog for the writes that follow. */
+  setPosition(position: string): void;
+  /** Starts recording an event's writes, so `undoEvent` can drop them. */
+  beginEvent(): void;
+  undoEvent(): void;
+  flush(): Promise<void>;
+  /** Number of changelog rows written so far. */
+  readonly changes: number;
+  /** True when a flush happened since `beginEvent` (the event's writes then cannot be undone alone). */
+  readonly flushedDuringEvent: boolean;
+}
+
+export function createViewWriter(options: ViewWriterOptions): ViewWriter {
+  const { client, schema } = options;
+  const maxCachedRows = options.maxCachedRows ?? 100_000;
+  const targets = new Map<string, ViewTarget>();
+  for (const view of options.views) {
+    let cache = options.cache.get(view.name);
+    if (!cache) {
+      cache = new Map();
+      options.cache.set(view.name, cache);
+    }
+    targets.set(view.name, {
+      view,
+      table: qualified(schema, view.name),
+      columns: Object.keys(view.columns),
+      key: [...view.primaryKey],
+      cache,
+      pending: new Map(),
+    });
+  }
+  let position = '';
+  let journal: Array<{ target: ViewTarget; key: string; previous: PendingWrite | undefined }> | undefined;
+  let changes = 0;
+  let flushedDuringEvent = false;
+
+  const target = (view: AnyView | string): ViewTarget => {
+    const name = typeof view === 'string' ? view : view.name;
+    const found = targets.get(name);
+    if (!found) {
+      throw new ValidationError(`Projection '${options.projection}' does not declare view '${name}'.`, {
+        hint: 'Add the view to the projection’s `views`, or write to one it declares.',
+      });
+    }
+    return found;
+  };
+
+  const keyOf = (t: ViewTarget, values: Record<string, unknown>): string =>
+    JSON.stringify(
+      t.key.map((column) => {
+        const value = values[column];
+        if (value === undefined || value === null) {
+          throw new ValidationError(`The key of view '${t.view.name}' needs column '${column}'.`, {
+            field: column,
+          });
+        }
+        return normalize(t, column, value);
+      }),
+    );
+
+  /** Current row: the batch's writes first, then the cache, then the table. */
+  const current = async (t: ViewTarget, key: string, keyValues: Row): Promise<Row | null> => {
+    const pending = t.pending.get(key);
+    if (pending) return pending.row;
+    const cached = t.cache.get(key);
+    if (cached !== undefined) return cached;
+    const where = t.key.map((column, i) => `${quoteIdentifier(column)} = $${i + 1}`).join(' and ');
+    const { rows } = await client.query<Row>(
+      `select * from ${t.table} where ${where}`,
+      t.key.map((column) => normalize(t, column, keyValues[column])),
+    );
+    const row = rows[0] ?? null;
+    remember(t, key, row);
+    return row;
+  };
+
+  const remember = (t: ViewTarget, key: string, row: Row | null) => {
+    if (t.cache.size >= maxCachedRows) t.cache.clear();
+    t.cache.set(key, row);
+  };
+
+  const write = (t: ViewTarget, key: string, row: Row | null) => {
+    const previous = t.pending.get(key);
+    journal?.push({ target: t, key, previous });
+    const old = previous ? previous.old : t.cache.get(key);
+    t.pending.set(key, { row, old, position });
+  };
+
+  const normalizeRow = (t: ViewTarget, values: Record<string, unknown>): Row => {
+    for (const column of Object.keys(values)) {
+      if (!(column in t.view.columns)) {
+        throw new ValidationError(`View '${t.view.name}' has no column '${column}'.`, { field: column });
+      }
+    }
+    const row: Row = {};
+    for (const column of t.columns) row[column] = normalize(t, column, values[column]);
+    return row;
+  };
+
+  const ctx: HandlerContext = {
+    projection: options.projection,
+    replaying: options.replaying ?? false,
+    async get(view, key) {
+      const t = target(view);
+      const row = await current(t, keyOf(t, key), key as Row);
+      return (row ? { ...row } : undefined) as never;
+    },
+    async upsert(view, values) {
+      const t = target(view);
+      const row = normalizeRow(t, values as Row);
+      write(t, keyOf(t, row), row);
+    },
+    async patch(view, key, changes) {
+      const t = target(view);
+      const k = keyOf(t, key);
+      const existing = await current(t, k, key as Row);
+      if (!existing) return undefined;
+      const row = normalizeRow(t, { ...existing, ...(changes as Row) });
+      if (keyOf(t, row) !== k) {
+        throw new ValidationError(`A patch of view '${t.view.name}' cannot change the primary key.`);
+      }
+      write(t, k, row);
+      return { ...row } as never;
+    },
+    async delete(view, key) {
+      const t = target(view);
+      const k = keyOf(t, key);
+      const existing = await current(t, k, key as Row);
+      if (!existing) return false;
+      write(t, k, null);
+      return true;
+    },
+    async find(view, where = {}, findOptions = {}) {
+      const t = target(view);
+      await flushTarget(t);
+      const params: unknown[] = [];
+      const clauses = Object.entries(where as Row).map(([column, value]) => {
+        if (!(column in t.view.columns)) {
+          throw new ValidationError(`View '${t.view.name}' has no column '${column}'.`, { field: column });
+        }
+        if (value === null) return `${quoteIdentifier(column)} is null`;
+        params.push(normalize(t, column, value));
+        return `${quoteIdentifier(column)} = $${params.length}`;
+      });
+      params.push(findOptions.limit ?? 10_000);
+      const { rows } = await client.query<Row>(
+        `select * from ${t.table} ${clauses.length ? `where ${clauses.join(' and ')}` : ''}
+         order by ${t.key.map(quoteIdentifier).join(', ')} limit $${params.length}`,
+        params,
+      );
+      return rows as never;
+    },
+  };
+
+  const flushTarget = async (t: ViewTarget) => {
+    if (t.pending.size === 0) return;
+    flushedDuringEvent = true;
+    const entries = [...t.pending.entries()];
+    t.pending.clear();
+    journal = journal?.filter((entry) => entry.target !== t);
+
+    const unknown = entries.filter(([, write]) => write.old === undefined);
+    if (unknown.length > 0) {
+      const keyList = t.key.map(quoteIdentifier).join(', ');
+      const { rows } = await client.query<Row>(
+        `select v.* from ${t.table} v
+         where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
+           (select ${keyList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
+        [JSON.stringify(unknown.map(([, write]) => write.row ?? {}))],
+      );
+      const found = new Map(rows.map((row) => [keyOf(t, row), row]));
+      for (const [key, write] of unknown) write.old = found.get(key) ?? null;
+    }
+
+    const upserts: Row[] = [];
+    const deletes: Row[] = [];
+    const log: Array<{ op: string; row: Row | null; old: Row | null; pos: string }> = [];
+    for (const [key, write] of entries) {
+      const old = write.old ?? null;
+      if (write.row === null) {
+        if (old !== null) {
+          deletes.push(old);
+          log.push({ op: 'delete', row: null, old, pos: write.position });
+        }
+      } else {
+        upserts.push(write.row);
+        log.push({ op: 'upsert', row: write.row, old, pos: write.position });
+      }
+      remember(t, key, write.row);
+    }
+    const columnList = t.columns.map(quoteIdentifier).join(', ');
+    const keyList = t.key.map(quoteIdentifier).join(', ');
+    if (deletes.length > 0) {
+      await client.query(
+        `delete from ${t.table} where (${keyList}) in
+           (select ${keyList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
+        [JSON.stringify(deletes)],
+      );
+    }
+    if (upserts.length > 0) {
+      const others = t.columns.filter((column) => !t.key.includes(column));
+      const onConflict = others.length
+        ? `do update set ${others.map((c) => `${quoteIdentifier(c)} = excluded.${quoteIdentifier(c)}`).join(', ')}`
+        : 'do nothing';
+      await client.query(
+        `insert into ${t.table} (${columnList})
+         select ${columnList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb)
+         on conflict (${keyList}) ${onConflict}`,
+        [JSON.stringify(upserts)],
+      );
+    }
+    if (log.length > 0) {
+      const keyJson = t.key.map((c) => `'${c}', r.${quoteIdentifier(c)}`).join(', ');
+      await client.query(
+        `insert into tributary.view_changes (view, op, key, row, old, log_position)
+         select $1, e.v->>'op', jsonb_build_object(${keyJson}),
+                case when jsonb_typeof(e.v->'row') = 'object'
+                     then to_jsonb(jsonb_populate_record(null::${t.table}, e.v->'row')) end,
+                case when jsonb_typeof(e.v->'old') = 'object'
+                     then to_jsonb(jsonb_populate_record(null::${t.table}, e.v->'old')) end,
+                e.v->>'pos'
+         from jsonb_array_elements($2::jsonb) with ordinality as e(v, n)
+         cross join lateral jsonb_populate_record(null::${t.table},
+           case when jsonb_typeof(e.v->'row') = 'object' then e.v->'row' else e.v->'old' end) r
+         order by e.n`,
+        [t.view.name, JSON.stringify(log)],
+      );
+      changes += log.length;
+    }
+  };
+
+  return {
+    ctx,
+    setPosition(next) {
+      position = next;
+    },
+    beginEvent() {
+      journal = [];
+      flushedDuringEvent = false;
+    },
+    undoEvent() {
+      for (const entry of (journal ?? []).reverse()) {
+        if (entry.previous) entry.target.pending.set(entry.key, entry.previous);
+        else entry.target.pending.delete(entry.key);
+      }
+      journal = [];
+    },
+    async flush() {
+      for (const t of targets.values()) await flushTarget(t);
+    },
+    get changes() {
+      return changes;
+    },
+    get flushedDuringEvent() {
+      return flushedDuringEvent;
+    },
+  };
+}
+
+/** Brings a value to the form PostgreSQL hands back for the column, so cached and read rows agree. */
+function normalize(t: ViewTarget, column: string, value: unknown): unknown {
+  const spec = t.view.columns[column]!;
+  if (value === undefined || value === null) {
+    if (spec.nullable === false || t.key.includes(column)) {
+      throw new ValidationError(`Column '${t.view.name}.${column}' cannot be null.`, { field: column });
+    }
+    return null;
+  }
+  const fail = (): never => {
+    throw new ValidationError(
+      `Column '${t.view.name}.${column}' is ${spec.type}; got ${JSON.stringify(value) ?? typeof value}.`,
+      { field: column },
+    );
+  };
+  const type: ColumnType = spec.type;
+  switch (type) {
+    case 'text':
+      return typeof value === 'string' ? value : fail();
+    case 'integer':
+      return Number.isSafeInteger(Number(value)) && Math.abs(Number(value)) < 2 ** 31
+        ? Number(value)
+        : fail();
+    case 'bigint':
+      if (typeof value === 'bigint') return value.toString();
+      if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : fail();
+      return typeof value === 'string' && /^-?\d+$/.test(value)
+        ? value.replace(/^(-?)0+(?=\d)/, '$1')
+        : fail();
+    case 'numeric':
+      if (typeof value === 'number') return Number.isFinite(value) ? String(value) : fail();
+      if (typeof value === 'bigint') return value.toString();
+      return typeof value === 'string' && /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value) ? value : fail();
+    case 'double':
+      return typeof value === 'number' || typeof value === 'string' ? Number(value) : fail();
+    case 'boolean':
+      return typeof value === 'boolean' ? value : fail();
+    case 'timestamptz': {
+      const date = value instanceof Date ? new Date(value) : new Date(value as string);
+      return Number.isNaN(date.getTime()) ? fail() : date;
+    }
+    case 'jsonb':
+      return JSON.parse(JSON.stringify(value)) as unknown;
+    case 'text[]':
+      return Array.isArray(value) && value.every((item) => typeof item === 'string') ? [...value] : fail();
+  }
+}

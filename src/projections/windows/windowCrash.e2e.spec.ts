@@ -1,0 +1,170 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  crashScript,
+  crashSessions,
+  crashTumbling,
+  START_CLOCK,
+} from '../../../test/fixtures/windowCrash.js';
+import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { waitFor } from '../../../test/support/waitFor.js';
+import { createPostgresEventStore, type EventStore } from '../../ingest/index.js';
+import { testStream } from '../../testing/index.js';
+import type { WindowedAggregate } from './index.js';
+
+const WORKER = fileURLToPath(new URL('../../../test/fixtures/windowCrashWorker.ts', import.meta.url));
+
+let db: TestDatabase;
+let store: EventStore;
+let client: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  store = createPostgresEventStore({ connectionString: db.url });
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  await client.query('create table window_crash_clock (now bigint not null, seen bigint)');
+  await client.query('insert into window_crash_clock (now) values ($1)', [START_CLOCK]);
+});
+
+afterAll(async () => {
+  await client?.end();
+  await store?.close();
+  await db?.drop();
+});
+
+const aggregates = [crashTumbling, crashSessions];
+
+async function caughtUp(): Promise<boolean> {
+  const head = await store.head();
+  const { rows } = await client.query<{ n: number }>(
+    `select count(*)::int as n from tributary.projections where name = any ($1) and position >= $2`,
+    [aggregates.map((a) => a.name), head],
+  );
+  return rows[0]!.n === aggregates.length;
+}
+
+async function timersDue(at: number): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(
+    `select count(*)::int as n from tributary.window_state where aggregate = any ($1) and timer_at <= $2`,
+    [aggregates.map((a) => a.stateKey), at],
+  );
+  return rows[0]!.n;
+}
+
+async function firedPanes(aggregate: WindowedAggregate) {
+  const { rows } = await client.query(
+    `select key, window_start::text, window_end::text, pane_index, timing, is_final, value, retracted
+       from tributary.window_panes where aggregate = $1 order by seq`,
+    [aggregate.stateKey],
+  );
+  return rows;
+}
+
+it('panes after SIGKILLs at random moments equal an uninterrupted run, each fired once', async () => {
+  const script = crashScript(40, 20);
+  let child: ChildProcess | undefined;
+  let kills = 0;
+  let stopping = false;
+  const startChild = () =>
+    new Promise<ChildProcess>((resolve, reject) => {
+      const next = spawn(process.execPath, ['--import', 'tsx', WORKER], {
+        env: { ...process.env, CRASH_DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'error' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      next.stdout?.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) resolve(next);
+      });
+      next.once('exit', (code, signal) => {
+        if (signal !== 'SIGKILL') reject(new Error(`worker exited on its own: ${code} ${signal}`));
+      });
+    });
+  const killer = (async () => {
+    child = await startChild();
+    while (!stopping) {
+      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 800));
+      if (stopping) break;
+      const victim = child;
+      const exited = new Promise((resolve) => victim.once('exit', resolve));
+      victim.kill('SIGKILL');
+      await exited;
+      kills += 1;
+      child = await startChild();
+    }
+  })();
+
+  try {
+    let clock = START_CLOCK;
+    for (const phase of script) {
+      const half = Math.ceil(phase.events.length / 2);
+      await store.append('readings', phase.events.slice(0, half));
+      await store.append('readings', phase.events.slice(half));
+      await waitFor(caughtUp, { timeoutMs: 60_000, what: 'the projections to catch up' });
+      clock = phase.clock;
+      await client.query('update window_crash_clock set now = $1', [clock]);
+      await waitFor(
+        async () => {
+          const { rows } = await client.query<{ seen: string }>('select seen::text from window_crash_clock');
+          return Number(rows[0]!.seen) === clock && (await timersDue(clock)) === 0;
+        },
+        { timeoutMs: 60_000, what: `the worker to see the clock at ${clock} and fire its timers` },
+      );
+    }
+  } finally {
+    stopping = true;
+    await killer.catch(() => {});
+    child?.kill('SIGKILL');
+  }
+  expect(kills).toBeGreaterThanOrEqual(3);
+
+  for (const aggregate of aggregates) {
+    let stream = testStream(aggregate, {
+      connectionString: db.url,
+      watermark: 'strategy',
+      startProcessingTime: START_CLOCK,
+    });
+    for (const phase of script) {
+      stream = stream
+        .addElements(
+          ...phase.events.map((e) => ({ time: Date.parse(String(e.eventTime)), data: e.data, type: e.type })),
+        )
+        .advanceProcessingTimeTo(phase.clock);
+    }
+    const expected = await stream.run();
+    expect(expected.length).toBeGreaterThan(50);
+    const actual = (await firedPanes(aggregate)).map((row) => ({
+      key: row.key,
+      window: { start: Number(row.window_start), end: Number(row.window_end) },
+      value: row.value,
+      timing: row.timing,
+      index: row.pane_index,
+      isFinal: row.is_final,
+      ...(row.retracted === null ? {} : { retracted: row.retracted }),
+    }));
+    expect(actual).toEqual(expected);
+
+    // The panes view holds the same panes, once each.
+    const { rows: view } = await client.query(
+      `select key, (extract(epoch from window_start) * 1000)::bigint::text as start, pane_index, timing, value
+         from tributary_views.${aggregate.panesView.name} order by key, window_start, window_end, pane_index`,
+    );
+    const fromLog = [...expected]
+      .sort(
+        (a, b) =>
+          (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) ||
+          a.window.start - b.window.start ||
+          a.window.end - b.window.end ||
+          a.index - b.index,
+      )
+      .map((p) => ({
+        key: p.key,
+        start: String(p.window.start),
+        pane_index: p.index,
+        timing: p.timing,
+        value: p.value,
+      }));
+    expect(view).toEqual(fromLog);
+  }
+}, 600_000);
