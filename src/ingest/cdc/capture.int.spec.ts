@@ -443,6 +443,26 @@ describe('faults', () => {
     await again.stop();
   });
 
+  it('writes heartbeat messages into the source WAL when asked to', async () => {
+    await source.query('create table beat (id int primary key)');
+    const watcher = `w_${src.tag}`;
+    await source.query("select pg_create_logical_replication_slot($1, 'test_decoding')", [watcher]);
+    const { running } = capture('beat', { tables: ['public.beat'], heartbeatIntervalMs: 100 });
+    await streaming(running);
+    await waitFor(
+      async () => {
+        const { rows } = await source.query<{ data: string }>(
+          'select data from pg_logical_slot_peek_changes($1, null, null)',
+          [watcher],
+        );
+        return rows.some((r) => r.data.includes('tributary_heartbeat'));
+      },
+      { timeoutMs: 30_000, what: 'a heartbeat message in the WAL' },
+    );
+    await running.stop();
+    await source.query('select pg_drop_replication_slot($1)', [watcher]);
+  });
+
   it('moves an idle slot forward while another database on the server is written to', async () => {
     await source.query('create table quiet (id int primary key)');
     const { running, sources } = capture('idle', { tables: ['public.quiet'] });

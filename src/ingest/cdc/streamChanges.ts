@@ -22,7 +22,7 @@ export interface StreamTuning {
   chunkSize?: number;
   /** Most events one log transaction gathers from several small source transactions. @default 5000 */
   groupEvents?: number;
-  /** Longest a log transaction stays open to gather more source transactions. @default 50 */
+  /** Longest a log transaction stays open to gather more source transactions. @default 25 */
   groupMs?: number;
   /** Messages queued before the replication socket is paused. @default 2000 */
   queueHigh?: number;
@@ -65,7 +65,7 @@ export async function streamChanges(options: {
   const { source, pool, resolveTypes, keyColumns, logger, signal, hooks } = options;
   const chunkSize = options.tuning?.chunkSize ?? 2000;
   const groupEvents = options.tuning?.groupEvents ?? 5000;
-  const groupMs = options.tuning?.groupMs ?? 50;
+  const groupMs = options.tuning?.groupMs ?? 25;
   const queueHigh = options.tuning?.queueHigh ?? 2000;
 
   let lastCommitLsn = options.checkpoint.commitLsn;
