@@ -35,13 +35,14 @@ afterAll(async () => {
   await db.drop();
 });
 
-function capture(name: string, config: Omit<CdcSourceConfig, 'url'>) {
+/** `ownPool`: the capture opens its own pool (application_name tributary-cdc), which a test may cut. */
+function capture(name: string, config: Omit<CdcSourceConfig, 'url'>, { ownPool = false } = {}) {
   const sources = {
     [name]: { url: src.url, slot: `s_${name}_${src.tag}`, publication: `p_${name}_${src.tag}`, ...config },
   };
   const running = startCapture({
     sources,
-    pool,
+    ...(ownPool ? { url: db.url } : { pool }),
     ...(process.env.CDC_DEBUG ? { logger: createLogger({ level: 'debug', format: 'pretty' }) } : {}),
   });
   captures.push(running);
@@ -384,11 +385,15 @@ describe('snapshot handoff', () => {
 });
 
 describe('faults', () => {
-  it('resumes from the checkpoint when the replication connection drops, nothing lost or doubled', async () => {
+  it('resumes from the checkpoint when the replication or the log connection drops, nothing lost or doubled', async () => {
     await source.query(
       'create table items2 (id int primary key, v text); create table audit2 (seq int primary key)',
     );
-    const { running, sources } = capture('faults', { tables: ['public.items2', 'public.audit2'] });
+    const { running, sources } = capture(
+      'faults',
+      { tables: ['public.items2', 'public.audit2'] },
+      { ownPool: true },
+    );
     await streaming(running);
     const writer = new pg.Client({ connectionString: src.url });
     await writer.connect();
@@ -399,6 +404,12 @@ describe('faults', () => {
       await writer.query('insert into items2 values ($1, $2)', [seq, `v${seq}`]);
       await writer.query('insert into audit2 values ($1)', [seq]);
       await writer.query('commit');
+      if (seq % 75 === 40) {
+        // The log's database drops the capture's connections, mid-append or idle.
+        await pool.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name = 'tributary-cdc'",
+        );
+      }
       if (seq % 75 === 0) {
         // The network drops: the server ends our walsender.
         await writer.query(

@@ -302,8 +302,12 @@ export async function streamChanges(options: {
     await settle().catch(() => {});
     const open = log as { client: PoolClient } | null;
     if (open !== null) {
-      await open.client.query('rollback').catch(() => {});
-      open.client.release();
+      // A connection that cannot even roll back is broken: keep it out of the pool.
+      const broken = await open.client.query('rollback').then(
+        () => false,
+        () => true,
+      );
+      open.client.release(broken);
     }
     try {
       sendStatus(confirmable);
