@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pool, PoolClient } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { appendToStream, type EventInput } from '../log/index.js';
+import { appendToStream, EVENTS_CHANNEL, type EventInput } from '../log/index.js';
 import {
   changeToEvents,
   type Relation,
@@ -190,7 +190,7 @@ export async function streamChanges(options: {
     const events = pending;
     pending = [];
     await settle();
-    const append = appendToStream(open.client, source.streamId, events).then(() => {
+    const append = appendToStream(open.client, source.streamId, events, {}, {}, false).then(() => {
       open.events += events.length;
     });
     append.catch(() => {}); // surfaced by the next settle()
@@ -207,8 +207,31 @@ export async function streamChanges(options: {
     log = null;
     lastCommitLsn = lastCommit.commitLsn;
     hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
+    wakeSubscribers();
     confirmable = lastCommit.endLsn;
     sendStatus(confirmable, true);
+  };
+  // Subscribers are woken after the commit, on another connection: a notification sent
+  // inside the transaction would serialize every notifying commit of the database.
+  // At most one in flight; commits meanwhile are covered by one more afterwards.
+  let notifying = false;
+  let notifyAgain = false;
+  const wakeSubscribers = () => {
+    if (notifying) {
+      notifyAgain = true;
+      return;
+    }
+    notifying = true;
+    void pool
+      .query('select pg_notify($1, $2)', [EVENTS_CHANNEL, ''])
+      .catch((error: unknown) => logger.debug('could not notify subscribers', { error }))
+      .finally(() => {
+        notifying = false;
+        if (notifyAgain) {
+          notifyAgain = false;
+          wakeSubscribers();
+        }
+      });
   };
   const idle = () => txn === null && log === null;
 
