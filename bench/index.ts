@@ -1,10 +1,12 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
 import { benchAppend } from './append.js';
+import { benchCdc } from './cdc.js';
 import { nexmark } from './nexmark.js';
 import { benchProjection } from './projection.js';
 
 const benchmarks: Record<string, () => Promise<unknown>> = {
   append: benchAppend,
+  cdc: benchCdc,
   nexmark,
   projection: benchProjection,
 };
