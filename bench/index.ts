@@ -1,12 +1,16 @@
 // `npm run bench -- <name>`: runs one benchmark. Each prints its figures beside a baseline measured in the same run.
 import { benchApi } from './api.js';
 import { benchAppend } from './append.js';
+import { benchCdc } from './cdc.js';
 import { nexmark } from './nexmark.js';
+import { benchProjection } from './projection.js';
 
 const benchmarks: Record<string, () => Promise<unknown>> = {
   api: benchApi,
   append: benchAppend,
+  cdc: benchCdc,
   nexmark,
+  projection: benchProjection,
 };
 
 const name = process.argv[2];

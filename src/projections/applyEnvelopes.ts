@@ -98,7 +98,6 @@ export async function applyEnvelopes(
         retryAfterMs: attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts),
       };
     }
-    failures.delete(first.position);
     return withTimer({ position: options.readNext, applied: envelopes.length, deadLettered: 0 });
   }
 
@@ -143,7 +142,6 @@ export async function applyEnvelopes(
         retryAfterMs: retryDelay(projection.retry, attempts),
       });
     }
-    if (known) failures.delete(envelope.position);
     applied++;
     position = envelope.position;
   }

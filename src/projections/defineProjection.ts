@@ -7,7 +7,10 @@ import type { ColumnDefinition, ColumnValues, ViewDefinition } from './view.js';
 export type Row = Record<string, unknown>;
 
 /** Any view definition, whatever its columns (structural, so specific views fit). */
-export type AnyView = Pick<ViewDefinition, 'name' | 'columns' | 'primaryKey' | 'indexes' | 'search'>;
+export type AnyView = Pick<
+  ViewDefinition,
+  'name' | 'columns' | 'primaryKey' | 'indexes' | 'search' | 'description'
+>;
 
 /** The row type of a view given by definition; a plain record for a view given by name. */
 export type RowFor<V> = V extends { columns: infer C extends Record<string, ColumnDefinition> }

@@ -145,4 +145,47 @@ describe('failure policies', () => {
       await workers.stop();
     }
   });
+
+  it('a batch that breaks a view constraint is narrowed down to the event, which gets the policy', async () => {
+    const users = defineView({
+      name: 'users',
+      columns: { id: { type: 'text' }, email: { type: 'text', nullable: false } },
+      primaryKey: ['id'],
+      indexes: [{ columns: ['email'], unique: true }],
+    });
+    const projection = defineProjection({
+      name: 'users',
+      version: 1,
+      views: [users],
+      filter: { streamPrefixes: ['user-'] },
+      onError: 'dead-letter',
+      retry: { maxAttempts: 2, initialDelayMs: 10 },
+      async handle(event, ctx) {
+        await ctx.upsert(users, { id: event.streamId, email: String(event.data.email) });
+      },
+    });
+    for (const [id, email] of [
+      ['user-1', 'a@x'],
+      ['user-2', 'b@x'],
+      ['user-3', 'a@x'],
+      ['user-4', 'c@x'],
+    ]) {
+      await store.append(id!, [{ type: 'Registered', data: { email: email! } }]);
+    }
+    const workers = startWorkers({ url: db.url, projections: [projection] });
+    try {
+      await waitFor(
+        async () => (await pool.query('select id from tributary_views.users order by id')).rows.length === 3,
+        { what: 'the other users', timeoutMs: 20_000 },
+      );
+      const { rows } = await pool.query('select id from tributary_views.users order by id');
+      expect(rows.map((r) => r.id)).toEqual(['user-1', 'user-2', 'user-4']);
+      const letters = await listDeadLetters(pool as never, { projection: 'users' });
+      expect(letters.map((d) => [d.envelope.streamId, d.error.message])).toEqual([
+        ['user-3', expect.stringMatching(/duplicate key value violates unique constraint/)],
+      ]);
+    } finally {
+      await workers.stop();
+    }
+  });
 });

@@ -109,6 +109,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   }
   const target: CheckpointTarget = { kind: 'rebuild', projection, owner, schema: shadow, leaseTimeoutMs };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const position = await catchUp(client, target, options);
     const events = await swap(client, projection, owner, viewSchema, shadow, fingerprint);
@@ -129,6 +131,7 @@ async function catchUp(
   const memory: WorkerMemory = { cache: new Map(), failures: new Map() };
   const table = target.kind === 'live' ? 'tributary.projections' : 'tributary.projection_rebuilds';
   const doneColumn = target.kind === 'live' ? 'events_processed' : 'done';
+  let remainingAt = { time: 0, done: 0, remaining: 0 };
   const progress = async (position: Position) => {
     if (!options.onProgress) return;
     const { rows } = await client.query<{ done: string }>(
@@ -136,7 +139,15 @@ async function catchUp(
       [target.projection.name],
     );
     const done = Number(rows[0]?.done ?? 0);
-    const remaining = await countEventsAfter(client, position, target.projection.filter);
+    // Counting what is left scans the log: do it every few seconds, estimate in between.
+    if (Date.now() - remainingAt.time > 3000) {
+      remainingAt = {
+        time: Date.now(),
+        done,
+        remaining: await countEventsAfter(client, position, target.projection.filter),
+      };
+    }
+    const remaining = Math.max(0, remainingAt.remaining - (done - remainingAt.done));
     options.onProgress({ done, total: done + remaining, position });
   };
   let lastProgress = 0;
@@ -316,6 +327,8 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
   });
   const target: CheckpointTarget = { kind: 'live', projection, owner, schema: viewSchema, leaseTimeoutMs };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const position = await catchUp(client, target, options);
     const { rows } = await client.query<{ done: string }>(

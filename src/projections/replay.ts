@@ -3,8 +3,9 @@ import type { Pool } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { describeError } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
-import { ProjectionFailedError } from './errors.js';
+import { ProjectionFailedError, ProjectionHandlerError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
 import type { Progress } from './rebuild.js';
 import { sleep } from './startWorkers.js';
@@ -92,6 +93,8 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
     await sleep(200);
   }
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   try {
     const { rows } = await client.query<{ position: string }>(
       'select position from tributary.projections where name = $1',
@@ -121,7 +124,27 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
         if (projection.handle) {
           for (const event of events) {
             writer.setPosition(event.position);
-            await projection.handle(event, writer.ctx);
+            writer.beginEvent();
+            try {
+              await projection.handle(event, writer.ctx);
+            } catch (error) {
+              if ((projection.onError ?? 'stop') === 'stop' || writer.flushedDuringEvent) {
+                throw new ProjectionHandlerError(projection.name, event.position, event.type, error);
+              }
+              // The dead-letter policy applies as in the runner: set the event aside and go on.
+              writer.undoEvent();
+              await client.query(
+                `insert into tributary.dead_letters (projection, position, envelope, error, attempts)
+                 values ($1, $2, $3, $4, 1)
+                 on conflict (projection, position) do update set error = excluded.error, created_at = now()`,
+                [
+                  projection.name,
+                  event.position,
+                  JSON.stringify(event),
+                  JSON.stringify(describeError(error)),
+                ],
+              );
+            }
           }
         } else if (events.length > 0) {
           writer.setPosition(events.at(-1)!.position);

@@ -1,15 +1,16 @@
-import type { PoolClient } from '../db/index.js';
-import { type Envelope, type Position, readAll } from '../ingest/index.js';
+import { isConnectionError, type Pool, type PoolClient } from '../db/index.js';
+import { type Envelope, type Position, type ReadAllResult, readAll } from '../ingest/index.js';
 import {
   type ApplyResult,
   applyEnvelopes,
   batchTransaction,
   describeError,
   type FailureMemory,
+  retryDelay,
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
-import { createViewWriter, type RowCache } from './viewWriter.js';
+import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
 export interface CheckpointTarget {
@@ -31,6 +32,10 @@ export interface WorkerMemory {
   /** While below this position, batches hold one envelope (isolating a failing batch). */
   isolateUntil?: Position;
   nextTimer?: Date;
+  /** The cache was (re)loaded from small view tables since it was last cleared. */
+  preloaded?: boolean;
+  /** The next page, read ahead on another connection while this batch commits. */
+  prefetch?: { from: Position; limit: number; page: Promise<ReadAllResult> };
 }
 
 export type BatchResult =
@@ -94,6 +99,8 @@ export async function runBatch(
     eventsPerSecond?: number;
     /** The caller opened the transaction and commits it; a rollback is thrown instead. */
     inTransaction?: boolean;
+    /** Read the next page ahead on this pool while a full batch commits. */
+    readAhead?: Pool;
   },
 ): Promise<BatchResult> {
   const { projection } = target;
@@ -116,9 +123,14 @@ export async function runBatch(
     }
     if (row.position !== memory.position || row.generation !== memory.generation) {
       // Someone else wrote the views since this worker's last commit: its cache is stale.
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       memory.position = row.position;
       memory.generation = row.generation;
+    }
+    if (!memory.preloaded) {
+      await preloadCache(client, target.schema, projection.views, memory.cache);
+      memory.preloaded = true;
     }
     const from = row.position;
     const writer = createViewWriter({
@@ -167,7 +179,8 @@ export async function runBatch(
     }
     if (result.rollback) {
       await rollback();
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       const first = read[0];
       const failure = first ? memory.failures.get(first.position) : undefined;
       const maxAttempts = projection.retry?.maxAttempts ?? 3;
@@ -187,7 +200,34 @@ export async function runBatch(
         ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
       };
     }
-    await writer.flush();
+    try {
+      await writer.flush();
+    } catch (error) {
+      // The batch's writes break a constraint of a view (e.g. a unique index): a poison batch.
+      // Retry it, then envelope by envelope, so the failure policy can apply to the culprit.
+      const first = read[0];
+      if (!own || !first || isConnectionError(error) || options.timerOnly) throw error;
+      await client.query('rollback');
+      clearCache(memory.cache);
+      memory.preloaded = false;
+      const attempts = (memory.failures.get(first.position)?.attempts ?? 0) + 1;
+      const maxAttempts = projection.retry?.maxAttempts ?? 3;
+      memory.failures.set(first.position, { attempts, error });
+      if (attempts >= maxAttempts && read.length > 1) {
+        memory.failures.delete(first.position);
+        memory.isolateUntil = read.at(-1)!.position;
+      }
+      return {
+        kind: 'done',
+        position: from,
+        read: read.length,
+        applied: 0,
+        caughtUp: false,
+        held,
+        committed: false,
+        retryAfterMs: attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts),
+      };
+    }
     const halt = result.halt;
     const idle =
       !options.timerOnly && read.length === 0 && result.position === from && writer.changes === 0 && !halt;
@@ -234,10 +274,14 @@ export async function runBatch(
     const updated = await client.query(sql, params);
     if (updated.rowCount !== 1) {
       await rollback();
-      for (const cache of memory.cache.values()) cache.clear();
+      clearCache(memory.cache);
+      memory.preloaded = false;
       return { kind: 'lost' };
     }
     await commit();
+    // Failures are forgotten only once the events' effects have committed.
+    for (const envelope of read)
+      if (envelope.position <= result.position) memory.failures.delete(envelope.position);
     memory.position = result.position;
     if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer))
       memory.nextTimer = result.timer;
@@ -264,7 +308,8 @@ export async function runBatch(
     };
   } catch (error) {
     if (own) await client.query('rollback').catch(() => {});
-    for (const cache of memory.cache.values()) cache.clear();
+    clearCache(memory.cache);
+    memory.preloaded = false;
     throw error;
   }
 }

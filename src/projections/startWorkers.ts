@@ -34,6 +34,8 @@ export interface StartWorkersOptions extends RunnerOptions {
   clock?: Clock;
   /** Identifies this process in leases. @default `<host>:<pid>:<random>` */
   workerId?: string;
+  /** Called after each committed batch that applied events (metrics, latency measurements). */
+  onCommit?: (info: { projection: string; position: Position; events: number }) => void;
   /**
    * Clear the 'failed' state of these projections on start (a restart after fixing
    * the handler resumes them). @default true
@@ -80,7 +82,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   const pool =
     options.pool ??
     createPool(options.url, {
-      max: Math.min(options.projections.length + 2, 20),
+      max: Math.min(2 * options.projections.length + 2, 30),
       applicationName: 'tributary-projections',
       logger,
     });
@@ -122,9 +124,19 @@ export function startWorkers(options: StartWorkersOptions): Workers {
         ]);
         clearTimeout(timer);
         if (timedOut) {
+          // Closing the connections rolls the open transactions back. A handler that never
+          // returns cannot be interrupted: it is left behind, and fails on its dead connection.
           logger.warn('abandoning running batches', { timeoutMs });
           for (const client of active) client.release(new Error('worker stopping'));
-          await done;
+          active.clear();
+          await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+          // Their connections are gone, so they can commit nothing more: free the leases now.
+          await pool
+            .query(
+              'update tributary.projections set lease_owner = null, lease_expires_at = null where lease_owner = $1',
+              [workerId],
+            )
+            .catch((error: unknown) => logger.warn('could not release the leases', { error }));
         }
         await notifier.close();
         if (ownsPool) await pool.end();
@@ -247,6 +259,8 @@ async function holdProjection(
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
   const client = await pool.connect();
+  // A lost connection fails the running query; without a listener it would crash the process.
+  client.on('error', () => {});
   options.active.add(client);
   let broken = false;
   const rate = createRate();
@@ -254,11 +268,14 @@ async function holdProjection(
     let lastCommit = Date.now();
     let heldDelayMs = 2;
     while (!signal.aborted) {
+      // Taken before the read: a notification arriving after the read still wakes the wait below.
+      const seen = notifier.generation;
       const batchOptions = {
         batchSize: options.batchSize ?? 1000,
         batchMaxMs: options.batchMaxMs ?? 500,
         now: clock.now(),
         renew: Date.now() - lastCommit > leaseTimeoutMs / 3,
+        readAhead: pool,
         eventsPerSecond: rate.value(),
       };
       let result: BatchResult;
@@ -268,7 +285,16 @@ async function holdProjection(
         result = await runBatch(client, target, memory, batchOptions);
       }
       if (result.kind === 'lost') return 'lost';
-      if (result.committed) lastCommit = Date.now();
+      if (result.committed) {
+        lastCommit = Date.now();
+        if (result.applied > 0) {
+          options.onCommit?.({
+            projection: projection.name,
+            position: result.position,
+            events: result.applied,
+          });
+        }
+      }
       rate.add(result.applied);
       status.position = result.position;
       if (result.halted) {
@@ -300,7 +326,7 @@ async function holdProjection(
         continue;
       }
       heldDelayMs = 2;
-      await waitForWork(notifier, clock, memory.nextTimer, pollIntervalMs, signal);
+      await waitForWork(notifier, clock, memory.nextTimer, pollIntervalMs, signal, seen);
     }
     return 'stopped';
   } catch (error) {
@@ -316,18 +342,19 @@ async function holdProjection(
   }
 }
 
-/** Until a notification, the timer, the poll interval, or stop, whichever comes first. */
+/** Until a notification (since `since`), the timer, the poll interval, or stop, whichever comes first. */
 async function waitForWork(
   notifier: Notifier,
   clock: Clock,
   timer: Date | undefined,
   pollIntervalMs: number,
   signal: AbortSignal,
+  since: number,
 ): Promise<void> {
   const local = new AbortController();
   const onAbort = () => local.abort();
   signal.addEventListener('abort', onAbort, { once: true });
-  const waits = [notifier.wait(pollIntervalMs, local.signal)];
+  const waits = [notifier.wait(pollIntervalMs, local.signal, since)];
   if (timer) waits.push(clock.sleepUntil(timer, local.signal));
   await Promise.race(waits);
   local.abort();

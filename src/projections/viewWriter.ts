@@ -8,7 +8,61 @@ import type { ColumnType } from './view.js';
  * It mirrors committed table state only while this worker is the sole writer, so
  * the runner clears it whenever that may not hold (failed commit, foreign write).
  */
-export type RowCache = Map<string, Map<string, Row | null>>;
+export type RowCache = Map<string, ViewRows>;
+
+/** Cached rows of one view; `complete` means every row of the table is in it (a miss is an absent row). */
+export interface ViewRows extends Map<string, Row | null> {
+  complete?: boolean;
+}
+
+/** Forgets every cached row (they may no longer match the tables). */
+export function clearCache(cache: RowCache): void {
+  for (const rows of cache.values()) {
+    rows.clear();
+    rows.complete = false;
+  }
+}
+
+/**
+ * Loads whole view tables into the cache when they are small (at most `limit` rows),
+ * so that a miss needs no query: a run from the start of the log reads nothing.
+ */
+export async function preloadCache(
+  client: Queryable,
+  schema: string,
+  views: readonly AnyView[],
+  cache: RowCache,
+  limit = 20_000,
+): Promise<void> {
+  for (const view of views) {
+    let rows = cache.get(view.name);
+    if (!rows) {
+      rows = new Map();
+      cache.set(view.name, rows);
+    }
+    if (rows.complete) continue;
+    // Only keys whose value has one written form (numeric 1.5 and 1.50 are the same key).
+    if (view.primaryKey.some((c) => !EXACT_KEY_TYPES.has(view.columns[c]!.type))) continue;
+    const table = qualified(schema, view.name);
+    const { rows: counted } = await client.query<{ n: number }>(
+      `select count(*)::int as n from (select 1 from ${table} limit $1) t`,
+      [limit + 1],
+    );
+    if ((counted[0]?.n ?? limit + 1) > limit) continue;
+    const { rows: all } = await client.query<Row>(`select * from ${table}`);
+    rows.clear();
+    for (const row of all)
+      rows.set(JSON.stringify(view.primaryKey.map((column) => keyValue(row[column]))), row);
+    rows.complete = true;
+  }
+}
+
+const EXACT_KEY_TYPES = new Set<ColumnType>(['text', 'integer', 'bigint', 'boolean', 'timestamptz']);
+
+/** The cache key form of a key column value as read from the table (as `normalize` writes it). */
+function keyValue(value: unknown): unknown {
+  return value instanceof Date ? value.toISOString() : value;
+}
 
 interface PendingWrite {
   /** Row after the batch; null when deleted. */
@@ -23,7 +77,7 @@ interface ViewTarget {
   table: string;
   columns: string[];
   key: string[];
-  cache: Map<string, Row | null>;
+  cache: ViewRows;
   pending: Map<string, PendingWrite>;
 }
 
@@ -112,6 +166,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     if (pending) return pending.row;
     const cached = t.cache.get(key);
     if (cached !== undefined) return cached;
+    if (t.cache.complete) return null;
     const where = t.key.map((column, i) => `${quoteIdentifier(column)} = $${i + 1}`).join(' and ');
     const { rows } = await client.query<Row>(
       `select * from ${t.table} where ${where}`,
@@ -123,7 +178,10 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   };
 
   const remember = (t: ViewTarget, key: string, row: Row | null) => {
-    if (t.cache.size >= maxCachedRows) t.cache.clear();
+    if (t.cache.size >= maxCachedRows) {
+      t.cache.clear();
+      t.cache.complete = false;
+    }
     t.cache.set(key, row);
   };
 
@@ -258,20 +316,20 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       );
     }
     if (log.length > 0) {
-      const keyJson = t.key.map((c) => `'${c}', r.${quoteIdentifier(c)}`).join(', ');
       await client.query(
         `insert into tributary.view_changes (view, op, key, row, old, log_position)
-         select $1, e.v->>'op', jsonb_build_object(${keyJson}),
-                case when jsonb_typeof(e.v->'row') = 'object'
-                     then to_jsonb(jsonb_populate_record(null::${t.table}, e.v->'row')) end,
-                case when jsonb_typeof(e.v->'old') = 'object'
-                     then to_jsonb(jsonb_populate_record(null::${t.table}, e.v->'old')) end,
-                e.v->>'pos'
-         from jsonb_array_elements($2::jsonb) with ordinality as e(v, n)
-         cross join lateral jsonb_populate_record(null::${t.table},
-           case when jsonb_typeof(e.v->'row') = 'object' then e.v->'row' else e.v->'old' end) r
-         order by e.n`,
-        [t.view.name, JSON.stringify(log)],
+         select $1, u.op, u.key, u.row, u.old, u.pos
+         from unnest($2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::text[])
+                with ordinality as u(op, key, row, old, pos, n)
+         order by u.n`,
+        [
+          t.view.name,
+          log.map((entry) => entry.op),
+          log.map((entry) => keyJson(t, (entry.row ?? entry.old)!)),
+          log.map((entry) => (entry.row ? rowJson(t, entry.row) : null)),
+          log.map((entry) => (entry.old ? rowJson(t, entry.old) : null)),
+          log.map((entry) => entry.pos),
+        ],
       );
       changes += log.length;
     }
@@ -303,6 +361,33 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       return flushedDuringEvent;
     },
   };
+}
+
+/** A row as JSON text, each column in its natural JSON form (timestamps as ISO-8601 strings). */
+function rowJson(t: ViewTarget, row: Row): string {
+  return `{${t.columns.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+}
+
+function keyJson(t: ViewTarget, row: Row): string {
+  return `{${t.key.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+}
+
+const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
+
+function valueJson(t: ViewTarget, column: string, value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (t.view.columns[column]!.type) {
+    case 'bigint':
+    case 'numeric':
+      // Exact digits as a JSON number, as PostgreSQL writes them.
+      return JSON_NUMBER.test(String(value)) ? String(value) : JSON.stringify(String(value));
+    case 'double':
+      return Number.isFinite(value) ? String(value) : JSON.stringify(String(value));
+    case 'timestamptz':
+      return JSON.stringify(value instanceof Date ? value.toISOString() : value);
+    default:
+      return JSON.stringify(value);
+  }
 }
 
 /** Brings a value to the form PostgreSQL hands back for the column, so cached and read rows agree. */

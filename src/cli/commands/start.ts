@@ -20,7 +20,7 @@ export const startProjections: Service = async (context) => {
     return;
   }
   const pool = createPool(context.database.url, {
-    max: Math.min(projections.length + 2, 20),
+    max: Math.min(2 * projections.length + 2, 30),
     applicationName: 'tributary-projections',
     logger: context.logger,
   });

@@ -35,13 +35,14 @@ afterAll(async () => {
   await db.drop();
 });
 
-function capture(name: string, config: Omit<CdcSourceConfig, 'url'>) {
+/** `ownPool`: the capture opens its own pool (application_name tributary-cdc), which a test may cut. */
+function capture(name: string, config: Omit<CdcSourceConfig, 'url'>, { ownPool = false } = {}) {
   const sources = {
     [name]: { url: src.url, slot: `s_${name}_${src.tag}`, publication: `p_${name}_${src.tag}`, ...config },
   };
   const running = startCapture({
     sources,
-    pool,
+    ...(ownPool ? { url: db.url } : { pool }),
     ...(process.env.CDC_DEBUG ? { logger: createLogger({ level: 'debug', format: 'pretty' }) } : {}),
   });
   captures.push(running);
@@ -325,6 +326,25 @@ function checkAudit(all: readonly Envelope[], written: number) {
   return streamed.length;
 }
 
+describe('validation', () => {
+  it('refuses a table without a primary key or replica identity, saying how to fix it, and creates no slot', async () => {
+    await source.query('create table loose (a int, b text)');
+    const { running, sources } = capture('loose', { tables: ['public.loose'] });
+    const failed = await waitFor(() => running.status().find((s) => s.lastError !== null), {
+      timeoutMs: 30_000,
+      what: 'the refusal',
+    });
+    expect(failed.state).toBe('failed');
+    expect(failed.lastError).toMatch(/public\.loose has no primary key and no replica identity/);
+    expect(failed.lastError).toMatch(/ADD PRIMARY KEY .* REPLICA IDENTITY FULL/);
+    const { rowCount } = await source.query('select 1 from pg_replication_slots where slot_name = $1', [
+      sources.loose!.slot,
+    ]);
+    expect(rowCount).toBe(0);
+    await running.stop();
+  });
+});
+
 describe('snapshot handoff', () => {
   it('under a concurrent writer, the log folds to the source table and every later transaction appears once', async () => {
     await source.query(`create table items (id int primary key, v text);
@@ -365,11 +385,15 @@ describe('snapshot handoff', () => {
 });
 
 describe('faults', () => {
-  it('resumes from the checkpoint when the replication connection drops, nothing lost or doubled', async () => {
+  it('resumes from the checkpoint when the replication or the log connection drops, nothing lost or doubled', async () => {
     await source.query(
       'create table items2 (id int primary key, v text); create table audit2 (seq int primary key)',
     );
-    const { running, sources } = capture('faults', { tables: ['public.items2', 'public.audit2'] });
+    const { running, sources } = capture(
+      'faults',
+      { tables: ['public.items2', 'public.audit2'] },
+      { ownPool: true },
+    );
     await streaming(running);
     const writer = new pg.Client({ connectionString: src.url });
     await writer.connect();
@@ -380,6 +404,12 @@ describe('faults', () => {
       await writer.query('insert into items2 values ($1, $2)', [seq, `v${seq}`]);
       await writer.query('insert into audit2 values ($1)', [seq]);
       await writer.query('commit');
+      if (seq % 75 === 40) {
+        // The log's database drops the capture's connections, mid-append or idle.
+        await pool.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name = 'tributary-cdc'",
+        );
+      }
       if (seq % 75 === 0) {
         // The network drops: the server ends our walsender.
         await writer.query(
@@ -422,6 +452,26 @@ describe('faults', () => {
     });
     expect(status).toMatchObject({ state: 'failed', slotExists: false });
     await again.stop();
+  });
+
+  it('writes heartbeat messages into the source WAL when asked to', async () => {
+    await source.query('create table beat (id int primary key)');
+    const watcher = `w_${src.tag}`;
+    await source.query("select pg_create_logical_replication_slot($1, 'test_decoding')", [watcher]);
+    const { running } = capture('beat', { tables: ['public.beat'], heartbeatIntervalMs: 100 });
+    await streaming(running);
+    await waitFor(
+      async () => {
+        const { rows } = await source.query<{ data: string }>(
+          'select data from pg_logical_slot_peek_changes($1, null, null)',
+          [watcher],
+        );
+        return rows.some((r) => r.data.includes('tributary_heartbeat'));
+      },
+      { timeoutMs: 30_000, what: 'a heartbeat message in the WAL' },
+    );
+    await running.stop();
+    await source.query('select pg_drop_replication_slot($1)', [watcher]);
   });
 
   it('moves an idle slot forward while another database on the server is written to', async () => {

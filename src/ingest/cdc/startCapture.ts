@@ -140,7 +140,12 @@ async function runSource(source: ResolvedSource, live: LiveSourceStatus, context
         live.state = error instanceof CdcSourceError ? 'failed' : 'reconnecting';
         const delay = Math.min(30_000, 500 * 2 ** Math.min(attempt, 6));
         attempt++;
-        logger.error('capture failed; retrying', { error, message: live.lastError, retryInMs: delay });
+        if (/is active for PID|is in use by process/.test(live.lastError)) {
+          // Another Tributary process captures this source: stand by and take over if it stops.
+          logger.warn('the slot is in use by another process; waiting', { retryInMs: delay });
+        } else {
+          logger.error('capture failed; retrying', { error, message: live.lastError, retryInMs: delay });
+        }
         await report(true);
         await sleep(delay, signal);
       }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pool, PoolClient } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { appendToStream, type EventInput } from '../log/index.js';
+import { appendToStream, EVENTS_CHANNEL, type EventInput } from '../log/index.js';
 import {
   changeToEvents,
   type Relation,
@@ -18,11 +18,11 @@ import type { ResolvedSource } from './types.js';
 
 /** Tuning of the streaming loop; the defaults suit most sources. */
 export interface StreamTuning {
-  /** Events appended to the log per statement. @default 1000 */
+  /** Events appended to the log per statement. @default 2000 */
   chunkSize?: number;
   /** Most events one log transaction gathers from several small source transactions. @default 5000 */
   groupEvents?: number;
-  /** Longest a log transaction stays open to gather more source transactions. @default 50 */
+  /** Longest a log transaction stays open to gather more source transactions. @default 25 */
   groupMs?: number;
   /** Messages queued before the replication socket is paused. @default 2000 */
   queueHigh?: number;
@@ -63,9 +63,9 @@ export async function streamChanges(options: {
   tuning?: StreamTuning;
 }): Promise<void> {
   const { source, pool, resolveTypes, keyColumns, logger, signal, hooks } = options;
-  const chunkSize = options.tuning?.chunkSize ?? 1000;
+  const chunkSize = options.tuning?.chunkSize ?? 2000;
   const groupEvents = options.tuning?.groupEvents ?? 5000;
-  const groupMs = options.tuning?.groupMs ?? 50;
+  const groupMs = options.tuning?.groupMs ?? 25;
   const queueHigh = options.tuning?.queueHigh ?? 2000;
 
   let lastCommitLsn = options.checkpoint.commitLsn;
@@ -175,16 +175,30 @@ export async function streamChanges(options: {
     log = { client, openedAt: Date.now(), events: 0, transactions: 0 };
     return log;
   };
+  // One append may run in the database while the next chunk is decoded: a big transaction
+  // then costs about the slower of the two, not their sum. Never more than one, so memory
+  // stays at two chunks.
+  let inflight: Promise<void> | null = null;
+  const settle = async () => {
+    const running = inflight;
+    inflight = null;
+    if (running !== null) await running;
+  };
   const flush = async () => {
     if (pending.length === 0) return;
     const open = await openLog();
     const events = pending;
     pending = [];
-    await appendToStream(open.client, source.streamId, events);
-    open.events += events.length;
+    await settle();
+    const append = appendToStream(open.client, source.streamId, events, {}, {}, false).then(() => {
+      open.events += events.length;
+    });
+    append.catch(() => {}); // surfaced by the next settle()
+    inflight = append;
   };
   const commitLog = async () => {
     await flush();
+    await settle();
     const open = log;
     if (open === null || lastCommit === null) return;
     await advanceCheckpoint(open.client, source.name, lastCommit, open.transactions);
@@ -193,8 +207,31 @@ export async function streamChanges(options: {
     log = null;
     lastCommitLsn = lastCommit.commitLsn;
     hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
+    wakeSubscribers();
     confirmable = lastCommit.endLsn;
     sendStatus(confirmable, true);
+  };
+  // Subscribers are woken after the commit, on another connection: a notification sent
+  // inside the transaction would serialize every notifying commit of the database.
+  // At most one in flight; commits meanwhile are covered by one more afterwards.
+  let notifying = false;
+  let notifyAgain = false;
+  const wakeSubscribers = () => {
+    if (notifying) {
+      notifyAgain = true;
+      return;
+    }
+    notifying = true;
+    void pool
+      .query('select pg_notify($1, $2)', [EVENTS_CHANNEL, ''])
+      .catch((error: unknown) => logger.debug('could not notify subscribers', { error }))
+      .finally(() => {
+        notifying = false;
+        if (notifyAgain) {
+          notifyAgain = false;
+          wakeSubscribers();
+        }
+      });
   };
   const idle = () => txn === null && log === null;
 
@@ -285,18 +322,36 @@ export async function streamChanges(options: {
   } finally {
     clearInterval(statusTimer);
     signal.removeEventListener('abort', onAbort);
+    await settle().catch(() => {});
     const open = log as { client: PoolClient } | null;
     if (open !== null) {
-      await open.client.query('rollback').catch(() => {});
-      open.client.release();
+      // A connection that cannot even roll back is broken: keep it out of the pool.
+      const broken = await open.client.query('rollback').then(
+        () => false,
+        () => true,
+      );
+      open.client.release(broken);
     }
     try {
       sendStatus(confirmable);
     } catch {
       // the connection is already gone
     }
-    await service.destroy().catch(() => {});
-    await subscription.catch(() => {});
+    // subscribe() may still be connecting when asked to stop: stop again until it has ended.
+    let ended = false;
+    const settled = subscription.then(
+      () => {
+        ended = true;
+      },
+      () => {
+        ended = true;
+      },
+    );
+    for (let attempt = 0; attempt < 100 && !ended; attempt++) {
+      await service.stop().catch(() => {});
+      await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, 100))]);
+    }
+    service.removeAllListeners();
     logger.debug('replication stream closed', { confirmed });
   }
 }

@@ -171,8 +171,11 @@ export async function takeSnapshot(options: {
     return { startLsn, rows: progress.rowsDone };
   } finally {
     if (log !== undefined) {
-      await log.query('rollback').catch(() => {});
-      log.release();
+      const broken = await log.query('rollback').then(
+        () => false,
+        () => true,
+      );
+      log.release(broken);
     }
     await reader.end().catch(() => {});
     await replication.end().catch(() => {});

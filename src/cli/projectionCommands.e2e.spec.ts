@@ -1,0 +1,167 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { waitFor } from '../../test/support/waitFor.js';
+import { migrate, quoteIdentifier } from '../db/index.js';
+
+const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
+const INDEX = fileURLToPath(new URL('../index.ts', import.meta.url));
+const adminUrl = inject('adminUrl');
+let cwd: string;
+let databaseUrl: string;
+let database: string;
+let pool: pg.Pool;
+
+function tributary(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      {
+        cwd,
+        env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl, ...env },
+        timeout: 120_000,
+      },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const CONFIG = `import { defineConfig, defineProjection, defineView } from ${JSON.stringify(INDEX)};
+const totals = defineView({
+  name: 'cli_totals',
+  columns: { key: { type: 'text' }, total: { type: 'bigint', nullable: false } },
+  primaryKey: ['key'],
+});
+export default defineConfig({
+  projections: [
+    defineProjection({
+      name: 'cli_totals',
+      version: Number(process.env.PROJECTION_VERSION ?? 1),
+      views: [totals],
+      filter: { types: ['Added'] },
+      onError: 'dead-letter',
+      retry: { maxAttempts: 1 },
+      async handle(event, ctx) {
+        if (event.data.bad) throw new Error('bad event ' + event.data.n);
+        const row = await ctx.get(totals, { key: String(event.data.key) });
+        await ctx.upsert(totals, { key: String(event.data.key), total: String(Number(row?.total ?? 0) + Number(event.data.n)) });
+      },
+    }),
+  ],
+  runner: { leaseTimeoutMs: 2000 },
+});
+`;
+
+beforeAll(async () => {
+  cwd = await mkdtemp(path.join(tmpdir(), 'tributary-proj-cli-'));
+  await writeFile(path.join(cwd, 'tributary.config.ts'), CONFIG);
+  database = `cli_proj_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${quoteIdentifier(database)}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  databaseUrl = url.toString();
+  await migrate(databaseUrl);
+  pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  const n = Array.from({ length: 40 }, (_, i) => i + 1);
+  await pool.query(
+    `select tributary.append_events('cli', 'any', $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], false)`,
+    [
+      n.map((i) => `e${i}`),
+      n.map(() => 'Added'),
+      n.map((i) => JSON.stringify({ key: `k${i % 4}`, n: i, bad: i === 13 })),
+      n.map(() => '{}'),
+      n.map(() => null),
+    ],
+  );
+});
+
+afterAll(async () => {
+  await pool.end();
+  await rm(cwd, { recursive: true, force: true });
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
+  await admin.end();
+});
+
+const total = async () =>
+  Number(
+    (await pool.query('select coalesce(sum(total), 0)::int as t from tributary_views.cli_totals')).rows[0].t,
+  );
+
+describe('projection commands', () => {
+  it.each([['start'], ['status'], ['rebuild'], ['replay'], ['deadletters'], ['deadletters', 'retry']])(
+    '%j --help prints usage',
+    async (...command) => {
+      const run = await tributary([...command, '--help']);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(new RegExp(`Usage: tributary ${command.join(' ')}`));
+    },
+  );
+
+  it('start runs the workers until SIGTERM; status, deadletters, rebuild and replay work on them', async () => {
+    const start = spawn(process.execPath, [BIN, 'start'], {
+      cwd,
+      env: { ...process.env, DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    try {
+      const expected = (40 * 41) / 2 - 13;
+      await waitFor(async () => (await total()) === expected, { what: 'the view', timeoutMs: 60_000 });
+      const status = await tributary(['status']);
+      expect(status.code).toBe(0);
+      expect(status.stdout).toMatch(/PROJECTION\s+STATE\s+VERSION\s+LAG/);
+      expect(status.stdout).toMatch(/cli_totals\s+running\s+1\s+0\s+0/);
+      const json = JSON.parse((await tributary(['status', '--json'])).stdout);
+      expect(json[0]).toMatchObject({ name: 'cli_totals', state: 'running', lagEvents: 0, deadLetters: 1 });
+      expect(json[0].leaseOwner).toEqual(expect.any(String));
+    } finally {
+      start.kill('SIGTERM');
+      const [code] = await once(start, 'exit');
+      expect(code).toBe(0);
+    }
+    const { rows } = await pool.query(
+      `select lease_owner from tributary.projections where name = 'cli_totals'`,
+    );
+    expect(rows[0].lease_owner).toBeNull();
+
+    const list = await tributary(['deadletters', 'list']);
+    expect(list.stdout).toMatch(/#\d+\s+cli_totals\s+\S+\s+Added on cli[\s\S]*bad event 13/);
+    const id = /#(\d+)/.exec(list.stdout)![1]!;
+    const retried = await tributary(['deadletters', 'retry', id]);
+    expect(retried.code).toBe(1);
+    expect(retried.stdout).toMatch(new RegExp(`#${id} failed again: bad event 13`));
+    expect((await tributary(['deadletters', 'discard', '--all'])).stdout).toMatch(/Discarded 1 dead letter/);
+
+    const rebuilt = await tributary(['rebuild', 'cli_totals'], { PROJECTION_VERSION: '2' });
+    expect(rebuilt.stderr + rebuilt.stdout).toMatch(/Rebuilt cli_totals v2 \(40 events\) and swapped it in/);
+    expect(await total()).toBe((40 * 41) / 2 - 13);
+    expect((await tributary(['status'], { PROJECTION_VERSION: '2' })).stdout).toMatch(
+      /cli_totals\s+running\s+2\s/,
+    );
+    expect((await tributary(['status'])).stdout).toMatch(/cli_totals\s+running\s+2 \(config: 1\)/);
+
+    const replayed = await tributary(['replay', 'cli_totals', '--from', '2000-01-01T00:00:00Z'], {
+      PROJECTION_VERSION: '2',
+    });
+    expect(replayed.stdout, replayed.stderr).toMatch(/Replayed 40 events to cli_totals/);
+    const bad = await tributary(['replay', 'cli_totals', '--from', 'yesterday-ish'], {
+      PROJECTION_VERSION: '2',
+    });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/neither a log position nor a time[\s\S]*→/);
+    const unknown = await tributary(['rebuild', 'nope']);
+    expect(unknown.stderr).toMatch(/Unknown projection 'nope'[\s\S]*Known projections: cli_totals/);
+  });
+});

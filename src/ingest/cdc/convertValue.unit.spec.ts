@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../errors.js';
+import { BUILTIN_KINDS, convertValue, parseArray, TEXT } from './convertValue.js';
+import { decodePgoutput, UNCHANGED_TOAST } from './pgoutputDecoder.js';
+import { resolveSources } from './resolveSources.js';
+
+const kind = (oid: number) => BUILTIN_KINDS.get(oid)!;
+
+describe('convertValue', () => {
+  it('keeps exact numbers as strings and converts the rest by type', () => {
+    expect(convertValue('9223372036854775807', kind(20))).toBe('9223372036854775807');
+    expect(convertValue('-0.000000000000000000001', kind(1700))).toBe('-0.000000000000000000001');
+    expect(convertValue('NaN', kind(1700))).toBe('NaN');
+    expect(convertValue('42', kind(23))).toBe(42);
+    expect(convertValue('Infinity', kind(701))).toBe('Infinity');
+    expect(convertValue('f', kind(16))).toBe(false);
+    expect(convertValue('{"a": 1}', kind(3802))).toEqual({ a: 1 });
+    expect(convertValue('\\x00ff', kind(17))).toBe('AP8=');
+  });
+
+  it('writes timestamps as ISO strings with their microseconds', () => {
+    expect(convertValue('2024-01-02 03:04:05.000006+00', kind(1184))).toBe('2024-01-02T03:04:05.000006Z');
+    expect(convertValue('2024-01-02 03:04:05+05:30', kind(1184))).toBe('2024-01-02T03:04:05+05:30');
+    expect(convertValue('2024-01-02 03:04:05', kind(1114))).toBe('2024-01-02T03:04:05');
+    expect(convertValue('infinity', kind(1184))).toBe('infinity');
+    expect(convertValue('0044-03-15 12:00:00 BC', kind(1114))).toBe('0044-03-15 12:00:00 BC');
+  });
+
+  it('parses array literals: quoting, escapes, NULL, nesting, empty', () => {
+    expect(parseArray('{}', TEXT)).toEqual([]);
+    expect(parseArray('{a,"b c","d\\"e","NULL",NULL}', TEXT)).toEqual(['a', 'b c', 'd"e', 'NULL', null]);
+    expect(parseArray('{{1,2},{3,4}}', kind(23))).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+    expect(parseArray('[0:1]={7,8}', kind(23))).toEqual([7, 8]);
+    expect(parseArray('{"(1,2),(3,4)";"(5,6),(7,8)"}', TEXT, ';')).toEqual(['(1,2),(3,4)', '(5,6),(7,8)']);
+    expect(convertValue('{9007199254740993}', kind(1016))).toEqual(['9007199254740993']);
+  });
+});
+
+describe('decodePgoutput', () => {
+  it('tells NULL, text and unchanged TOAST values apart', () => {
+    const text = Buffer.from('hi');
+    const message = Buffer.concat([
+      Buffer.from('I'),
+      Buffer.from([0, 0, 0x40, 0]), // relation oid 16384
+      Buffer.from('N'),
+      Buffer.from([0, 3]),
+      Buffer.from('n'),
+      Buffer.from('t'),
+      Buffer.from([0, 0, 0, text.length]),
+      text,
+      Buffer.from('u'),
+    ]);
+    expect(decodePgoutput(message)).toEqual({
+      tag: 'insert',
+      relationOid: 16384,
+      after: [null, 'hi', UNCHANGED_TOAST],
+    });
+  });
+});
+
+describe('resolveSources', () => {
+  const base = { url: 'postgres://x/y', tables: ['public.orders'] };
+
+  it('fills the defaults', () => {
+    expect(resolveSources({ shop: base })).toEqual([
+      {
+        name: 'shop',
+        url: 'postgres://x/y',
+        tables: [{ schema: 'public', table: 'orders' }],
+        slot: 'tributary_shop',
+        publication: 'tributary_shop',
+        snapshot: 'initial',
+        snapshotChunkSize: 5000,
+        heartbeatIntervalMs: 0,
+        streamId: 'cdc-shop',
+      },
+    ]);
+  });
+
+  it('refuses tables that are not schema-qualified identifiers, with a hint', () => {
+    expect(() => resolveSources({ shop: { ...base, tables: ['orders'] } })).toThrow(ConfigError);
+    expect(() => resolveSources({ shop: { ...base, tables: ['public.orders; drop table x'] } })).toThrow(
+      /not a schema-qualified table/,
+    );
+    expect(() => resolveSources({ 'bad-name': base })).toThrow(/not a valid identifier/);
+    expect(() => resolveSources({ shop: { ...base, snapshot: 'sometimes' as 'never' } })).toThrow(/initial/);
+    expect(() => resolveSources({ a: base, b: { ...base, slot: 'tributary_a' } })).toThrow(/same slot/);
+  });
+});

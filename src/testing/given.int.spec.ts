@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { defineProjection, defineView } from '../projections/index.js';
+import { cdcChange, given } from './index.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+const balances = defineView({
+  name: 'balances',
+  columns: { account: { type: 'text' }, balance: { type: 'bigint', nullable: false } },
+  primaryKey: ['account'],
+});
+const balanceProjection = defineProjection({
+  name: 'balances',
+  version: 1,
+  views: [balances],
+  filter: { types: ['Deposited', 'Withdrawn'] },
+  async handle(event, ctx) {
+    const account = String(event.data.account);
+    const row = await ctx.get(balances, { account });
+    const delta = BigInt(Number(event.data.amount)) * (event.type === 'Withdrawn' ? -1n : 1n);
+    await ctx.upsert(balances, { account, balance: String(BigInt(row?.balance ?? '0') + delta) });
+  },
+});
+
+const products = defineView({
+  name: 'products',
+  columns: { id: { type: 'integer' }, name: { type: 'text' }, price: { type: 'numeric' } },
+  primaryKey: ['id'],
+});
+const catalog = defineProjection({
+  name: 'catalog',
+  version: 1,
+  views: [products],
+  filter: { typePrefixes: ['public.products.'] },
+  async handle(event, ctx) {
+    const { key, after } = event.data as { key: { id: number }; after: Record<string, never> | null };
+    if (event.type.endsWith('.delete')) await ctx.delete(products, { id: key.id });
+    else await ctx.upsert(products, { ...after, id: key.id });
+  },
+});
+
+describe('given / when / then', () => {
+  it('checks the rows a projection writes for the given events', async () => {
+    await given([
+      { type: 'Deposited', data: { account: 'a1', amount: 10 } },
+      { type: 'Deposited', data: { account: 'a2', amount: 3 } },
+      { type: 'Ignored', data: { account: 'a3', amount: 99 } },
+      { type: 'Withdrawn', data: { account: 'a1', amount: 4 } },
+    ])
+      .when(balanceProjection, { url: db.url })
+      .then(balances, [
+        { account: 'a1', balance: 6 },
+        { account: 'a2', balance: '3' },
+      ]);
+  });
+
+  it('fails with a readable diff when the rows differ', async () => {
+    const failure = await given([{ type: 'Deposited', data: { account: 'a1', amount: 10 } }])
+      .when(balanceProjection, { url: db.url })
+      .then(balances, [{ account: 'a1', balance: 11 }])
+      .catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(Error);
+    expect(String((failure as Error).message)).toMatch(/Rows of view 'balances' differ/);
+  });
+
+  it('takes CDC changes, and leaves nothing behind', async () => {
+    const when = given([
+      cdcChange('public.products', 'insert', {
+        key: { id: 1 },
+        after: { id: 1, name: 'Pen', price: '1.50' },
+      }),
+      cdcChange('public.products', 'insert', { key: { id: 2 }, after: { id: 2, name: 'Ink', price: '7' } }),
+      cdcChange('public.products', 'update', {
+        key: { id: 1 },
+        after: { id: 1, name: 'Pen', price: '1.75' },
+      }),
+      cdcChange('public.products', 'delete', { key: { id: 2 }, before: { id: 2 } }),
+    ]).when(catalog, { url: db.url });
+    await when.then(products, [{ id: 1, name: 'Pen', price: '1.75' }]);
+    expect(await when.rows(products)).toEqual([{ id: 1, name: 'Pen', price: '1.75' }]);
+    const pg = await import('pg');
+    const client = new pg.default.Client({ connectionString: db.url });
+    await client.connect();
+    const { rows } = await client.query(
+      `select count(*)::int as n from pg_namespace where nspname like 'tributary_test_%'`,
+    );
+    await client.end();
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('patch and find see the batch’s own earlier writes', async () => {
+    const tasks = defineView({
+      name: 'tasks',
+      columns: {
+        id: { type: 'text' },
+        owner: { type: 'text', nullable: false },
+        done: { type: 'boolean', nullable: false },
+        meta: { type: 'jsonb' },
+      },
+      primaryKey: ['id'],
+      indexes: [{ columns: ['owner'] }],
+    });
+    const summary = defineView({
+      name: 'owners',
+      columns: { owner: { type: 'text' }, open: { type: 'integer', nullable: false } },
+      primaryKey: ['owner'],
+    });
+    const projection = defineProjection({
+      name: 'tasks',
+      version: 1,
+      views: [tasks, summary],
+      async handle(event, ctx) {
+        const id = String(event.data.id);
+        if (event.type === 'Created') {
+          await ctx.upsert(tasks, { id, owner: String(event.data.owner), done: false, meta: { n: 1 } });
+        } else if (event.type === 'Done') {
+          const row = await ctx.patch(tasks, { id }, { done: true });
+          if (!row) throw new Error(`no task ${id}`);
+        } else if (event.type === 'Removed') {
+          expect(await ctx.delete(tasks, { id })).toBe(true);
+          expect(await ctx.delete(tasks, { id })).toBe(false);
+        }
+        const owner = String(event.data.owner);
+        const open = await ctx.find(tasks, { owner, done: false });
+        await ctx.upsert(summary, { owner, open: open.length });
+      },
+    });
+    const when = given([
+      { type: 'Created', data: { id: 't1', owner: 'ann' } },
+      { type: 'Created', data: { id: 't2', owner: 'ann' } },
+      { type: 'Created', data: { id: 't3', owner: 'bob' } },
+      { type: 'Done', data: { id: 't1', owner: 'ann' } },
+      { type: 'Removed', data: { id: 't3', owner: 'bob' } },
+    ]).when(projection, { url: db.url });
+    await when.then(tasks, [
+      { id: 't1', done: true, meta: { n: 1 } },
+      { id: 't2', done: false },
+    ]);
+    await when.then(summary, [
+      { owner: 'ann', open: 1 },
+      { owner: 'bob', open: 0 },
+    ]);
+  });
+});
