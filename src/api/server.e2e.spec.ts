@@ -151,6 +151,22 @@ describe('tributary serve', () => {
     const code = await new Promise<number | null>((resolve) => serve.on('exit', resolve));
     expect(code).toBe(1);
     expect(stderr).toMatch(/no way to authenticate[\s\S]*api\.auth\.apiKeys/);
+
+    // `start --no-api` runs the workers without the API, so it needs no auth.
+    const workersOnly = spawn(process.execPath, [BIN, 'start', '--no-api'], {
+      cwd: dir,
+      env: { ...process.env, DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'warn' },
+    });
+    let warnings = '';
+    workersOnly.stderr.on('data', (chunk: Buffer) => {
+      warnings += chunk.toString();
+    });
+    await waitFor(() => /no projections configured/.test(warnings), {
+      timeoutMs: 60_000,
+      what: 'start --no-api',
+    });
+    workersOnly.kill('SIGTERM');
+    expect(await new Promise<number | null>((resolve) => workersOnly.on('exit', resolve))).toBe(0);
   });
 
   it('serves the views of the configured projections with API keys, health and metrics', async () => {

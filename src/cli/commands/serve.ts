@@ -28,7 +28,7 @@ export async function startApi(
   const auth = overrides.open ? { ...api.auth, open: true } : api.auth;
   if (!auth?.open && !auth?.apiKeys?.length && !auth?.jwt) {
     throw new ConfigError('The API has no way to authenticate callers.', {
-      hint: 'Configure api.auth.apiKeys or api.auth.jwt in tributary.config.ts, or set api.auth.open = true to serve without authentication.',
+      hint: 'Configure api.auth.apiKeys or api.auth.jwt in tributary.config.ts, or set api.auth.open = true to serve without authentication (`tributary start --no-api` runs without the API).',
     });
   }
   const server = await createApi({

@@ -63,10 +63,14 @@ export function registerStart(program: Command) {
     .description(
       'Run the change data capture of the configured sources, the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
     )
-    .action(async (_options, command: Command) => {
+    .option('--no-api', 'run the capture and the projection workers only, without the GraphQL API')
+    .action(async (options: { api: boolean }, command: Command) => {
       const context = await openContext(command.optsWithGlobals());
       context.lifecycle.handleSignals();
-      for (const service of SERVICES) await service(context);
+      for (const service of SERVICES) {
+        if (service === startApiService && !options.api) continue;
+        await service(context);
+      }
       await context.lifecycle.stopped;
     });
 }
