@@ -217,7 +217,8 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
 
   assertDistinctNames(options.views);
   builder.queryType({});
-  builder.subscriptionType({});
+  // GraphQL forbids an empty Subscription type: without views there is nothing to subscribe to.
+  if (options.views.length > 0) builder.subscriptionType({});
   builder.mutationType({});
 
   for (const view of options.views) {

@@ -1,3 +1,4 @@
+import { validateSchema } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../errors.js';
 import { defineView } from '../projections/index.js';
@@ -29,5 +30,13 @@ describe('GraphQL names of views', () => {
     expect(() => build('projections')).toThrow(/built-in field/);
     expect(() => build('orders', 'orders_by_key')).toThrow(/already uses/);
     expect(() => build('orders', 'lines')).not.toThrow();
+  });
+
+  it('builds a valid schema without any view (status and appendEvents only)', () => {
+    const schema = build();
+    expect(validateSchema(schema)).toEqual([]);
+    expect(validateSchema(build('orders', 'lines'))).toEqual([]);
+    expect(schema.getSubscriptionType()).toBeUndefined();
+    expect(Object.keys(schema.getQueryType()!.getFields())).toEqual(['projections', 'sources']);
   });
 });
