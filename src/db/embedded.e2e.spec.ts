@@ -151,9 +151,9 @@ describe('embedded PostgreSQL', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      const url = await waitFor(() => /Database: (\S+)/.exec(stdout)?.[1], {
+      const url = await waitFor(() => /Database:\s+(\S+)/.exec(stdout)?.[1], {
         timeoutMs: 60_000,
-        what: `tributary dev to start (stderr: ${stderr})`,
+        what: () => `tributary dev to start (stderr: ${stderr})`,
       });
       expect(await sql(url, 'select count(*)::int as n from tributary.schema_migrations')).not.toEqual([
         { n: 0 },
@@ -185,7 +185,7 @@ describe('embedded PostgreSQL', () => {
         () => /"msg":"embedded PostgreSQL started".*"port":(\d+)/.exec(stderr)?.[1],
         {
           timeoutMs: 60_000,
-          what: `the embedded server to start (stderr: ${stderr})`,
+          what: () => `the embedded server to start (stderr: ${stderr})`,
         },
       );
       child.kill('SIGINT');
@@ -198,7 +198,12 @@ describe('embedded PostgreSQL', () => {
   });
 
   // As root the server always runs as `postgres`; this runs the whole start as an unprivileged user.
-  const asNobody = process.getuid?.() === 0 && existsSync('/usr/sbin/runuser');
+  // It needs a checkout that user can read (a clone inside a private 0700 directory is not).
+  const asNobody =
+    process.getuid?.() === 0 &&
+    existsSync('/usr/sbin/runuser') &&
+    spawnSync('/usr/sbin/runuser', ['-u', 'nobody', '--', 'test', '-r', fileURLToPath(import.meta.url)])
+      .status === 0;
   it.skipIf(!asNobody)('starts, serves and stops as a normal (non-root) user', async () => {
     const home = await mkdtemp(path.join(root, 'nobody-'));
     await chmod(home, 0o777);

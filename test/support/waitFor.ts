@@ -5,7 +5,7 @@ export async function waitFor<T>(
     timeoutMs = 10_000,
     intervalMs = 20,
     what = 'condition',
-  }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+  }: { timeoutMs?: number; intervalMs?: number; what?: string | (() => string) } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
@@ -19,6 +19,6 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   throw new Error(
-    `Timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+    `Timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}${lastError ? `: ${String(lastError)}` : ''}`,
   );
 }
