@@ -278,19 +278,22 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       for (const [key, write] of unknown) write.old = found.get(key) ?? null;
     }
 
-    const upserts: Row[] = [];
+    // Each row is written as JSON once: the same text feeds the upsert and the changelog.
+    const upserts: string[] = [];
     const deletes: Row[] = [];
-    const log: Array<{ op: string; row: Row | null; old: Row | null; pos: string }> = [];
+    const log: string[] = [];
     for (const [key, write] of entries) {
       const old = write.old ?? null;
+      const oldJson = old === null ? 'null' : rowJson(t, old);
       if (write.row === null) {
         if (old !== null) {
           deletes.push(old);
-          log.push({ op: 'delete', row: null, old, pos: write.position });
+          log.push(`["delete",${keyJson(t, old)},null,${oldJson},${JSON.stringify(write.position)}]`);
         }
       } else {
-        upserts.push(write.row);
-        log.push({ op: 'upsert', row: write.row, old, pos: write.position });
+        const json = rowJson(t, write.row);
+        upserts.push(json);
+        log.push(`["upsert",${keyJson(t, write.row)},${json},${oldJson},${JSON.stringify(write.position)}]`);
       }
       remember(t, key, write.row);
     }
@@ -312,24 +315,18 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
         `insert into ${t.table} (${columnList})
          select ${columnList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb)
          on conflict (${keyList}) ${onConflict}`,
-        [JSON.stringify(upserts)],
+        [`[${upserts.join(',')}]`],
       );
     }
     if (log.length > 0) {
+      // One jsonb array of [op, key, row, old, position] (faster to send and to take apart
+      // than one array parameter per column). A JSON null row or old is stored as SQL null.
       await client.query(
         `insert into tributary.view_changes (view, op, key, row, old, log_position)
-         select $1, u.op, u.key, u.row, u.old, u.pos
-         from unnest($2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::text[])
-                with ordinality as u(op, key, row, old, pos, n)
+         select $1, u.c->>0, u.c->1, nullif(u.c->2, 'null'), nullif(u.c->3, 'null'), u.c->>4
+         from jsonb_array_elements($2::jsonb) with ordinality as u(c, n)
          order by u.n`,
-        [
-          t.view.name,
-          log.map((entry) => entry.op),
-          log.map((entry) => keyJson(t, (entry.row ?? entry.old)!)),
-          log.map((entry) => (entry.row ? rowJson(t, entry.row) : null)),
-          log.map((entry) => (entry.old ? rowJson(t, entry.old) : null)),
-          log.map((entry) => entry.pos),
-        ],
+        [t.view.name, `[${log.join(',')}]`],
       );
       changes += log.length;
     }
@@ -363,9 +360,17 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   };
 }
 
+/** JSON text of rows already written (rows are never mutated once written or cached). */
+const writtenJson = new WeakMap<Row, string>();
+
 /** A row as JSON text, each column in its natural JSON form (timestamps as ISO-8601 strings). */
 function rowJson(t: ViewTarget, row: Row): string {
-  return `{${t.columns.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+  let json = writtenJson.get(row);
+  if (json === undefined) {
+    json = `{${t.columns.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+    writtenJson.set(row, json);
+  }
+  return json;
 }
 
 function keyJson(t: ViewTarget, row: Row): string {
