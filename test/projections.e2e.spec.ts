@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readHead } from '../src/ingest/index.js';
 import { getProjectionStatuses, startWorkers } from '../src/projections/index.js';
+import { committedHead } from './support/committedHead.js';
 import { appendCounted, countingProjection, foldInSql } from './support/counting.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { waitFor } from './support/waitFor.js';
@@ -55,7 +55,7 @@ afterAll(async () => {
 });
 
 const caughtUp = async (name: string) => {
-  const head = await readHead(pool);
+  const head = await committedHead(pool);
   const { rowCount } = await pool.query(
     'select 1 from tributary.projections where name = $1 and position >= $2',
     [name, head],

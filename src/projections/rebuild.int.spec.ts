@@ -1,9 +1,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { committedHead } from '../../test/support/committedHead.js';
 import { appendCounted, countingProjection, foldInSql } from '../../test/support/counting.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { readHead } from '../ingest/index.js';
 import { type Progress, rebuildProjection, replayProjection, startWorkers } from './index.js';
 
 let db: TestDatabase;
@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 const caughtUp = async (name: string) => {
-  const head = await readHead(pool);
+  const head = await committedHead(pool);
   return (
     (await pool.query('select 1 from tributary.projections where name = $1 and position >= $2', [name, head]))
       .rowCount === 1

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { committedHead } from '../../test/support/committedHead.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
@@ -77,7 +78,7 @@ describe('runner', () => {
     await store.append('acct-2', [{ type: 'Closed', data: { account: 'a2' } }]);
     const workers = startWorkers({ url: db.url, projections: [totalsProjection], batchSize: 7 });
     try {
-      const head = await store.head();
+      const head = await committedHead(pool);
       await waitFor(
         async () =>
           (

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { committedHead } from '../../../test/support/committedHead.js';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
 import { createPool } from '../../db/index.js';
@@ -146,7 +147,7 @@ it('rebuilds under a new version into its own state and swaps in the same views;
     ).rows;
   try {
     const live = startWorkers({ url: db.url, projections: [v1], pool, pollIntervalMs: 50 });
-    const head = await store.head();
+    const head = await committedHead(client);
     await waitFor(
       async () =>
         (
