@@ -1,6 +1,7 @@
 import { isConnectionError, type Pool } from '../db/index.js';
 import { createNotifier, formatPosition, type Position } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { sleep } from '../sleep.js';
 import { readChanges, type ViewChange } from './readChanges.js';
 
 export const VIEW_CHANGES_CHANNEL = 'tributary_view_changes';
@@ -111,16 +112,4 @@ export function createChangeTailer(options: ChangeTailerOptions): ChangeTailer {
       listeners.clear();
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -9,11 +9,11 @@ import {
 } from '../db/index.js';
 import { type Position, START } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { sleep } from '../sleep.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
-import { sleep } from './startWorkers.js';
 import { countEventsAfter } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewTables, viewsFingerprint } from './viewTables.js';

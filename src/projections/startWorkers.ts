@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
 import { createNotifier, type Notifier, type Position } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { sleep } from '../sleep.js';
 import { type Clock, systemClock } from './clock.js';
 import { type Projection, validateProjections } from './defineProjection.js';
 import { acquireLease, releaseLease } from './leases.js';
@@ -376,17 +377,4 @@ function createRate() {
       return (samples.reduce((sum, [, count]) => sum + count, 0) * 1000) / span;
     },
   };
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

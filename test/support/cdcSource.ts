@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { inject } from 'vitest';
+import type pg from 'pg';
 import { quoteIdentifier } from '../../src/db/index.js';
 import { type Envelope, type JsonObject, readStream } from '../../src/ingest/index.js';
+import { testServerUrl, withAdmin } from './database.js';
 
 export interface SourceDatabase {
   url: string;
@@ -14,26 +14,15 @@ export interface SourceDatabase {
 
 /** A separate database on the test server to capture from; drop() removes its slots first. */
 export async function createSourceDatabase(): Promise<SourceDatabase> {
-  const adminUrl = inject('adminUrl');
   const tag = randomBytes(4).toString('hex');
   const name = `src_${tag}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${quoteIdentifier(name)}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  await withAdmin((admin) => admin.query(`create database ${quoteIdentifier(name)}`));
   return {
-    url: url.toString(),
+    url: testServerUrl(name),
     name,
     tag,
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      try {
+    drop: () =>
+      withAdmin(async (client) => {
         for (let attempt = 0; attempt < 50; attempt++) {
           await client.query(
             `select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null`,
@@ -52,10 +41,7 @@ export async function createSourceDatabase(): Promise<SourceDatabase> {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
         await client.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
-      } finally {
-        await client.end();
-      }
-    },
+      }),
   };
 }
 

@@ -12,32 +12,39 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/** Runs `fn` on a connection to the test server's maintenance database. */
+export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: inject('adminUrl') });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Connection string of `database` on the test server. */
+export function testServerUrl(database: string): string {
+  const url = new URL(inject('adminUrl'));
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
 /** A fresh database copied from the run's migrated template; call once per spec file (in beforeAll). */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject('adminUrl');
   const template = inject('templateDatabase');
   const name = `t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(template)}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  await withAdmin((admin) =>
+    admin.query(`create database ${quoteIdentifier(name)} template ${quoteIdentifier(template)}`),
+  );
   return {
-    url: url.toString(),
+    url: testServerUrl(name),
     name,
-    adminUrl,
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      try {
-        await client.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
-      } finally {
-        await client.end();
-      }
+    adminUrl: inject('adminUrl'),
+    drop: async () => {
+      await withAdmin((admin) =>
+        admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`),
+      );
     },
   };
 }

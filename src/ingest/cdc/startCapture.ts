@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { createPool, type Pool } from '../../db/index.js';
 import { isTributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { sleep } from '../../sleep.js';
 import { createTypeResolver } from './changeEvents.js';
 import { type Checkpoint, insertCheckpoint, readCheckpoint, writeProgress } from './checkpoints.js';
 import { CdcSourceError, isSlotLostError, SlotLostError } from './errors.js';
@@ -277,16 +278,4 @@ async function createSlotWithoutSnapshot(source: ResolvedSource, pool: Pool): Pr
   } finally {
     await replication.end().catch(() => {});
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done);
-  });
 }

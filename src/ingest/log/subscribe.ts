@@ -1,6 +1,7 @@
 import { isConnectionError, type Queryable } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { sleep } from '../../sleep.js';
 import type { Notifier } from './notifier.js';
 import { type Position, parsePosition, START } from './position.js';
 import { readAll } from './readAll.js';
@@ -87,16 +88,4 @@ export function subscribe(
       await iterator.return(undefined);
     },
   };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
