@@ -8,6 +8,10 @@ export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     pool: 'forks',
+    // TRIBUTARY_TEST_REPORT=<file> also writes a JSON report (CI prints its totals).
+    reporters: process.env.TRIBUTARY_TEST_REPORT
+      ? ['default', ['json', { outputFile: process.env.TRIBUTARY_TEST_REPORT }]]
+      : ['default'],
     allowOnly: false,
     projects: [
       {
