@@ -1,18 +1,15 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { quoteIdentifier } from '../db/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEmptyDatabase, type TestDatabase } from '../../test/support/database.js';
 
 const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
-const adminUrl = inject('adminUrl');
 let cwd: string;
 let databaseUrl: string;
-let database: string;
+let database: TestDatabase;
 
 interface Run {
   code: number;
@@ -35,22 +32,13 @@ function tributary(args: string[], env: Record<string, string> = {}, dir = cwd):
 
 beforeAll(async () => {
   cwd = await mkdtemp(path.join(tmpdir(), 'tributary-cli-'));
-  database = `cli_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${quoteIdentifier(database)}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  databaseUrl = url.toString();
+  database = await createEmptyDatabase('cli');
+  databaseUrl = database.url;
 });
 
 afterAll(async () => {
   await rm(cwd, { recursive: true, force: true });
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
-  await admin.end();
+  await database.drop();
 });
 
 describe('tributary CLI', () => {

@@ -1,21 +1,20 @@
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEmptyDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { migrate, quoteIdentifier } from '../db/index.js';
+import { migrate } from '../db/index.js';
 
 const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
 const INDEX = fileURLToPath(new URL('../index.ts', import.meta.url));
-const adminUrl = inject('adminUrl');
 let cwd: string;
 let databaseUrl: string;
-let database: string;
+let database: TestDatabase;
 let pool: pg.Pool;
 
 function tributary(args: string[], env: Record<string, string> = {}) {
@@ -63,14 +62,8 @@ export default defineConfig({
 beforeAll(async () => {
   cwd = await mkdtemp(path.join(tmpdir(), 'tributary-proj-cli-'));
   await writeFile(path.join(cwd, 'tributary.config.ts'), CONFIG);
-  database = `cli_proj_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${quoteIdentifier(database)}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  databaseUrl = url.toString();
+  database = await createEmptyDatabase('cli_proj');
+  databaseUrl = database.url;
   await migrate(databaseUrl);
   pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   const n = Array.from({ length: 40 }, (_, i) => i + 1);
@@ -89,10 +82,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await pool.end();
   await rm(cwd, { recursive: true, force: true });
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
-  await admin.end();
+  await database.drop();
 });
 
 const total = async () =>

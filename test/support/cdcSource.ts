@@ -90,3 +90,22 @@ export function foldChanges(events: readonly Envelope[]): Map<string, Map<string
   }
   return tables;
 }
+
+/** One transaction: a random insert, update or delete on `items`, plus `audit(seq)` naming it. */
+export async function randomWrite(client: pg.Client, seq: number, maxId: number): Promise<void> {
+  const id = 1 + Math.floor(Math.random() * maxId);
+  const op = Math.random();
+  await client.query('begin');
+  if (op < 0.4) {
+    await client.query('insert into items values ($1, $2) on conflict (id) do update set v = excluded.v', [
+      id,
+      `i${seq}`,
+    ]);
+  } else if (op < 0.8) {
+    await client.query('update items set v = $2 where id = $1', [id, `u${seq}`]);
+  } else {
+    await client.query('delete from items where id = $1', [id]);
+  }
+  await client.query('insert into audit values ($1)', [seq]);
+  await client.query('commit');
+}

@@ -48,3 +48,19 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** An empty, unmigrated database on the test server (for tests of `migrate` and the CLI). */
+export async function createEmptyDatabase(prefix: string): Promise<TestDatabase> {
+  const name = `${prefix}_${randomBytes(5).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`create database ${quoteIdentifier(name)}`));
+  return {
+    url: testServerUrl(name),
+    name,
+    adminUrl: inject('adminUrl'),
+    drop: async () => {
+      await withAdmin((admin) =>
+        admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`),
+      );
+    },
+  };
+}

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSourceDatabase,
   foldChanges,
+  randomWrite,
   readWholeStream,
   type SourceDatabase,
 } from '../../../test/support/cdcSource.js';
@@ -108,24 +109,6 @@ function cli(
     });
     child.once('exit', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-async function randomWrite(client: pg.Client, seq: number, maxId: number) {
-  const id = 1 + Math.floor(Math.random() * maxId);
-  const op = Math.random();
-  await client.query('begin');
-  if (op < 0.4) {
-    await client.query('insert into items values ($1, $2) on conflict (id) do update set v = excluded.v', [
-      id,
-      `i${seq}`,
-    ]);
-  } else if (op < 0.8) {
-    await client.query('update items set v = $2 where id = $1', [id, `u${seq}`]);
-  } else {
-    await client.query('delete from items where id = $1', [id]);
-  }
-  await client.query('insert into audit values ($1)', [seq]);
-  await client.query('commit');
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

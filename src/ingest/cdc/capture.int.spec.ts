@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createSourceDatabase,
   foldChanges,
+  randomWrite,
   readWholeStream,
   type SourceDatabase,
 } from '../../../test/support/cdcSource.js';
@@ -275,25 +276,6 @@ describe('keys, truncate and schema changes', () => {
     );
   });
 });
-
-/** One transaction: a random insert, update or delete on `items`, plus `audit(seq)` naming it. */
-async function randomWrite(client: pg.Client, seq: number, maxId: number) {
-  const id = 1 + Math.floor(Math.random() * maxId);
-  const op = Math.random();
-  await client.query('begin');
-  if (op < 0.4) {
-    await client.query('insert into items values ($1, $2) on conflict (id) do update set v = excluded.v', [
-      id,
-      `i${seq}`,
-    ]);
-  } else if (op < 0.8) {
-    await client.query('update items set v = $2 where id = $1', [id, `u${seq}`]);
-  } else {
-    await client.query('delete from items where id = $1', [id]);
-  }
-  await client.query('insert into audit values ($1)', [seq]);
-  await client.query('commit');
-}
 
 async function sourceRows(table: string): Promise<Map<string, unknown>> {
   const { rows } = await source.query<{ id: number; v: string }>(`select id, v from ${table} order by id`);
