@@ -51,8 +51,8 @@ async function writeConfig(name: string, sources: Record<string, unknown>): Prom
 
 interface Child {
   process: ChildProcess;
-  /** Resolves when a log line containing `text` appears. */
-  seen(text: string): Promise<void>;
+  /** Resolves when a log line containing one of `texts` appears; rejects when the child exits first or after `timeoutMs`. */
+  seen(texts: string[], timeoutMs?: number): Promise<void>;
   exited: Promise<void>;
 }
 
@@ -62,13 +62,14 @@ function runCapture(config: string, nodeOptions = ''): Child {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let output = '';
-  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  const waiters: Array<{ texts: string[]; resolve: () => void }> = [];
+  const found = (texts: string[]) => texts.some((text) => output.includes(text));
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => {
     output += chunk;
     if (process.env.CDC_DEBUG) process.stderr.write(chunk);
     for (const waiter of [...waiters]) {
-      if (output.includes(waiter.text)) {
+      if (found(waiter.texts)) {
         waiters.splice(waiters.indexOf(waiter), 1);
         waiter.resolve();
       }
@@ -78,14 +79,32 @@ function runCapture(config: string, nodeOptions = ''): Child {
   return {
     process: child,
     exited,
-    seen: (text) =>
-      output.includes(text)
+    seen: (texts, timeoutMs = 60_000) =>
+      found(texts)
         ? Promise.resolve()
         : new Promise<void>((resolve, reject) => {
-            waiters.push({ text, resolve });
-            void exited.then(() =>
-              reject(new Error(`capture exited before logging '${text}':\n${output.slice(-2000)}`)),
+            const timer = setTimeout(
+              () =>
+                reject(
+                  new Error(
+                    `capture did not log '${texts.join("' or '")}' within ${timeoutMs} ms:\n${output.slice(-2000)}`,
+                  ),
+                ),
+              timeoutMs,
             );
+            waiters.push({
+              texts,
+              resolve: () => {
+                clearTimeout(timer);
+                resolve();
+              },
+            });
+            void exited.then(() => {
+              clearTimeout(timer);
+              reject(
+                new Error(`capture exited before logging '${texts.join("' or '")}':\n${output.slice(-2000)}`),
+              );
+            });
           }),
   };
 }
@@ -117,7 +136,7 @@ describe('kill -9 and restart', () => {
   it('keeps each source transaction exactly once, in commit order, across 22 SIGKILLs during snapshot and streaming', async () => {
     await source.query(`create table items (id int primary key, v text);
       create table audit (seq int primary key);
-      insert into items select i, 's' || i from generate_series(1, 20000) i;`);
+      insert into items select i, 's' || i from generate_series(1, 60000) i;`);
     const config = await writeConfig('kill', {
       kill: {
         url: src.url,
@@ -143,7 +162,8 @@ describe('kill -9 and restart', () => {
     for (let round = 0; round < 22; round++) {
       const child = runCapture(config);
       const inSnapshot = round < 6;
-      await child.seen(inSnapshot ? 'snapshot started' : 'streaming changes').catch(() => {});
+      // An early round may find the snapshot already done (a kill landed late): then it streams.
+      await child.seen(inSnapshot ? ['snapshot started', 'streaming changes'] : ['streaming changes']);
       await delay(Math.floor(Math.random() * (inSnapshot ? 500 : 1500)));
       child.process.kill('SIGKILL');
       await child.exited;
@@ -243,7 +263,7 @@ describe('a big source transaction', () => {
     });
     const rowsCount = 50_000;
     const child = runCapture(config, '--max-old-space-size=96');
-    await child.seen('streaming changes');
+    await child.seen(['streaming changes']);
     // ~2 KB of text per row that does not compress: the transaction alone exceeds the heap.
     await source.query(
       `insert into big select i, (select string_agg(md5(i::text || '-' || j::text), '') from generate_series(1, 64) j)
