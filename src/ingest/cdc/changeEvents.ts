@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { EventInput, JsonObject, JsonValue } from '../log/index.js';
-import { type CatalogType, convertValue, kindFromCatalog, type ValueKind } from './convertValue.js';
+import type { EventInput, PreparedEvent } from '../log/index.js';
+import { type CatalogType, kindFromCatalog, type ValueKind, valueToJson } from './convertValue.js';
 import { type Lsn, lsnKey } from './lsn.js';
 import {
   type PgoutputMessage,
@@ -19,7 +19,13 @@ export interface Relation {
   kinds: ValueKind[];
   /** Indexes into `columns` of the columns that make up `key`. */
   keyIndexes: number[];
+  /** Each column's name as JSON, with the colon: `"id":`. */
+  jsonNames: string[];
+  /** Event type per operation: `<schema>.<table>.<operation>`. */
+  types: Record<ChangeOperation, string>;
 }
+
+export type ChangeOperation = 'insert' | 'update' | 'delete' | 'truncate' | 'snapshot';
 
 /**
  * Looks up, once per OID, how values of types the builtins do not cover convert
@@ -69,49 +75,81 @@ export async function toRelation(
   if (keyIndexes.length === 0 || keyIndexes.includes(-1)) {
     keyIndexes = message.columns.flatMap((c, index) => (c.isKey ? [index] : []));
   }
-  return {
+  return describeRelation({
     oid: message.relationOid,
     schema: message.schema,
     name: message.name,
     columns: message.columns,
     kinds,
     keyIndexes,
+  });
+}
+
+/** A relation with what encoding its rows needs worked out once. */
+export function describeRelation(relation: Omit<Relation, 'jsonNames' | 'types'>): Relation {
+  const table = `${relation.schema}.${relation.name}`;
+  return {
+    ...relation,
+    jsonNames: relation.columns.map((column) => `${JSON.stringify(column.name)}:`),
+    types: {
+      insert: `${table}.insert`,
+      update: `${table}.update`,
+      delete: `${table}.delete`,
+      truncate: `${table}.truncate`,
+      snapshot: `${table}.snapshot`,
+    },
   };
 }
 
-interface DecodedRow {
-  row: JsonObject;
+/** One row (or key) as JSON text, and the columns whose value is an unchanged TOASTed one. */
+interface EncodedRow {
+  json: string;
   unchanged: string[];
 }
 
-function decodeTuple(relation: Relation, tuple: Tuple): DecodedRow {
-  const row: JsonObject = {};
-  const unchanged: string[] = [];
+function encodeTuple(relation: Relation, tuple: Tuple): EncodedRow {
+  let json = '{';
+  let unchanged: string[] | undefined;
   const count = Math.min(tuple.length, relation.columns.length);
   for (let i = 0; i < count; i++) {
     const value = tuple[i] as TupleValue;
-    const name = relation.columns[i]!.name;
-    if (value === UNCHANGED_TOAST) unchanged.push(name);
-    else row[name] = value === null ? null : convertValue(value, relation.kinds[i]!);
+    if (value === UNCHANGED_TOAST) {
+      unchanged ??= [];
+      unchanged.push(relation.columns[i]!.name);
+      continue;
+    }
+    if (json.length > 1) json += ',';
+    json += relation.jsonNames[i]!;
+    json += value === null ? 'null' : valueToJson(value, relation.kinds[i]!);
   }
-  return { row, unchanged };
+  return { json: `${json}}`, unchanged: unchanged ?? NONE };
 }
 
-function keyOf(relation: Relation, ...tuples: Array<Tuple | null>): JsonObject {
-  const key: JsonObject = {};
-  for (const index of relation.keyIndexes) {
-    const name = relation.columns[index]!.name;
-    let value: JsonValue | undefined;
-    for (const tuple of tuples) {
+const NONE: string[] = [];
+
+/** The key columns as a JSON object, each from the first tuple that carries it. */
+function encodeKey(
+  relation: Relation,
+  first: Tuple | null,
+  second?: Tuple | null,
+  third?: Tuple | null,
+): string {
+  let json = '{';
+  for (let k = 0; k < relation.keyIndexes.length; k++) {
+    const index = relation.keyIndexes[k]!;
+    let value = 'null';
+    for (const tuple of [first, second, third]) {
       const raw = tuple?.[index];
       if (raw === undefined || raw === UNCHANGED_TOAST) continue;
-      value = raw === null ? null : convertValue(raw, relation.kinds[index]!);
+      value = raw === null ? 'null' : valueToJson(raw, relation.kinds[index]!);
       break;
     }
-    key[name] = value ?? null;
+    json += `${k === 0 ? '' : ','}${relation.jsonNames[index]!}${value}`;
   }
-  return key;
+  return `${json}}`;
 }
+
+const unchangedJson = (names: string[]) => (names.length === 0 ? '[]' : JSON.stringify(names));
 
 export interface SourceTransaction {
   source: string;
@@ -122,19 +160,35 @@ export interface SourceTransaction {
   ordinal: number;
 }
 
+/** What every event of one source transaction shares, worked out once per transaction. */
+const shared = new WeakMap<SourceTransaction, { idPrefix: string; metadataPrefix: string }>();
+
 function event(
   txn: SourceTransaction,
-  relation: Pick<Relation, 'schema' | 'name'>,
-  op: string,
-  data: JsonObject,
-): EventInput {
+  relation: Relation,
+  op: ChangeOperation,
+  key: string,
+  before: string,
+  after: string,
+  unchanged: string[],
+): PreparedEvent {
+  let common = shared.get(txn);
+  if (common === undefined) {
+    common = {
+      idPrefix: `${lsnKey(txn.finalLsn)}-`,
+      metadataPrefix: `{"source":${JSON.stringify(txn.source)},"lsn":"${txn.finalLsn}","xid":${txn.xid},"ordinal":`,
+    };
+    shared.set(txn, common);
+  }
   const ordinal = txn.ordinal++;
   return {
-    id: `${lsnKey(txn.finalLsn)}-${ordinal}`,
-    type: `${relation.schema}.${relation.name}.${op}`,
-    data,
-    metadata: { source: txn.source, lsn: txn.finalLsn, xid: txn.xid, ordinal },
+    id: common.idPrefix + ordinal,
+    type: relation.types[op],
+    data: `{"key":${key},"before":${before},"after":${after},"unchanged":${unchangedJson(unchanged)}}`,
+    metadata: `${common.metadataPrefix}${ordinal}}`,
     eventTime: txn.commitTime,
+    // Derived from the LSN, never repeated: not indexed for idempotence.
+    idGiven: false,
   };
 }
 
@@ -145,63 +199,54 @@ function relationOf(relations: ReadonlyMap<number, Relation>, oid: number): Rela
   return relation;
 }
 
-/** The log events for one change message (one per row; one per table for a truncate). */
+/**
+ * The log events for one change message (one per row; one per table for a truncate),
+ * serialized straight from the decoded text values: the data is
+ * `{ key, before, after, unchanged }` and the metadata `{ source, lsn, xid, ordinal }`.
+ */
 export function changeToEvents(
   txn: SourceTransaction,
   message: PgoutputMessage,
   relations: ReadonlyMap<number, Relation>,
-): EventInput[] {
+): PreparedEvent[] {
   switch (message.tag) {
     case 'insert': {
       const relation = relationOf(relations, message.relationOid);
-      const after = decodeTuple(relation, message.after);
+      const after = encodeTuple(relation, message.after);
       return [
-        event(txn, relation, 'insert', {
-          key: keyOf(relation, message.after),
-          before: null,
-          after: after.row,
-          unchanged: after.unchanged,
-        }),
+        event(
+          txn,
+          relation,
+          'insert',
+          encodeKey(relation, message.after),
+          'null',
+          after.json,
+          after.unchanged,
+        ),
       ];
     }
     case 'update': {
       const relation = relationOf(relations, message.relationOid);
-      const after = decodeTuple(relation, message.after);
+      const after = encodeTuple(relation, message.after);
       // FULL identity: the whole old row. Default identity with a changed key: the old key columns.
       const before =
         message.old !== null
-          ? decodeTuple(relation, message.old).row
+          ? encodeTuple(relation, message.old).json
           : message.key !== null
-            ? keyOf(relation, message.key)
-            : null;
-      return [
-        event(txn, relation, 'update', {
-          key: keyOf(relation, message.after, message.key, message.old),
-          before,
-          after: after.row,
-          unchanged: after.unchanged,
-        }),
-      ];
+            ? encodeKey(relation, message.key)
+            : 'null';
+      const key = encodeKey(relation, message.after, message.key, message.old);
+      return [event(txn, relation, 'update', key, before, after.json, after.unchanged)];
     }
     case 'delete': {
       const relation = relationOf(relations, message.relationOid);
-      return [
-        event(txn, relation, 'delete', {
-          key: keyOf(relation, message.key, message.old),
-          before: message.old === null ? null : decodeTuple(relation, message.old).row,
-          after: null,
-          unchanged: [],
-        }),
-      ];
+      const before = message.old === null ? 'null' : encodeTuple(relation, message.old).json;
+      const key = encodeKey(relation, message.key, message.old);
+      return [event(txn, relation, 'delete', key, before, 'null', NONE)];
     }
     case 'truncate':
       return message.relationOids.map((oid) =>
-        event(txn, relationOf(relations, oid), 'truncate', {
-          key: null,
-          before: null,
-          after: null,
-          unchanged: [],
-        }),
+        event(txn, relationOf(relations, oid), 'truncate', 'null', 'null', 'null', NONE),
       );
     default:
       return [];
@@ -216,19 +261,16 @@ export function snapshotEvent(
   relation: Relation,
   values: ReadonlyArray<string | null>,
   rowNumber: number,
-): EventInput {
+): PreparedEvent {
   const tuple = values as Tuple;
   return {
     id: `snapshot-${lsnKey(startLsn)}-${rowNumber}`,
-    type: `${relation.schema}.${relation.name}.snapshot`,
-    data: {
-      key: keyOf(relation, tuple),
-      before: null,
-      after: decodeTuple(relation, tuple).row,
-      unchanged: [],
-    },
-    metadata: { source, lsn: startLsn, snapshot: true },
+    type: relation.types.snapshot,
+    data: `{"key":${encodeKey(relation, tuple)},"before":null,"after":${encodeTuple(relation, tuple).json},"unchanged":[]}`,
+    metadata: `{"source":${JSON.stringify(source)},"lsn":"${startLsn}","snapshot":true}`,
     eventTime: snapshotTime,
+    // Derived from the LSN, never repeated: not indexed for idempotence.
+    idGiven: false,
   };
 }
 

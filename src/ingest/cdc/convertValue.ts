@@ -186,3 +186,25 @@ export function parseArray(text: string, element: ValueKind, delimiter = ','): J
   };
   return parseLevel();
 }
+
+/**
+ * `convertValue` written straight as JSON text, without building the value first: the
+ * capture's hot path. Integers and booleans are PostgreSQL's text as it is; json and jsonb
+ * values are already JSON text, except one holding a `\u0000` escape, which jsonb cannot
+ * store: that one is carried as its text, so the change still lands in the log.
+ */
+export function valueToJson(text: string, kind: ValueKind): string {
+  switch (kind.kind) {
+    case 'boolean':
+      return text === 't' || text === 'true' ? 'true' : 'false';
+    case 'integer':
+      return text;
+    case 'exact':
+    case 'text':
+      return JSON.stringify(text);
+    case 'json':
+      return text.includes('\\u0000') ? JSON.stringify(text) : text;
+    default:
+      return JSON.stringify(convertValue(text, kind));
+  }
+}

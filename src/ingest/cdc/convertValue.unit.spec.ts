@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../errors.js';
-import { BUILTIN_KINDS, convertValue, parseArray, TEXT } from './convertValue.js';
+import { BUILTIN_KINDS, convertValue, parseArray, TEXT, valueToJson } from './convertValue.js';
 import { decodePgoutput, UNCHANGED_TOAST } from './pgoutputDecoder.js';
 import { resolveSources } from './resolveSources.js';
 
@@ -24,6 +24,32 @@ describe('convertValue', () => {
     expect(convertValue('2024-01-02 03:04:05', kind(1114))).toBe('2024-01-02T03:04:05');
     expect(convertValue('infinity', kind(1184))).toBe('infinity');
     expect(convertValue('0044-03-15 12:00:00 BC', kind(1114))).toBe('0044-03-15 12:00:00 BC');
+  });
+
+  it('writes the same JSON straight from the text as converting first does', () => {
+    const cases: Array<[string, number]> = [
+      ['9223372036854775807', 20],
+      ['-12.50', 1700],
+      ['-42', 23],
+      ['t', 16],
+      ['false', 16],
+      ['1.5e+300', 701],
+      ['NaN', 701],
+      ['a "quoted" \\ tab\there\nline', 25],
+      ['{"b": [1, {"c": null}], "a": "x"}', 3802],
+      ['[1, 2]', 114],
+      ['2024-01-02 03:04:05.000006+00', 1184],
+      ['\\x00ff', 17],
+      ['{1,NULL,3}', 1007],
+      ['{"a b",NULL}', 1009],
+    ];
+    for (const [text, oid] of cases) {
+      expect(JSON.parse(valueToJson(text, kind(oid))), `${text} as ${oid}`).toEqual(
+        convertValue(text, kind(oid)),
+      );
+    }
+    // jsonb cannot hold \u0000: such a json value is carried as its text rather than fail the capture.
+    expect(JSON.parse(valueToJson('{"a": "x\\u0000y"}', kind(114)))).toBe('{"a": "x\\u0000y"}');
   });
 
   it('parses array literals: quoting, escapes, NULL, nesting, empty', () => {

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pool, PoolClient } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { appendToStream, EVENTS_CHANNEL, type EventInput } from '../log/index.js';
+import { EVENTS_CHANNEL, openStreamCopy, type PreparedEvent, type StreamCopy } from '../log/index.js';
 import {
   changeToEvents,
   type Relation,
@@ -18,7 +18,7 @@ import type { ResolvedSource } from './types.js';
 
 /** Tuning of the streaming loop; the defaults suit most sources. */
 export interface StreamTuning {
-  /** Events appended to the log per statement. @default 2000 */
+  /** Events decoded before they are sent on to the log transaction's COPY. @default 500 */
   chunkSize?: number;
   /** Most events one log transaction gathers from several small source transactions. @default 5000 */
   groupEvents?: number;
@@ -63,7 +63,7 @@ export async function streamChanges(options: {
   tuning?: StreamTuning;
 }): Promise<void> {
   const { source, pool, resolveTypes, keyColumns, logger, signal, hooks } = options;
-  const chunkSize = options.tuning?.chunkSize ?? 2000;
+  const chunkSize = options.tuning?.chunkSize ?? 500;
   const groupEvents = options.tuning?.groupEvents ?? 5000;
   const groupMs = options.tuning?.groupMs ?? 25;
   const queueHigh = options.tuning?.queueHigh ?? 2000;
@@ -159,8 +159,8 @@ export async function streamChanges(options: {
 
   const relations = new Map<number, Relation>();
   let txn: (SourceTransaction & { skip: boolean }) | null = null;
-  let log: { client: PoolClient; openedAt: number; events: number; transactions: number } | null = null;
-  let pending: EventInput[] = [];
+  let log: { client: PoolClient; copy: StreamCopy; openedAt: number; transactions: number } | null = null;
+  let pending: PreparedEvent[] = [];
   let lastCommit: { commitLsn: Lsn; endLsn: Lsn; commitTime: Date } | null = null;
 
   const openLog = async () => {
@@ -168,41 +168,33 @@ export async function streamChanges(options: {
     const client = await pool.connect();
     try {
       await client.query('begin');
+      log = {
+        client,
+        copy: await openStreamCopy(client, source.streamId),
+        openedAt: Date.now(),
+        transactions: 0,
+      };
     } catch (error) {
       client.release(error as Error);
       throw error;
     }
-    log = { client, openedAt: Date.now(), events: 0, transactions: 0 };
     return log;
   };
-  // One append may run in the database while the next chunk is decoded: a big transaction
-  // then costs about the slower of the two, not their sum. Never more than one, so memory
-  // stays at two chunks.
-  let inflight: Promise<void> | null = null;
-  const settle = async () => {
-    const running = inflight;
-    inflight = null;
-    if (running !== null) await running;
-  };
+  // Rows stream into one COPY per log transaction as they are decoded, so PostgreSQL inserts
+  // while the next ones are decoded; a write waits only when the connection is saturated,
+  // which (with the paused replication socket) keeps memory bounded for huge transactions.
   const flush = async () => {
     if (pending.length === 0) return;
     const open = await openLog();
     const events = pending;
     pending = [];
-    await settle();
-    // Event ids are `<commit LSN>-<ordinal>` and the checkpoint skips committed transactions, so
-    // no id repeats: the idempotency probe is skipped (the unique index still refuses a repeat).
-    const append = appendToStream(open.client, source.streamId, events, {}, {}, false, true).then(() => {
-      open.events += events.length;
-    });
-    append.catch(() => {}); // surfaced by the next settle()
-    inflight = append;
+    await open.copy.write(events);
   };
   const commitLog = async () => {
     await flush();
-    await settle();
     const open = log;
     if (open === null || lastCommit === null) return;
+    await open.copy.finish();
     await advanceCheckpoint(open.client, source.name, lastCommit, open.transactions);
     await open.client.query('commit');
     open.client.release();
@@ -285,7 +277,7 @@ export async function streamChanges(options: {
         lastCommit = { commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: message.commitTime };
         await openLog();
         log!.transactions++;
-        const gathered = log!.events + pending.length;
+        const gathered = log!.copy.count + pending.length;
         const more = queued() > 0 && gathered < groupEvents && Date.now() - log!.openedAt < groupMs;
         if (!more) await commitLog();
         return;
@@ -324,15 +316,11 @@ export async function streamChanges(options: {
   } finally {
     clearInterval(statusTimer);
     signal.removeEventListener('abort', onAbort);
-    await settle().catch(() => {});
     const open = log as { client: PoolClient } | null;
     if (open !== null) {
-      // A connection that cannot even roll back is broken: keep it out of the pool.
-      const broken = await open.client.query('rollback').then(
-        () => false,
-        () => true,
-      );
-      open.client.release(broken);
+      // The connection may be in the middle of a COPY: close it, and the server rolls the
+      // log transaction back with it.
+      open.client.release(true);
     }
     try {
       sendStatus(confirmable);

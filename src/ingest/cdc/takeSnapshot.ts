@@ -1,8 +1,14 @@
 import type pg from 'pg';
 import { type Pool, quoteIdentifier } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { appendToStream, type EventInput, readStream } from '../log/index.js';
-import { type Relation, resetEvent, snapshotEvent, type TypeResolver } from './changeEvents.js';
+import { appendToStream, openStreamCopy, type PreparedEvent, readStream } from '../log/index.js';
+import {
+  describeRelation,
+  type Relation,
+  resetEvent,
+  snapshotEvent,
+  type TypeResolver,
+} from './changeEvents.js';
 import { insertCheckpoint } from './checkpoints.js';
 import type { Lsn } from './lsn.js';
 import { connectSource, type TableInfo } from './sourceSetup.js';
@@ -96,6 +102,9 @@ export async function takeSnapshot(options: {
       );
     }
 
+    // Rows stream into one COPY while the next chunk is fetched. Row ids are
+    // `snapshot-<slot LSN>-<row number>`, new for every snapshot, so no probe is needed.
+    const copy = await openStreamCopy(log, source.streamId);
     let rowNumber = 0;
     let lastLog = Date.now();
     for (const table of tables) {
@@ -114,16 +123,16 @@ export async function takeSnapshot(options: {
           const kinds = await resolveTypes(result.fields.map((f) => f.dataTypeID));
           const columns = result.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, isKey: false }));
           const names = columns.map((c) => c.name);
-          relation = {
+          relation = describeRelation({
             oid: table.oid,
             schema: table.schema,
             name: table.table,
             columns,
             kinds,
             keyIndexes: (table.keyColumns.length > 0 ? table.keyColumns : names).map((k) => names.indexOf(k)),
-          };
+          });
         }
-        const events: EventInput[] = [];
+        const events: PreparedEvent[] = [];
         for (const row of result.rows) {
           events.push(
             snapshotEvent(
@@ -136,7 +145,7 @@ export async function takeSnapshot(options: {
             ),
           );
         }
-        await appendToStream(log, source.streamId, events);
+        await copy.write(events);
         progress.rowsDone += result.rows.length;
         progress.rowsTotal = Math.max(progress.rowsTotal, progress.rowsDone);
         onProgress({ ...progress });
@@ -153,6 +162,7 @@ export async function takeSnapshot(options: {
       await reader.query('close tributary_snapshot');
     }
 
+    await copy.finish();
     await insertCheckpoint(log, {
       source: source.name,
       slotName: source.slot,
@@ -170,13 +180,8 @@ export async function takeSnapshot(options: {
     logger.info('snapshot done', { rows: progress.rowsDone, startLsn });
     return { startLsn, rows: progress.rowsDone };
   } finally {
-    if (log !== undefined) {
-      const broken = await log.query('rollback').then(
-        () => false,
-        () => true,
-      );
-      log.release(broken);
-    }
+    // The connection may be in the middle of a COPY: close it, and the server rolls back.
+    if (log !== undefined) log.release(true);
     await reader.end().catch(() => {});
     await replication.end().catch(() => {});
   }

@@ -22,9 +22,8 @@ const APPEND_SQL = `select outcome, next_version, last_transaction_id::text as x
  * transaction. The event store passes false and wakes subscribers itself after the
  * commit, because notifications sent at commit serialize concurrent commits.
  *
- * `idsNeverRepeat` (default false) skips the idempotency probe of given event ids: the
- * caller guarantees it never appends an id twice (CDC's checkpoint skips what is already
- * in the log), and a repeat then raises a unique violation instead of being a no-op.
+ * Given event ids are probed (a repeat is a no-op returning the first result) and indexed;
+ * generated ones are neither. Bulk writers that never repeat an id use `openStreamCopy`.
  */
 export async function appendToStream(
   db: Queryable,
@@ -33,7 +32,6 @@ export async function appendToStream(
   options: AppendOptions = {},
   limits: LimitOptions = {},
   notifyAtCommit = true,
-  idsNeverRepeat = false,
 ): Promise<AppendResult> {
   validateStreamId(streamId);
   const expected = validateExpectedVersion(options.expectedVersion ?? 'any');
@@ -41,13 +39,7 @@ export async function appendToStream(
   try {
     const { rows } = await db.query<{ outcome: string; next_version: string; xid: string; gp: string }>(
       APPEND_SQL,
-      [
-        streamId,
-        String(expected),
-        eventsJson(prepared),
-        !idsNeverRepeat && prepared.some((e) => e.idGiven),
-        notifyAtCommit,
-      ],
+      [streamId, String(expected), eventsJson(prepared), prepared.some((e) => e.idGiven), notifyAtCommit],
     );
     const row = rows[0]!;
     return {

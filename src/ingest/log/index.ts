@@ -1,4 +1,5 @@
 export { appendToStream } from './appendToStream.js';
+export { copyToStream, openStreamCopy, type StreamCopy } from './copyToStream.js';
 export { ENVELOPE_COLUMNS, type EventRow, toEnvelope } from './envelope.js';
 export { createNotifier, EVENTS_CHANNEL, type Notifier } from './notifier.js';
 export {
@@ -16,4 +17,10 @@ export { readAll, readHead } from './readAll.js';
 export { readStream } from './readStream.js';
 export { subscribe } from './subscribe.js';
 export type * from './types.js';
-export { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';
+export {
+  type LimitOptions,
+  type PreparedEvent,
+  prepareEvents,
+  validateExpectedVersion,
+  validateStreamId,
+} from './validation.js';
