@@ -131,22 +131,25 @@ const NONE: string[] = [];
 function encodeKey(
   relation: Relation,
   first: Tuple | null,
-  second?: Tuple | null,
-  third?: Tuple | null,
+  second: Tuple | null = null,
+  third: Tuple | null = null,
 ): string {
   let json = '{';
   for (let k = 0; k < relation.keyIndexes.length; k++) {
     const index = relation.keyIndexes[k]!;
-    let value = 'null';
-    for (const tuple of [first, second, third]) {
-      const raw = tuple?.[index];
-      if (raw === undefined || raw === UNCHANGED_TOAST) continue;
-      value = raw === null ? 'null' : valueToJson(raw, relation.kinds[index]!);
-      break;
-    }
+    const kind = relation.kinds[index]!;
+    const value =
+      keyValue(first, index, kind) ?? keyValue(second, index, kind) ?? keyValue(third, index, kind) ?? 'null';
     json += `${k === 0 ? '' : ','}${relation.jsonNames[index]!}${value}`;
   }
   return `${json}}`;
+}
+
+function keyValue(tuple: Tuple | null, index: number, kind: ValueKind): string | undefined {
+  if (tuple === null) return undefined;
+  const raw = tuple[index];
+  if (raw === undefined || raw === UNCHANGED_TOAST) return undefined;
+  return raw === null ? 'null' : valueToJson(raw, kind);
 }
 
 const unchangedJson = (names: string[]) => (names.length === 0 ? '[]' : JSON.stringify(names));
@@ -161,7 +164,23 @@ export interface SourceTransaction {
 }
 
 /** What every event of one source transaction shares, worked out once per transaction. */
-const shared = new WeakMap<SourceTransaction, { idPrefix: string; metadataPrefix: string }>();
+interface Shared {
+  idPrefix: string;
+  metadataPrefix: string;
+}
+let sharedOf: SourceTransaction | null = null;
+let shared: Shared = { idPrefix: '', metadataPrefix: '' };
+
+function sharedBy(txn: SourceTransaction): Shared {
+  if (sharedOf !== txn) {
+    shared = {
+      idPrefix: `${lsnKey(txn.finalLsn)}-`,
+      metadataPrefix: `{"source":${JSON.stringify(txn.source)},"lsn":"${txn.finalLsn}","xid":${txn.xid},"ordinal":`,
+    };
+    sharedOf = txn;
+  }
+  return shared;
+}
 
 function event(
   txn: SourceTransaction,
@@ -172,14 +191,7 @@ function event(
   after: string,
   unchanged: string[],
 ): PreparedEvent {
-  let common = shared.get(txn);
-  if (common === undefined) {
-    common = {
-      idPrefix: `${lsnKey(txn.finalLsn)}-`,
-      metadataPrefix: `{"source":${JSON.stringify(txn.source)},"lsn":"${txn.finalLsn}","xid":${txn.xid},"ordinal":`,
-    };
-    shared.set(txn, common);
-  }
+  const common = sharedBy(txn);
   const ordinal = txn.ordinal++;
   return {
     id: common.idPrefix + ordinal,

@@ -34,7 +34,6 @@ export type PgoutputMessage =
   | { tag: 'other'; code: string };
 
 const POSTGRES_EPOCH_MS = 946_684_800_000;
-const decoder = new TextDecoder();
 const IDENTITIES = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
 
 /**
@@ -76,7 +75,7 @@ function readTime(r: Reader): Date {
 
 function readCstring(r: Reader): string {
   const end = r.buffer.indexOf(0, r.offset);
-  const value = decoder.decode(r.buffer.subarray(r.offset, end));
+  const value = r.buffer.toString('utf8', r.offset, end);
   r.offset = end + 1;
   return value;
 }
@@ -90,7 +89,7 @@ function readTuple(r: Reader): Tuple {
     else if (kind === 0x75 /* u */) values[i] = UNCHANGED_TOAST;
     else {
       const length = readU32(r);
-      values[i] = decoder.decode(r.buffer.subarray(r.offset, r.offset + length));
+      values[i] = r.buffer.toString('utf8', r.offset, r.offset + length);
       r.offset += length;
     }
   }
@@ -194,7 +193,11 @@ export class PgoutputTextPlugin {
     return 'pgoutput';
   }
 
+  /** Size of the message parse() decoded last (the capture bounds its queue in bytes). */
+  lastParsedBytes = 0;
+
   parse(buffer: Buffer): PgoutputMessage {
+    this.lastParsedBytes = buffer.length;
     return decodePgoutput(buffer);
   }
 

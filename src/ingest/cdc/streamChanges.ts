@@ -20,12 +20,22 @@ import type { ResolvedSource } from './types.js';
 export interface StreamTuning {
   /** Events decoded before they are sent on to the log transaction's COPY. @default 500 */
   chunkSize?: number;
-  /** Most events one log transaction gathers from several small source transactions. @default 5000 */
+  /**
+   * Most events one log transaction gathers from several small source transactions queued
+   * back to back (a backlog). With nothing queued, a log transaction commits at once. @default 20000
+   */
   groupEvents?: number;
-  /** Longest a log transaction stays open to gather more source transactions. @default 25 */
+  /**
+   * Longest a log transaction stays open to gather more queued source transactions: each commit
+   * waits for PostgreSQL to take in the rows sent so far, so fewer commits drain a backlog faster,
+   * while an open log transaction holds the log's readers back. @default 100
+   */
   groupMs?: number;
-  /** Messages queued before the replication socket is paused. @default 2000 */
-  queueHigh?: number;
+  /**
+   * Bytes of decoded messages queued before the replication socket is paused. The queue keeps
+   * the source streaming while a log transaction commits. @default 8 MiB
+   */
+  queueBytes?: number;
 }
 
 export interface StreamHooks {
@@ -34,7 +44,9 @@ export interface StreamHooks {
   onCheckpoint(checkpoint: { commitLsn: Lsn; endLsn: Lsn; commitTime: Date; transactions: number }): void;
 }
 
-type Item = { kind: 'data'; message: PgoutputMessage } | { kind: 'keepalive'; lsn: Lsn; reply: boolean };
+type Item =
+  | { kind: 'data'; message: PgoutputMessage; bytes: number }
+  | { kind: 'keepalive'; lsn: Lsn; reply: boolean };
 
 interface Internals {
   _connection: { stream: { pause(): void; resume(): void }; sendCopyFromChunk(buffer: Buffer): void } | null;
@@ -64,9 +76,9 @@ export async function streamChanges(options: {
 }): Promise<void> {
   const { source, pool, resolveTypes, keyColumns, logger, signal, hooks } = options;
   const chunkSize = options.tuning?.chunkSize ?? 500;
-  const groupEvents = options.tuning?.groupEvents ?? 5000;
-  const groupMs = options.tuning?.groupMs ?? 25;
-  const queueHigh = options.tuning?.queueHigh ?? 2000;
+  const groupEvents = options.tuning?.groupEvents ?? 20000;
+  const groupMs = options.tuning?.groupMs ?? 100;
+  const queueBytes = options.tuning?.queueBytes ?? 8 * 1024 * 1024;
 
   let lastCommitLsn = options.checkpoint.commitLsn;
   const startLsn = options.checkpoint.startLsn;
@@ -91,10 +103,12 @@ export async function streamChanges(options: {
   let paused = false;
   let wake: (() => void) | undefined;
   let failure: unknown;
+  let queuedBytes = 0;
   const queued = () => queue.length - head;
   const push = (item: Item) => {
     queue.push(item);
-    if (!paused && queued() >= queueHigh) {
+    if (item.kind === 'data') queuedBytes += item.bytes;
+    if (!paused && queuedBytes >= queueBytes) {
       paused = true;
       internals._connection?.stream.pause();
     }
@@ -105,7 +119,11 @@ export async function streamChanges(options: {
     wake?.();
   };
 
-  service.on('data', (_lsn: string, message: PgoutputMessage) => push({ kind: 'data', message }));
+  const plugin = new PgoutputTextPlugin({ publication: source.publication });
+  // 'data' follows the plugin's parse of the same message synchronously: its size is the last parsed.
+  service.on('data', (_lsn: string, message: PgoutputMessage) =>
+    push({ kind: 'data', message, bytes: plugin.lastParsedBytes }),
+  );
   service.on('heartbeat', (lsn: string, _time: number, reply: boolean) =>
     push({ kind: 'keepalive', lsn, reply }),
   );
@@ -147,11 +165,7 @@ export async function streamChanges(options: {
     }
   }, 100);
 
-  const subscription = service.subscribe(
-    new PgoutputTextPlugin({ publication: source.publication }),
-    source.slot,
-    resumeFrom,
-  );
+  const subscription = service.subscribe(plugin, source.slot, resumeFrom);
   subscription.then(
     () => fail(new Error('replication stream ended')),
     (error: unknown) => fail(error),
@@ -229,7 +243,8 @@ export async function streamChanges(options: {
   };
   const idle = () => txn === null && log === null;
 
-  const handle = async (item: Item) => {
+  // Most messages are handled synchronously; only those that wait on the database return a promise.
+  const handle = (item: Item): Promise<void> | undefined => {
     if (item.kind === 'keepalive') {
       // Everything before this keepalive's WAL position has been received; with nothing in
       // flight it is all in the log, so the slot may move there (an idle source then pins no WAL).
@@ -238,10 +253,6 @@ export async function streamChanges(options: {
       return;
     }
     const message = item.message;
-    logger.debug('message', {
-      tag: message.tag,
-      ...(message.tag === 'begin' ? { finalLsn: message.finalLsn } : {}),
-    });
     switch (message.tag) {
       case 'begin':
         txn = {
@@ -254,8 +265,9 @@ export async function streamChanges(options: {
         };
         return;
       case 'relation':
-        relations.set(message.relationOid, await toRelation(message, resolveTypes, keyColumns));
-        return;
+        return toRelation(message, resolveTypes, keyColumns).then((relation) => {
+          relations.set(message.relationOid, relation);
+        });
       case 'insert':
       case 'update':
       case 'delete':
@@ -263,7 +275,7 @@ export async function streamChanges(options: {
         if (txn === null) throw new Error(`${message.tag} outside a transaction`);
         if (txn.skip) return;
         for (const event of changeToEvents(txn, message, relations)) pending.push(event);
-        if (pending.length >= chunkSize) await flush();
+        if (pending.length >= chunkSize) return flush();
         return;
       }
       case 'commit': {
@@ -275,12 +287,12 @@ export async function streamChanges(options: {
           return;
         }
         lastCommit = { commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: message.commitTime };
-        await openLog();
-        log!.transactions++;
-        const gathered = log!.copy.count + pending.length;
-        const more = queued() > 0 && gathered < groupEvents && Date.now() - log!.openedAt < groupMs;
-        if (!more) await commitLog();
-        return;
+        return openLog().then((open) => {
+          open.transactions++;
+          const gathered = open.copy.count + pending.length;
+          const more = queued() > 0 && gathered < groupEvents && Date.now() - open.openedAt < groupMs;
+          if (!more) return commitLog();
+        });
       }
       default:
         return;
@@ -307,11 +319,13 @@ export async function streamChanges(options: {
         queue = queue.slice(head);
         head = 0;
       }
-      if (paused && queued() < queueHigh / 2) {
+      if (item.kind === 'data') queuedBytes -= item.bytes;
+      if (paused && queuedBytes < queueBytes / 2) {
         paused = false;
         internals._connection?.stream.resume();
       }
-      await handle(item);
+      const waiting = handle(item);
+      if (waiting !== undefined) await waiting;
     }
   } finally {
     clearInterval(statusTimer);
