@@ -138,21 +138,22 @@ function event(
   };
 }
 
+function relationOf(relations: ReadonlyMap<number, Relation>, oid: number): Relation {
+  const relation = relations.get(oid);
+  if (relation === undefined)
+    throw new Error(`change for relation ${oid} arrived before its relation message`);
+  return relation;
+}
+
 /** The log events for one change message (one per row; one per table for a truncate). */
 export function changeToEvents(
   txn: SourceTransaction,
   message: PgoutputMessage,
   relations: ReadonlyMap<number, Relation>,
 ): EventInput[] {
-  const relationOf = (oid: number) => {
-    const relation = relations.get(oid);
-    if (relation === undefined)
-      throw new Error(`change for relation ${oid} arrived before its relation message`);
-    return relation;
-  };
   switch (message.tag) {
     case 'insert': {
-      const relation = relationOf(message.relationOid);
+      const relation = relationOf(relations, message.relationOid);
       const after = decodeTuple(relation, message.after);
       return [
         event(txn, relation, 'insert', {
@@ -164,7 +165,7 @@ export function changeToEvents(
       ];
     }
     case 'update': {
-      const relation = relationOf(message.relationOid);
+      const relation = relationOf(relations, message.relationOid);
       const after = decodeTuple(relation, message.after);
       // FULL identity: the whole old row. Default identity with a changed key: the old key columns.
       const before =
@@ -183,7 +184,7 @@ export function changeToEvents(
       ];
     }
     case 'delete': {
-      const relation = relationOf(message.relationOid);
+      const relation = relationOf(relations, message.relationOid);
       return [
         event(txn, relation, 'delete', {
           key: keyOf(relation, message.key, message.old),
@@ -195,7 +196,12 @@ export function changeToEvents(
     }
     case 'truncate':
       return message.relationOids.map((oid) =>
-        event(txn, relationOf(oid), 'truncate', { key: null, before: null, after: null, unchanged: [] }),
+        event(txn, relationOf(relations, oid), 'truncate', {
+          key: null,
+          before: null,
+          after: null,
+          unchanged: [],
+        }),
       );
     default:
       return [];

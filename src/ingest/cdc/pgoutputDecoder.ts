@@ -38,76 +38,95 @@ const decoder = new TextDecoder();
 const IDENTITIES = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
 
 /**
+ * A position in one message. The readers are module functions rather than closures made per
+ * message: the capture decodes every row change, and a closure per field reader per message
+ * is measurable there.
+ */
+interface Reader {
+  buffer: Buffer;
+  offset: number;
+}
+
+function readU8(r: Reader): number {
+  return r.buffer[r.offset++]!;
+}
+
+function readI16(r: Reader): number {
+  const value = r.buffer.readInt16BE(r.offset);
+  r.offset += 2;
+  return value;
+}
+
+function readU32(r: Reader): number {
+  const value = r.buffer.readUInt32BE(r.offset);
+  r.offset += 4;
+  return value;
+}
+
+function readLsn(r: Reader): Lsn {
+  const high = readU32(r);
+  const low = readU32(r);
+  return `${high.toString(16).toUpperCase()}/${low.toString(16).toUpperCase()}`;
+}
+
+function readTime(r: Reader): Date {
+  const micros = readU32(r) * 4_294_967_296 + readU32(r);
+  return new Date(POSTGRES_EPOCH_MS + Math.floor(micros / 1000));
+}
+
+function readCstring(r: Reader): string {
+  const end = r.buffer.indexOf(0, r.offset);
+  const value = decoder.decode(r.buffer.subarray(r.offset, end));
+  r.offset = end + 1;
+  return value;
+}
+
+function readTuple(r: Reader): Tuple {
+  const count = readI16(r);
+  const values: Tuple = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const kind = readU8(r);
+    if (kind === 0x6e /* n */) values[i] = null;
+    else if (kind === 0x75 /* u */) values[i] = UNCHANGED_TOAST;
+    else {
+      const length = readU32(r);
+      values[i] = decoder.decode(r.buffer.subarray(r.offset, r.offset + length));
+      r.offset += length;
+    }
+  }
+  return values;
+}
+
+/**
  * Decodes pgoutput protocol version 1 into plain messages that keep every value as text:
  * the capture converts them by type OID (the library's own parser turns timestamps into
  * local-time Dates and cannot tell an unchanged TOAST value from a missing one).
  */
 export function decodePgoutput(buffer: Buffer): PgoutputMessage {
-  let offset = 0;
-  const u8 = () => buffer[offset++]!;
-  const i16 = () => {
-    const value = buffer.readInt16BE(offset);
-    offset += 2;
-    return value;
-  };
-  const u32 = () => {
-    const value = buffer.readUInt32BE(offset);
-    offset += 4;
-    return value;
-  };
-  const lsn = (): Lsn => {
-    const high = u32();
-    const low = u32();
-    return `${high.toString(16).toUpperCase()}/${low.toString(16).toUpperCase()}`;
-  };
-  const time = (): Date => {
-    const micros = u32() * 4_294_967_296 + u32();
-    return new Date(POSTGRES_EPOCH_MS + Math.floor(micros / 1000));
-  };
-  const cstring = (): string => {
-    const end = buffer.indexOf(0, offset);
-    const value = decoder.decode(buffer.subarray(offset, end));
-    offset = end + 1;
-    return value;
-  };
-  const tuple = (): Tuple => {
-    const count = i16();
-    const values: Tuple = new Array(count);
-    for (let i = 0; i < count; i++) {
-      const kind = u8();
-      if (kind === 0x6e /* n */) values[i] = null;
-      else if (kind === 0x75 /* u */) values[i] = UNCHANGED_TOAST;
-      else {
-        const length = u32();
-        values[i] = decoder.decode(buffer.subarray(offset, offset + length));
-        offset += length;
-      }
-    }
-    return values;
-  };
+  const r: Reader = { buffer, offset: 0 };
 
-  const tag = u8();
+  const tag = readU8(r);
   switch (tag) {
     case 0x42 /* B */:
-      return { tag: 'begin', finalLsn: lsn(), commitTime: time(), xid: u32() };
+      return { tag: 'begin', finalLsn: readLsn(r), commitTime: readTime(r), xid: readU32(r) };
     case 0x43 /* C */:
       {
-        u8(); // flags, unused
-        return { tag: 'commit', commitLsn: lsn(), endLsn: lsn(), commitTime: time() };
+        readU8(r); // flags, unused
+        return { tag: 'commit', commitLsn: readLsn(r), endLsn: readLsn(r), commitTime: readTime(r) };
       }
     case 0x52 /* R */:
       {
-        const relationOid = u32();
-        const schema = cstring();
-        const name = cstring();
-        const identity = String.fromCharCode(u8()) as keyof typeof IDENTITIES;
-        const count = i16();
+        const relationOid = readU32(r);
+        const schema = readCstring(r);
+        const name = readCstring(r);
+        const identity = String.fromCharCode(readU8(r)) as keyof typeof IDENTITIES;
+        const count = readI16(r);
         const columns: RelationColumn[] = [];
         for (let i = 0; i < count; i++) {
-          const flags = u8();
-          const columnName = cstring();
-          const typeOid = u32();
-          u32(); // type modifier
+          const flags = readU8(r);
+          const columnName = readCstring(r);
+          const typeOid = readU32(r);
+          readU32(r); // type modifier
           columns.push({ name: columnName, typeOid, isKey: (flags & 1) === 1 });
         }
         return {
@@ -121,40 +140,40 @@ export function decodePgoutput(buffer: Buffer): PgoutputMessage {
       }
     case 0x49 /* I */:
       {
-        const relationOid = u32();
-        u8(); // 'N'
-        return { tag: 'insert', relationOid, after: tuple() };
+        const relationOid = readU32(r);
+        readU8(r); // 'N'
+        return { tag: 'insert', relationOid, after: readTuple(r) };
       }
     case 0x55 /* U */:
       {
-        const relationOid = u32();
+        const relationOid = readU32(r);
         let key: Tuple | null = null;
         let old: Tuple | null = null;
-        let marker = u8();
+        let marker = readU8(r);
         if (marker === 0x4b /* K */) {
-          key = tuple();
-          marker = u8();
+          key = readTuple(r);
+          marker = readU8(r);
         } else if (marker === 0x4f /* O */) {
-          old = tuple();
-          marker = u8();
+          old = readTuple(r);
+          marker = readU8(r);
         }
-        return { tag: 'update', relationOid, key, old, after: tuple() };
+        return { tag: 'update', relationOid, key, old, after: readTuple(r) };
       }
     case 0x44 /* D */:
       {
-        const relationOid = u32();
-        const marker = u8();
-        const values = tuple();
+        const relationOid = readU32(r);
+        const marker = readU8(r);
+        const values = readTuple(r);
         return marker === 0x4b
           ? { tag: 'delete', relationOid, key: values, old: null }
           : { tag: 'delete', relationOid, key: null, old: values };
       }
     case 0x54 /* T */:
       {
-        const count = u32();
-        const flags = u8();
+        const count = readU32(r);
+        const flags = readU8(r);
         const relationOids: number[] = [];
-        for (let i = 0; i < count; i++) relationOids.push(u32());
+        for (let i = 0; i < count; i++) relationOids.push(readU32(r));
         return {
           tag: 'truncate',
           relationOids,

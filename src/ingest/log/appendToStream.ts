@@ -2,10 +2,16 @@ import type { Queryable } from '../../db/index.js';
 import { ConcurrencyError, IdempotencyConflictError } from '../../errors.js';
 import { formatPosition } from './position.js';
 import type { AppendOptions, AppendResult, EventInput } from './types.js';
-import { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';
+import {
+  type LimitOptions,
+  type PreparedEvent,
+  prepareEvents,
+  validateExpectedVersion,
+  validateStreamId,
+} from './validation.js';
 
 const APPEND_SQL = `select outcome, next_version, last_transaction_id::text as xid, last_global_position::text as gp
-  from tributary.append_events($1, $2, $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8, $9)`;
+  from tributary.append_events_json($1, $2, $3::jsonb, $4, $5)`;
 
 /**
  * Appends events to one stream through `db`, which may be a pool (the append is
@@ -15,6 +21,10 @@ const APPEND_SQL = `select outcome, next_version, last_transaction_id::text as x
  * `notifyAtCommit` (default true) sends the subscribers' wake-up from inside the
  * transaction. The event store passes false and wakes subscribers itself after the
  * commit, because notifications sent at commit serialize concurrent commits.
+ *
+ * `idsNeverRepeat` (default false) skips the idempotency probe of given event ids: the
+ * caller guarantees it never appends an id twice (CDC's checkpoint skips what is already
+ * in the log), and a repeat then raises a unique violation instead of being a no-op.
  */
 export async function appendToStream(
   db: Queryable,
@@ -23,6 +33,7 @@ export async function appendToStream(
   options: AppendOptions = {},
   limits: LimitOptions = {},
   notifyAtCommit = true,
+  idsNeverRepeat = false,
 ): Promise<AppendResult> {
   validateStreamId(streamId);
   const expected = validateExpectedVersion(options.expectedVersion ?? 'any');
@@ -33,12 +44,8 @@ export async function appendToStream(
       [
         streamId,
         String(expected),
-        prepared.map((e) => e.id),
-        prepared.map((e) => e.type),
-        prepared.map((e) => e.data),
-        prepared.map((e) => e.metadata),
-        prepared.map((e) => e.eventTime),
-        prepared.some((e) => e.idGiven),
+        eventsJson(prepared),
+        !idsNeverRepeat && prepared.some((e) => e.idGiven),
         notifyAtCommit,
       ],
     );
@@ -51,6 +58,20 @@ export async function appendToStream(
   } catch (error) {
     throw translateAppendError(error, streamId, expected, prepared);
   }
+}
+
+/**
+ * The batch as one JSON array; data and metadata are already JSON text and go in as they are,
+ * so nothing is escaped twice.
+ */
+function eventsJson(prepared: readonly PreparedEvent[]): string {
+  let json = '[';
+  for (let i = 0; i < prepared.length; i++) {
+    const e = prepared[i]!;
+    const at = e.eventTime === null ? 'null' : `"${e.eventTime.toISOString()}"`;
+    json += `${i === 0 ? '' : ','}{"id":${JSON.stringify(e.id)},"type":${JSON.stringify(e.type)},"data":${e.data},"metadata":${e.metadata},"at":${at}}`;
+  }
+  return `${json}]`;
 }
 
 function translateAppendError(
