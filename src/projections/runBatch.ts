@@ -80,6 +80,28 @@ async function readCheckpoint(
 }
 
 /**
+ * The page after `from`: the one read ahead when it starts there and is full, else a read
+ * inside the batch's transaction. A full page never changes once read (every event in it
+ * is below the snapshot's xmin and any later event sorts after it); a short one may have
+ * grown since, so it is read again.
+ */
+async function takePage(
+  client: PoolClient,
+  memory: WorkerMemory,
+  from: Position,
+  limit: number,
+  projection: Projection,
+): Promise<ReadAllResult> {
+  const prefetch = memory.prefetch;
+  memory.prefetch = undefined;
+  if (prefetch && prefetch.from === from && prefetch.limit === limit) {
+    const page = await prefetch.page.catch(() => undefined);
+    if (page && page.events.length === limit) return page;
+  }
+  return readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) });
+}
+
+/**
  * One batch, one transaction: read after the checkpoint, run the handler, write the
  * views and changelog, and advance the checkpoint with compare-and-set on the position,
  * the lease owner and the generation. Two workers can therefore never both apply a batch.
@@ -158,10 +180,7 @@ export async function runBatch(
       const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
       if (!isolating) memory.isolateUntil = undefined;
       const limit = isolating ? 1 : options.batchSize;
-      const page = await readAll(client, from, {
-        limit,
-        ...(projection.filter ? { filter: projection.filter } : {}),
-      });
+      const page = await takePage(client, memory, from, limit, projection);
       read = page.events;
       held = page.held;
       caughtUp = page.events.length < limit;
@@ -176,6 +195,21 @@ export async function runBatch(
         readNext: page.next,
       });
       if (result.position !== page.next) caughtUp = false;
+      if (
+        options.readAhead &&
+        !caughtUp &&
+        !result.rollback &&
+        !result.halt &&
+        result.position === page.next
+      ) {
+        // The next page is read on another connection while this batch flushes and commits.
+        const next = readAll(options.readAhead, page.next, {
+          limit,
+          ...(projection.filter ? { filter: projection.filter } : {}),
+        });
+        next.catch(() => {});
+        memory.prefetch = { from: page.next, limit, page: next };
+      }
     }
     if (result.rollback) {
       await rollback();

@@ -1,4 +1,4 @@
-import { copyIn, copyText, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
+import { copyIn, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
 import type { ColumnType } from './view.js';
@@ -300,25 +300,24 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     // The changelog is encoded while the upsert runs; its error surfaces at the await below.
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
-    // One COPY line per key: view, op, key, row, old, position (a row or old of null is \N).
-    const view = copyText(t.view.name);
+    // One COPY line per key: view, op, key, row, old, position. No field holds a tab, newline
+    // or carriage return (JSON text escapes them; views are identifiers, positions hex), so
+    // the whole text is escaped at once: backslashes doubled, then NUL marks turned into \N.
     let lines = '';
     let logged = 0;
     for (const [, write] of entries) {
       const old = write.old ?? null;
       if (write.row === null && old === null) continue;
-      const oldJson = old === null ? '\\N' : copyText(rowJson(t, old));
-      const position = copyText(write.position);
+      const oldJson = old === null ? COPY_NULL : rowJson(t, old);
       if (write.row === null) {
-        lines += `${view}\tdelete\t${copyText(membersJson(t.keyJson, old!))}\t\\N\t${oldJson}\t${position}\n`;
+        lines += `${t.view.name}\tdelete\t${membersJson(t.keyJson, old!)}\t${COPY_NULL}\t${oldJson}\t${write.position}\n`;
       } else {
-        const key = copyText(membersJson(t.keyJson, write.row));
-        lines += `${view}\tupsert\t${key}\t${copyText(rowJson(t, write.row))}\t${oldJson}\t${position}\n`;
+        lines += `${t.view.name}\tupsert\t${membersJson(t.keyJson, write.row)}\t${rowJson(t, write.row)}\t${oldJson}\t${write.position}\n`;
       }
       logged++;
     }
     await upserted;
-    if (logged > 0) await copyIn(client, CHANGELOG_COPY, lines);
+    if (logged > 0) await copyIn(client, CHANGELOG_COPY, copyEscape(lines));
     changes += logged;
   };
 
@@ -351,6 +350,14 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
 }
 
 const CHANGELOG_COPY = 'copy tributary.view_changes (view, op, key, row, old, log_position) from stdin';
+
+/** Stands for SQL null in changelog lines until `copyEscape`; JSON text never holds a raw NUL. */
+const COPY_NULL = '\u0000';
+
+/** COPY text format escaping of lines whose fields hold no tab, newline or carriage return. */
+function copyEscape(lines: string): string {
+  return lines.replaceAll('\\', '\\\\').replaceAll(COPY_NULL, '\\N');
+}
 
 /** The statements that delete and upsert a batch of rows given as a JSON array. */
 function flushStatements(view: AnyView, table: string): { delete: string; upsert: string } {
