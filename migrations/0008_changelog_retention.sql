@@ -1,4 +1,4 @@
--- The view changelog, cheaper to write (every view write appends a row to it):
+-- The view changelog, cheaper to write (every view write appends a row to it).
 --
 -- * No created_at index: every write paid an index entry that only retention read.
 --   Retention now prunes the oldest changes in changelog order (transaction_id, seq) up to
@@ -16,3 +16,14 @@ alter table tributary.view_changes
   alter column key type json using key::json,
   alter column row type json using row::json,
   alter column old type json using old::json;
+
+-- The changelog's wake-up NOTIFY, skipped in transactions that notify after their commit
+-- instead (the projection runner sets tributary.notify_after_commit locally): a NOTIFY
+-- inside a transaction holds a database-wide lock from before its commit until the commit
+-- is flushed, so every notifying commit waits for the others.
+drop trigger view_changes_notify on tributary.view_changes;
+create trigger view_changes_notify
+  after insert on tributary.view_changes
+  for each statement
+  when (coalesce(current_setting('tributary.notify_after_commit', true), '') <> 'on')
+  execute function tributary.notify_view_changes();

@@ -10,6 +10,7 @@ import {
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
+import { NOTIFY_AFTER_COMMIT_SETTING } from './viewChanges.js';
 import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
@@ -68,11 +69,16 @@ interface CheckpointRow {
 async function readCheckpoint(
   client: PoolClient,
   target: CheckpointTarget,
+  notifyAfterCommit: boolean,
 ): Promise<CheckpointRow | undefined> {
   const generation = target.kind === 'live' ? 'generation::text' : `'0'`;
   const state = target.kind === 'live' ? 'state' : `'running'`;
+  // In the same round trip: the changelog rows of this transaction skip the trigger's NOTIFY.
+  const quiet = notifyAfterCommit
+    ? `, set_config('${NOTIFY_AFTER_COMMIT_SETTING}', 'on', true) as quiet`
+    : '';
   const { rows } = await client.query<CheckpointRow>(
-    `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state
+    `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state${quiet}
      from ${TABLE[target.kind]} where name = $1`,
     [target.projection.name, target.owner],
   );
@@ -123,6 +129,11 @@ export async function runBatch(
     inTransaction?: boolean;
     /** Read the next page ahead on this pool while a full batch commits. */
     readAhead?: Pool;
+    /**
+     * Called after a commit that wrote changelog rows, to wake their readers. When given (and
+     * the batch owns its transaction), the changelog trigger does not NOTIFY inside it.
+     */
+    onChanges?: () => void;
   },
 ): Promise<BatchResult> {
   const { projection } = target;
@@ -138,7 +149,8 @@ export async function runBatch(
   };
   await begin();
   try {
-    const row = await readCheckpoint(client, target);
+    const notifyAfterCommit = own && options.onChanges !== undefined;
+    const row = await readCheckpoint(client, target, notifyAfterCommit);
     if (!row?.mine || row.version !== projection.version || row.state !== 'running') {
       await rollback();
       return { kind: 'lost' };
@@ -313,6 +325,7 @@ export async function runBatch(
       return { kind: 'lost' };
     }
     await commit();
+    if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
     // Failures are forgotten only once the events' effects have committed.
     for (const envelope of read)
       if (envelope.position <= result.position) memory.failures.delete(envelope.position);

@@ -12,6 +12,7 @@ import {
   getProjectionStatuses,
   ProjectionDefinitionChangedError,
   startWorkers,
+  VIEW_CHANGES_CHANNEL,
 } from './index.js';
 
 let db: TestDatabase;
@@ -223,6 +224,41 @@ describe('runner', () => {
     const byId = (a: Record<string, unknown>, b: Record<string, unknown>) =>
       (a.id as string) < (b.id as string) ? -1 : 1;
     expect((await rows('notes')).sort(byId)).toEqual([...expected.values()].sort(byId));
+  });
+
+  it('wakes changelog readers once the batch has committed', async () => {
+    const woken = defineView({ name: 'woken', columns: { id: { type: 'text' } }, primaryKey: ['id'] });
+    const projection = defineProjection({
+      name: 'woken',
+      version: 1,
+      views: [woken],
+      filter: { types: ['Woken'] },
+      async handle(event, ctx) {
+        await ctx.upsert(woken, { id: String(event.data.id) });
+      },
+    });
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    // What a reader woken by each notification finds in the changelog.
+    const found: number[] = [];
+    listener.on('notification', (message) => {
+      if (message.channel !== VIEW_CHANGES_CHANNEL) return;
+      void pool
+        .query(`select count(*)::int as n from tributary.view_changes where view = 'woken'`)
+        .then(({ rows }) => found.push(rows[0].n));
+    });
+    await listener.query(`listen ${VIEW_CHANGES_CHANNEL}`);
+    await store.append('woken-1', [{ type: 'Woken', data: { id: 'a' } }]);
+    const workers = startWorkers({ url: db.url, projections: [projection] });
+    try {
+      await waitFor(() => found.some((n) => n > 0), {
+        what: 'a wake-up after the commit',
+        timeoutMs: 20_000,
+      });
+    } finally {
+      await workers.stop();
+      await listener.end();
+    }
   });
 
   it('refuses a changed view definition without a version bump', async () => {

@@ -17,3 +17,4 @@ export { readStream } from './readStream.js';
 export { subscribe } from './subscribe.js';
 export type * from './types.js';
 export { type LimitOptions, prepareEvents, validateExpectedVersion, validateStreamId } from './validation.js';
+export { createWakeUp, type WakeUp } from './wakeSubscribers.js';
