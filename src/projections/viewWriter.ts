@@ -300,24 +300,24 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     // The changelog is encoded while the upsert runs; its error surfaces at the await below.
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
-    // One COPY line per key: view, op, key, row, old, position. No field holds a tab, newline
-    // or carriage return (JSON text escapes them; views are identifiers, positions hex), so
-    // the whole text is escaped at once: backslashes doubled, then NUL marks turned into \N.
+    // One COPY line per key: view, op, key, row, old, position (null as \N). No field holds a
+    // tab, newline or carriage return (JSON text escapes them; views are identifiers, positions
+    // hex), so escaping for COPY only doubles the backslashes of the JSON fields.
     let lines = '';
     let logged = 0;
     for (const [, write] of entries) {
       const old = write.old ?? null;
       if (write.row === null && old === null) continue;
-      const oldJson = old === null ? COPY_NULL : rowJson(t, old);
+      const oldJson = old === null ? '\\N' : copyField(rowJson(t, old));
       if (write.row === null) {
-        lines += `${t.view.name}\tdelete\t${membersJson(t.keyJson, old!)}\t${COPY_NULL}\t${oldJson}\t${write.position}\n`;
+        lines += `${t.view.name}\tdelete\t${copyField(membersJson(t.keyJson, old!))}\t\\N\t${oldJson}\t${write.position}\n`;
       } else {
-        lines += `${t.view.name}\tupsert\t${membersJson(t.keyJson, write.row)}\t${rowJson(t, write.row)}\t${oldJson}\t${write.position}\n`;
+        lines += `${t.view.name}\tupsert\t${copyField(membersJson(t.keyJson, write.row))}\t${copyField(rowJson(t, write.row))}\t${oldJson}\t${write.position}\n`;
       }
       logged++;
     }
     await upserted;
-    if (logged > 0) await copyIn(client, CHANGELOG_COPY, copyEscape(lines));
+    if (logged > 0) await copyIn(client, CHANGELOG_COPY, lines);
     changes += logged;
   };
 
@@ -351,12 +351,9 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
 
 const CHANGELOG_COPY = 'copy tributary.view_changes (view, op, key, row, old, log_position) from stdin';
 
-/** Stands for SQL null in changelog lines until `copyEscape`; JSON text never holds a raw NUL. */
-const COPY_NULL = '\u0000';
-
-/** COPY text format escaping of lines whose fields hold no tab, newline or carriage return. */
-function copyEscape(lines: string): string {
-  return lines.replaceAll('\\', '\\\\').replaceAll(COPY_NULL, '\\N');
+/** JSON text as a COPY text field: its backslashes doubled (it holds no raw tab, newline or CR). */
+function copyField(json: string): string {
+  return json.indexOf('\\') === -1 ? json : json.replaceAll('\\', '\\\\');
 }
 
 /** The statements that delete and upsert a batch of rows given as a JSON array. */
