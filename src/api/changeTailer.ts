@@ -1,10 +1,11 @@
 import { isConnectionError, type Pool } from '../db/index.js';
 import { createNotifier, formatPosition, type Position } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { VIEW_CHANGES_CHANNEL } from '../projections/index.js';
 import { sleep } from '../sleep.js';
 import { readChanges, type ViewChange } from './readChanges.js';
 
-export const VIEW_CHANGES_CHANNEL = 'tributary_view_changes';
+export { VIEW_CHANGES_CHANNEL };
 
 export type ChangeListener = (changes: readonly ViewChange[], next: Position) => void;
 

@@ -122,16 +122,36 @@ export async function assertCursorRetained(db: Queryable, cursor: Position): Pro
 }
 
 /**
- * Deletes changes older than `olderThanMs` and records the last deleted cursor, in one
- * transaction, so a reader never misses a pruned change without being told.
+ * Deletes the oldest changes, in changelog order, up to the first one younger than
+ * `olderThanMs` (or not yet visible to every reader), and records the last deleted cursor,
+ * in one statement: the retained changelog is always everything after `pruned_through`,
+ * so a reader never misses a pruned change without being told. The scan walks the primary
+ * key from the start and stops at the first change to keep.
  */
 export async function pruneChanges(db: Queryable, olderThanMs: number): Promise<number> {
   const { rows } = await db.query<{ deleted: string; through: string | null }>(
-    `with gone as (
-       delete from tributary.view_changes
-       where created_at < now() - make_interval(secs => $1::double precision / 1000)
-         and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-       returning transaction_id, seq
+    `with visible as (
+       select pg_snapshot_xmin(pg_current_snapshot()) as xmin
+     ), keep as (
+       -- The first change to keep: the oldest one still within the retention or not yet
+       -- visible to every reader, else the visibility bound itself.
+       select transaction_id, seq from (
+         (select c.transaction_id, c.seq
+          from tributary.view_changes c, visible v
+          where c.created_at >= now() - make_interval(secs => $1::double precision / 1000)
+             or c.transaction_id >= v.xmin
+          order by c.transaction_id, c.seq
+          limit 1)
+         union all
+         select v.xmin, 0::bigint from visible v
+       ) b
+       order by transaction_id, seq
+       limit 1
+     ), gone as (
+       delete from tributary.view_changes c
+       using keep k
+       where (c.transaction_id, c.seq) < (k.transaction_id, k.seq)
+       returning c.transaction_id, c.seq
      ), last as (
        select transaction_id, seq from gone order by transaction_id desc, seq desc limit 1
      ), mark as (

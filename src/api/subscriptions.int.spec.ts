@@ -455,4 +455,25 @@ describe('view subscriptions', () => {
     expect(results).toHaveLength(1);
     expect(results[0]!.errors?.[0]?.extensions).toMatchObject({ code: 'CURSOR_EXPIRED' });
   });
+
+  it('retention prunes the oldest changes in changelog order, up to the first one it keeps', async () => {
+    await writeChanges(pool, items, [upsert(5001)]);
+    await writeChanges(pool, items, [upsert(5002)]);
+    await writeChanges(pool, items, [upsert(5003)]);
+    const [a, b, c] = (await changelog()).slice(-3) as [string, string, string];
+    // Everything is past the retention except b: a and all before it go, b and c (after b) stay.
+    await pool.query(
+      `update tributary.view_changes set created_at = case when (transaction_id, seq) = ($1::xid8, $2::bigint)
+         then now() else now() - interval '1 hour' end`,
+      [BigInt(`0x${b.slice(0, 16)}`).toString(), BigInt(`0x${b.slice(17)}`).toString()],
+    );
+    expect(await pruneChanges(pool, 60_000)).toBeGreaterThan(0);
+    expect(await changelog()).toEqual([b, c]);
+    const { rows } = await pool.query('select pruned_through from tributary.view_changes_pruned');
+    expect(rows[0].pruned_through).toBe(a);
+    expect((await readChanges(pool, a, { views: ['items'] })).changes.map((change) => change.cursor)).toEqual(
+      [b, c],
+    );
+    expect(await pruneChanges(pool, 60_000)).toBe(0);
+  });
 });

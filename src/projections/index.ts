@@ -58,6 +58,7 @@ export {
   SQL_TYPES,
   type ViewDefinition,
 } from './view.js';
+export { VIEW_CHANGES_CHANNEL } from './viewChanges.js';
 export { viewsFingerprint, viewTableStatements } from './viewTables.js';
 export {
   type AccumulationMode,

@@ -275,7 +275,7 @@ async function swap(
 async function writeResets(client: PoolClient, projection: Projection, position: string) {
   for (const view of projection.views) {
     await client.query(
-      `insert into tributary.view_changes (view, op, key, log_position) values ($1, 'reset', '{}'::jsonb, $2)`,
+      `insert into tributary.view_changes (view, op, key, log_position) values ($1, 'reset', '{}'::json, $2)`,
       [view.name, position],
     );
   }

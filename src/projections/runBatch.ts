@@ -10,6 +10,7 @@ import {
 } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
+import { NOTIFY_AFTER_COMMIT_SETTING } from './viewChanges.js';
 import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
@@ -68,15 +69,42 @@ interface CheckpointRow {
 async function readCheckpoint(
   client: PoolClient,
   target: CheckpointTarget,
+  notifyAfterCommit: boolean,
 ): Promise<CheckpointRow | undefined> {
   const generation = target.kind === 'live' ? 'generation::text' : `'0'`;
   const state = target.kind === 'live' ? 'state' : `'running'`;
+  // In the same round trip: the changelog rows of this transaction skip the trigger's NOTIFY.
+  const quiet = notifyAfterCommit
+    ? `, set_config('${NOTIFY_AFTER_COMMIT_SETTING}', 'on', true) as quiet`
+    : '';
   const { rows } = await client.query<CheckpointRow>(
-    `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state
+    `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state${quiet}
      from ${TABLE[target.kind]} where name = $1`,
     [target.projection.name, target.owner],
   );
   return rows[0];
+}
+
+/**
+ * The page after `from`: the one read ahead when it starts there and is full, else a read
+ * inside the batch's transaction. A full page never changes once read (every event in it
+ * is below the snapshot's xmin and any later event sorts after it); a short one may have
+ * grown since, so it is read again.
+ */
+async function takePage(
+  client: PoolClient,
+  memory: WorkerMemory,
+  from: Position,
+  limit: number,
+  projection: Projection,
+): Promise<ReadAllResult> {
+  const prefetch = memory.prefetch;
+  memory.prefetch = undefined;
+  if (prefetch && prefetch.from === from && prefetch.limit === limit) {
+    const page = await prefetch.page.catch(() => undefined);
+    if (page && page.events.length === limit) return page;
+  }
+  return readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) });
 }
 
 /**
@@ -101,6 +129,11 @@ export async function runBatch(
     inTransaction?: boolean;
     /** Read the next page ahead on this pool while a full batch commits. */
     readAhead?: Pool;
+    /**
+     * Called after a commit that wrote changelog rows, to wake their readers. When given (and
+     * the batch owns its transaction), the changelog trigger does not NOTIFY inside it.
+     */
+    onChanges?: () => void;
   },
 ): Promise<BatchResult> {
   const { projection } = target;
@@ -116,7 +149,8 @@ export async function runBatch(
   };
   await begin();
   try {
-    const row = await readCheckpoint(client, target);
+    const notifyAfterCommit = own && options.onChanges !== undefined;
+    const row = await readCheckpoint(client, target, notifyAfterCommit);
     if (!row?.mine || row.version !== projection.version || row.state !== 'running') {
       await rollback();
       return { kind: 'lost' };
@@ -158,10 +192,7 @@ export async function runBatch(
       const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
       if (!isolating) memory.isolateUntil = undefined;
       const limit = isolating ? 1 : options.batchSize;
-      const page = await readAll(client, from, {
-        limit,
-        ...(projection.filter ? { filter: projection.filter } : {}),
-      });
+      const page = await takePage(client, memory, from, limit, projection);
       read = page.events;
       held = page.held;
       caughtUp = page.events.length < limit;
@@ -176,6 +207,21 @@ export async function runBatch(
         readNext: page.next,
       });
       if (result.position !== page.next) caughtUp = false;
+      if (
+        options.readAhead &&
+        !caughtUp &&
+        !result.rollback &&
+        !result.halt &&
+        result.position === page.next
+      ) {
+        // The next page is read on another connection while this batch flushes and commits.
+        const next = readAll(options.readAhead, page.next, {
+          limit,
+          ...(projection.filter ? { filter: projection.filter } : {}),
+        });
+        next.catch(() => {});
+        memory.prefetch = { from: page.next, limit, page: next };
+      }
     }
     if (result.rollback) {
       await rollback();
@@ -279,6 +325,7 @@ export async function runBatch(
       return { kind: 'lost' };
     }
     await commit();
+    if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
     // Failures are forgotten only once the events' effects have committed.
     for (const envelope of read)
       if (envelope.position <= result.position) memory.failures.delete(envelope.position);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { committedHead } from '../../test/support/committedHead.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
+import { createPostgresEventStore, type EventStore, type JsonObject } from '../ingest/index.js';
 import {
   createVirtualClock,
   defineProjection,
@@ -12,6 +12,7 @@ import {
   getProjectionStatuses,
   ProjectionDefinitionChangedError,
   startWorkers,
+  VIEW_CHANGES_CHANNEL,
 } from './index.js';
 
 let db: TestDatabase;
@@ -138,6 +139,126 @@ describe('runner', () => {
       `select lease_owner from tributary.projections where name = 'totals'`,
     );
     expect(leases[0].lease_owner).toBeNull();
+  });
+
+  it('writes any text to the view and the changelog unchanged (COPY escapes)', async () => {
+    const notes = defineView({
+      name: 'notes',
+      columns: {
+        id: { type: 'text' },
+        body: { type: 'text' },
+        tags: { type: 'text[]' },
+        doc: { type: 'jsonb' },
+      },
+      primaryKey: ['id'],
+    });
+    const projection = defineProjection({
+      name: 'notes',
+      version: 1,
+      views: [notes],
+      filter: { types: ['Noted', 'Unnoted'] },
+      async handle(event, ctx) {
+        const id = String(event.data.id);
+        if (event.type === 'Unnoted') await ctx.delete(notes, { id });
+        else await ctx.upsert(notes, { id, ...(event.data.note as object) });
+      },
+    });
+    const hostile = [
+      'back\\slash',
+      'tab\there',
+      'new\nline',
+      'cr\rret',
+      '\\N',
+      '\\.',
+      'a\\tb',
+      "quote\"s 'single'",
+      'ünïcødé 🚀 \u2028',
+      '\u0001ctrl',
+    ];
+    const note = (i: number) => ({
+      body: hostile[i % hostile.length]!,
+      tags: [hostile[(i + 1) % hostile.length]!, '{', '}', ','],
+      doc: { s: hostile[(i + 2) % hostile.length]!, list: ['\\N', 1.5, null, { deep: '\\\\' }] },
+    });
+    const events: Array<{ type: string; data: JsonObject }> = [];
+    for (let i = 0; i < hostile.length; i++)
+      events.push({ type: 'Noted', data: { id: hostile[i]!, note: note(i) } });
+    for (let i = 0; i < hostile.length; i++)
+      events.push({ type: 'Noted', data: { id: hostile[i]!, note: note(i + 3) } });
+    events.push({ type: 'Unnoted', data: { id: hostile[4]! } });
+    // One event per append, one per batch: every key gets an upsert, an upsert with its old row, or a delete.
+    for (const event of events) await store.append('notes-1', [event]);
+    const workers = startWorkers({ url: db.url, projections: [projection], batchSize: 1 });
+    try {
+      const head = await committedHead(pool);
+      await waitFor(
+        async () =>
+          (
+            await pool.query(`select 1 from tributary.projections where name = 'notes' and position >= $1`, [
+              head,
+            ])
+          ).rowCount === 1,
+        { what: 'the notes projection to catch up', timeoutMs: 30_000 },
+      );
+    } finally {
+      await workers.stop();
+    }
+    const expected = new Map<string, Record<string, unknown>>();
+    const changes: unknown[] = [];
+    for (const event of events) {
+      const id = String(event.data.id);
+      const old = expected.get(id) ?? null;
+      if (event.type === 'Unnoted') {
+        changes.push({ op: 'delete', key: { id }, row: null, old });
+        expected.delete(id);
+      } else {
+        const row = { id, ...(event.data.note as object) };
+        changes.push({ op: 'upsert', key: { id }, row, old });
+        expected.set(id, row);
+      }
+    }
+    const { rows: logged } = await pool.query(
+      `select op, key, row, old from tributary.view_changes where view = 'notes' order by transaction_id, seq`,
+    );
+    expect(logged).toEqual(changes);
+    const byId = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+      (a.id as string) < (b.id as string) ? -1 : 1;
+    expect((await rows('notes')).sort(byId)).toEqual([...expected.values()].sort(byId));
+  });
+
+  it('wakes changelog readers once the batch has committed', async () => {
+    const woken = defineView({ name: 'woken', columns: { id: { type: 'text' } }, primaryKey: ['id'] });
+    const projection = defineProjection({
+      name: 'woken',
+      version: 1,
+      views: [woken],
+      filter: { types: ['Woken'] },
+      async handle(event, ctx) {
+        await ctx.upsert(woken, { id: String(event.data.id) });
+      },
+    });
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    // What a reader woken by each notification finds in the changelog.
+    const found: number[] = [];
+    listener.on('notification', (message) => {
+      if (message.channel !== VIEW_CHANGES_CHANNEL) return;
+      void pool
+        .query(`select count(*)::int as n from tributary.view_changes where view = 'woken'`)
+        .then(({ rows }) => found.push(rows[0].n));
+    });
+    await listener.query(`listen ${VIEW_CHANGES_CHANNEL}`);
+    await store.append('woken-1', [{ type: 'Woken', data: { id: 'a' } }]);
+    const workers = startWorkers({ url: db.url, projections: [projection] });
+    try {
+      await waitFor(() => found.some((n) => n > 0), {
+        what: 'a wake-up after the commit',
+        timeoutMs: 20_000,
+      });
+    } finally {
+      await workers.stop();
+      await listener.end();
+    }
   });
 
   it('refuses a changed view definition without a version bump', async () => {

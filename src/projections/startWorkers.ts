@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
-import { createNotifier, type Notifier, type Position } from '../ingest/index.js';
+import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
 import { type Clock, systemClock } from './clock.js';
@@ -10,6 +10,7 @@ import { acquireLease, releaseLease } from './leases.js';
 import { ensureViewTables } from './registry.js';
 import { type BatchResult, type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
+import { VIEW_CHANGES_CHANNEL } from './viewChanges.js';
 
 export interface RunnerOptions {
   /** Events per batch transaction, at most. @default 1000 */
@@ -88,6 +89,8 @@ export function startWorkers(options: StartWorkersOptions): Workers {
       logger,
     });
   const notifier = createNotifier(options.url, undefined, logger);
+  // Changelog readers are woken after each commit, coalesced, outside the batch transactions.
+  const wakeChanges = createWakeUp(pool, logger, VIEW_CHANGES_CHANNEL);
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const abort = new AbortController();
   const active = new Set<PoolClient>();
@@ -100,6 +103,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
       ...options,
       pool,
       notifier,
+      wakeChanges,
       logger: logger.child({ projection: projection.name }),
       workerId,
       signal: abort.signal,
@@ -140,6 +144,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
             .catch((error: unknown) => logger.warn('could not release the leases', { error }));
         }
         await notifier.close();
+        await wakeChanges.idle();
         if (ownsPool) await pool.end();
       })();
       return stopping;
@@ -150,6 +155,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
 interface LoopOptions extends StartWorkersOptions {
   pool: Pool;
   notifier: Notifier;
+  wakeChanges: WakeUp;
   logger: Logger;
   workerId: string;
   signal: AbortSignal;
@@ -277,6 +283,7 @@ async function holdProjection(
         now: clock.now(),
         renew: Date.now() - lastCommit > leaseTimeoutMs / 3,
         readAhead: pool,
+        onChanges: options.wakeChanges,
         eventsPerSecond: rate.value(),
       };
       let result: BatchResult;

@@ -1,4 +1,4 @@
-import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
+import { copyIn, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
 import type { ColumnType } from './view.js';
@@ -51,17 +51,27 @@ export async function preloadCache(
     if ((counted[0]?.n ?? limit + 1) > limit) continue;
     const { rows: all } = await client.query<Row>(`select * from ${table}`);
     rows.clear();
-    for (const row of all)
-      rows.set(JSON.stringify(view.primaryKey.map((column) => keyValue(row[column]))), row);
+    const keyColumns = [...view.primaryKey];
+    for (const row of all) rows.set(cacheKey(keyColumns, row), row);
     rows.complete = true;
   }
 }
 
 const EXACT_KEY_TYPES = new Set<ColumnType>(['text', 'integer', 'bigint', 'boolean', 'timestamptz']);
 
-/** The cache key form of a key column value as read from the table (as `normalize` writes it). */
-function keyValue(value: unknown): unknown {
-  return value instanceof Date ? value.toISOString() : value;
+/** The cache key form of one key column value, as read from the table or as `normalize` writes it. */
+function keyPart(value: unknown): string {
+  if (typeof value === 'string') return value;
+  return value instanceof Date ? value.toISOString() : JSON.stringify(value);
+}
+
+/**
+ * The cache key of a row (or key object) whose key columns are normalized: the value itself
+ * for a one-column key (one column has one type, so its values cannot collide), else a JSON array.
+ */
+function cacheKey(keyColumns: readonly string[], values: Row): string {
+  if (keyColumns.length === 1) return keyPart(values[keyColumns[0]!]);
+  return JSON.stringify(keyColumns.map((column) => keyPart(values[column])));
 }
 
 interface PendingWrite {
@@ -77,6 +87,11 @@ interface ViewTarget {
   table: string;
   columns: string[];
   key: string[];
+  /** JSON encoders of every column, and of the key columns alone. */
+  columnJson: ColumnJson[];
+  keyJson: ColumnJson[];
+  /** The flush statements, built once. */
+  sql: { delete: string; upsert: string };
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
 }
@@ -127,6 +142,9 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       table: qualified(schema, view.name),
       columns: Object.keys(view.columns),
       key: [...view.primaryKey],
+      columnJson: Object.keys(view.columns).map((column) => columnJson(view, column)),
+      keyJson: view.primaryKey.map((column) => columnJson(view, column)),
+      sql: flushStatements(view, qualified(schema, view.name)),
       cache,
       pending: new Map(),
     });
@@ -147,18 +165,10 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     return found;
   };
 
-  const keyOf = (t: ViewTarget, values: Record<string, unknown>): string =>
-    JSON.stringify(
-      t.key.map((column) => {
-        const value = values[column];
-        if (value === undefined || value === null) {
-          throw new ValidationError(`The key of view '${t.view.name}' needs column '${column}'.`, {
-            field: column,
-          });
-        }
-        return normalize(t, column, value);
-      }),
-    );
+  const keyOf = (t: ViewTarget, values: Record<string, unknown>): string => {
+    if (t.key.length === 1) return keyPart(keyValue(t, t.key[0]!, values));
+    return JSON.stringify(t.key.map((column) => keyPart(keyValue(t, column, values))));
+  };
 
   /** Current row: the batch's writes first, then the cache, then the table. */
   const current = async (t: ViewTarget, key: string, keyValues: Row): Promise<Row | null> => {
@@ -188,7 +198,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const write = (t: ViewTarget, key: string, row: Row | null) => {
     const previous = t.pending.get(key);
     journal?.push({ target: t, key, previous });
-    const old = previous ? previous.old : t.cache.get(key);
+    const old = previous ? previous.old : (t.cache.get(key) ?? (t.cache.complete ? null : undefined));
     t.pending.set(key, { row, old, position });
   };
 
@@ -281,55 +291,34 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     // Each row is written as JSON once: the same text feeds the upsert and the changelog.
     const upserts: string[] = [];
     const deletes: Row[] = [];
-    const log: string[] = [];
     for (const [key, write] of entries) {
-      const old = write.old ?? null;
-      const oldJson = old === null ? 'null' : rowJson(t, old);
-      if (write.row === null) {
-        if (old !== null) {
-          deletes.push(old);
-          log.push(`["delete",${keyJson(t, old)},null,${oldJson},${JSON.stringify(write.position)}]`);
-        }
-      } else {
-        const json = rowJson(t, write.row);
-        upserts.push(json);
-        log.push(`["upsert",${keyJson(t, write.row)},${json},${oldJson},${JSON.stringify(write.position)}]`);
-      }
+      if (write.row !== null) upserts.push(rowJson(t, write.row));
+      else if (write.old) deletes.push(write.old);
       remember(t, key, write.row);
     }
-    const columnList = t.columns.map(quoteIdentifier).join(', ');
-    const keyList = t.key.map(quoteIdentifier).join(', ');
-    if (deletes.length > 0) {
-      await client.query(
-        `delete from ${t.table} where (${keyList}) in
-           (select ${keyList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
-        [JSON.stringify(deletes)],
-      );
+    if (deletes.length > 0) await client.query(t.sql.delete, [JSON.stringify(deletes)]);
+    // The changelog is encoded while the upsert runs; its error surfaces at the await below.
+    const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
+    upserted?.catch(() => {});
+    // One COPY line per key: view, op, key, row, old, position (null as \N). No field holds a
+    // tab, newline or carriage return (JSON text escapes them; views are identifiers, positions
+    // hex), so escaping for COPY only doubles the backslashes of the JSON fields.
+    let lines = '';
+    let logged = 0;
+    for (const [, write] of entries) {
+      const old = write.old ?? null;
+      if (write.row === null && old === null) continue;
+      const oldJson = old === null ? '\\N' : copyField(rowJson(t, old));
+      if (write.row === null) {
+        lines += `${t.view.name}\tdelete\t${copyField(membersJson(t.keyJson, old!))}\t\\N\t${oldJson}\t${write.position}\n`;
+      } else {
+        lines += `${t.view.name}\tupsert\t${copyField(membersJson(t.keyJson, write.row))}\t${copyField(rowJson(t, write.row))}\t${oldJson}\t${write.position}\n`;
+      }
+      logged++;
     }
-    if (upserts.length > 0) {
-      const others = t.columns.filter((column) => !t.key.includes(column));
-      const onConflict = others.length
-        ? `do update set ${others.map((c) => `${quoteIdentifier(c)} = excluded.${quoteIdentifier(c)}`).join(', ')}`
-        : 'do nothing';
-      await client.query(
-        `insert into ${t.table} (${columnList})
-         select ${columnList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb)
-         on conflict (${keyList}) ${onConflict}`,
-        [`[${upserts.join(',')}]`],
-      );
-    }
-    if (log.length > 0) {
-      // One jsonb array of [op, key, row, old, position] (faster to send and to take apart
-      // than one array parameter per column). A JSON null row or old is stored as SQL null.
-      await client.query(
-        `insert into tributary.view_changes (view, op, key, row, old, log_position)
-         select $1, u.c->>0, u.c->1, nullif(u.c->2, 'null'), nullif(u.c->3, 'null'), u.c->>4
-         from jsonb_array_elements($2::jsonb) with ordinality as u(c, n)
-         order by u.n`,
-        [t.view.name, `[${log.join(',')}]`],
-      );
-      changes += log.length;
-    }
+    await upserted;
+    if (logged > 0) await copyIn(client, CHANGELOG_COPY, lines);
+    changes += logged;
   };
 
   return {
@@ -360,6 +349,31 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   };
 }
 
+const CHANGELOG_COPY = 'copy tributary.view_changes (view, op, key, row, old, log_position) from stdin';
+
+/** JSON text as a COPY text field: its backslashes doubled (it holds no raw tab, newline or CR). */
+function copyField(json: string): string {
+  return json.indexOf('\\') === -1 ? json : json.replaceAll('\\', '\\\\');
+}
+
+/** The statements that delete and upsert a batch of rows given as a JSON array. */
+function flushStatements(view: AnyView, table: string): { delete: string; upsert: string } {
+  const columns = Object.keys(view.columns);
+  const columnList = columns.map(quoteIdentifier).join(', ');
+  const keyList = view.primaryKey.map(quoteIdentifier).join(', ');
+  const others = columns.filter((column) => !view.primaryKey.includes(column));
+  const onConflict = others.length
+    ? `do update set ${others.map((c) => `${quoteIdentifier(c)} = excluded.${quoteIdentifier(c)}`).join(', ')}`
+    : 'do nothing';
+  return {
+    delete: `delete from ${table} where (${keyList}) in
+      (select ${keyList} from jsonb_populate_recordset(null::${table}, $1::jsonb))`,
+    upsert: `insert into ${table} (${columnList})
+      select ${columnList} from jsonb_populate_recordset(null::${table}, $1::jsonb)
+      on conflict (${keyList}) ${onConflict}`,
+  };
+}
+
 /** JSON text of rows already written (rows are never mutated once written or cached). */
 const writtenJson = new WeakMap<Row, string>();
 
@@ -367,33 +381,76 @@ const writtenJson = new WeakMap<Row, string>();
 function rowJson(t: ViewTarget, row: Row): string {
   let json = writtenJson.get(row);
   if (json === undefined) {
-    json = `{${t.columns.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+    json = membersJson(t.columnJson, row);
     writtenJson.set(row, json);
   }
   return json;
 }
 
-function keyJson(t: ViewTarget, row: Row): string {
-  return `{${t.key.map((column) => `${JSON.stringify(column)}:${valueJson(t, column, row[column])}`).join(',')}}`;
+function membersJson(members: readonly ColumnJson[], row: Row): string {
+  let json = '{';
+  for (let i = 0; i < members.length; i++) {
+    const member = members[i]!;
+    json += `${i === 0 ? '' : ','}${member.name}:${member.value(row[member.column])}`;
+  }
+  return `${json}}`;
+}
+
+/** How one column is written in a row's JSON: its quoted name and a value encoder. */
+interface ColumnJson {
+  column: string;
+  name: string;
+  value: (value: unknown) => string;
+}
+
+function columnJson(view: AnyView, column: string): ColumnJson {
+  return { column, name: JSON.stringify(column), value: VALUE_JSON[view.columns[column]!.type] };
 }
 
 const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
 
-function valueJson(t: ViewTarget, column: string, value: unknown): string {
-  if (value === null || value === undefined) return 'null';
-  switch (t.view.columns[column]!.type) {
-    case 'bigint':
-    case 'numeric':
-      // Exact digits as a JSON number, as PostgreSQL writes them.
-      return JSON_NUMBER.test(String(value)) ? String(value) : JSON.stringify(String(value));
-    case 'double':
-      return Number.isFinite(value) ? String(value) : JSON.stringify(String(value));
-    case 'timestamptz':
-      return JSON.stringify(value instanceof Date ? value.toISOString() : value);
-    default:
-      return JSON.stringify(value);
+const plainJson = (value: unknown): string => (value == null ? 'null' : JSON.stringify(value));
+/** Exact digits as a JSON number, as PostgreSQL writes them. */
+const digitsJson = (value: unknown): string => {
+  if (value == null) return 'null';
+  const text = String(value);
+  return JSON_NUMBER.test(text) ? text : JSON.stringify(text);
+};
+
+const VALUE_JSON: Record<ColumnType, (value: unknown) => string> = {
+  text: plainJson,
+  integer: plainJson,
+  bigint: digitsJson,
+  numeric: digitsJson,
+  double: (value) =>
+    value == null ? 'null' : Number.isFinite(value) ? String(value) : JSON.stringify(String(value)),
+  boolean: plainJson,
+  timestamptz: (value) =>
+    value == null ? 'null' : JSON.stringify(value instanceof Date ? value.toISOString() : value),
+  jsonb: plainJson,
+  'text[]': plainJson,
+};
+
+/** A key column's normalized value; a key column cannot be left out. */
+function keyValue(t: ViewTarget, column: string, values: Record<string, unknown>): unknown {
+  const value = values[column];
+  if (value === undefined || value === null) {
+    throw new ValidationError(`The key of view '${t.view.name}' needs column '${column}'.`, {
+      field: column,
+    });
   }
+  return normalize(t, column, value);
 }
+
+function typeMismatch(t: ViewTarget, column: string, value: unknown): never {
+  throw new ValidationError(
+    `Column '${t.view.name}.${column}' is ${t.view.columns[column]!.type}; got ${JSON.stringify(value) ?? typeof value}.`,
+    { field: column },
+  );
+}
+
+/** Digits as PostgreSQL writes a bigint: no leading zeros, no '-0'. */
+const CANONICAL_INTEGER = /^(0|-?[1-9]\d*)$/;
 
 /** Brings a value to the form PostgreSQL hands back for the column, so cached and read rows agree. */
 function normalize(t: ViewTarget, column: string, value: unknown): unknown {
@@ -404,41 +461,44 @@ function normalize(t: ViewTarget, column: string, value: unknown): unknown {
     }
     return null;
   }
-  const fail = (): never => {
-    throw new ValidationError(
-      `Column '${t.view.name}.${column}' is ${spec.type}; got ${JSON.stringify(value) ?? typeof value}.`,
-      { field: column },
-    );
-  };
   const type: ColumnType = spec.type;
   switch (type) {
     case 'text':
-      return typeof value === 'string' ? value : fail();
+      return typeof value === 'string' ? value : typeMismatch(t, column, value);
     case 'integer':
       return Number.isSafeInteger(Number(value)) && Math.abs(Number(value)) < 2 ** 31
         ? Number(value)
-        : fail();
+        : typeMismatch(t, column, value);
     case 'bigint':
+      if (typeof value === 'string' && CANONICAL_INTEGER.test(value)) return value;
       if (typeof value === 'bigint') return value.toString();
-      if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : fail();
+      if (typeof value === 'number')
+        return Number.isSafeInteger(value) ? String(value) : typeMismatch(t, column, value);
       return typeof value === 'string' && /^-?\d+$/.test(value)
         ? value.replace(/^(-?)0+(?=\d)/, '$1')
-        : fail();
+        : typeMismatch(t, column, value);
     case 'numeric':
-      if (typeof value === 'number') return Number.isFinite(value) ? String(value) : fail();
+      if (typeof value === 'number')
+        return Number.isFinite(value) ? String(value) : typeMismatch(t, column, value);
       if (typeof value === 'bigint') return value.toString();
-      return typeof value === 'string' && /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value) ? value : fail();
+      return typeof value === 'string' && /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value)
+        ? value
+        : typeMismatch(t, column, value);
     case 'double':
-      return typeof value === 'number' || typeof value === 'string' ? Number(value) : fail();
+      return typeof value === 'number' || typeof value === 'string'
+        ? Number(value)
+        : typeMismatch(t, column, value);
     case 'boolean':
-      return typeof value === 'boolean' ? value : fail();
+      return typeof value === 'boolean' ? value : typeMismatch(t, column, value);
     case 'timestamptz': {
       const date = value instanceof Date ? new Date(value) : new Date(value as string);
-      return Number.isNaN(date.getTime()) ? fail() : date;
+      return Number.isNaN(date.getTime()) ? typeMismatch(t, column, value) : date;
     }
     case 'jsonb':
       return JSON.parse(JSON.stringify(value)) as unknown;
     case 'text[]':
-      return Array.isArray(value) && value.every((item) => typeof item === 'string') ? [...value] : fail();
+      return Array.isArray(value) && value.every((item) => typeof item === 'string')
+        ? [...value]
+        : typeMismatch(t, column, value);
   }
 }

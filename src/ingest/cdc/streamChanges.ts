@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pool, PoolClient } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { EVENTS_CHANNEL, openStreamCopy, type PreparedEvent, type StreamCopy } from '../log/index.js';
+import { createWakeUp, openStreamCopy, type PreparedEvent, type StreamCopy } from '../log/index.js';
 import {
   changeToEvents,
   type Relation,
@@ -221,26 +221,7 @@ export async function streamChanges(options: {
   };
   // Subscribers are woken after the commit, on another connection: a notification sent
   // inside the transaction would serialize every notifying commit of the database.
-  // At most one in flight; commits meanwhile are covered by one more afterwards.
-  let notifying = false;
-  let notifyAgain = false;
-  const wakeSubscribers = () => {
-    if (notifying) {
-      notifyAgain = true;
-      return;
-    }
-    notifying = true;
-    void pool
-      .query('select pg_notify($1, $2)', [EVENTS_CHANNEL, ''])
-      .catch((error: unknown) => logger.debug('could not notify subscribers', { error }))
-      .finally(() => {
-        notifying = false;
-        if (notifyAgain) {
-          notifyAgain = false;
-          wakeSubscribers();
-        }
-      });
-  };
+  const wakeSubscribers = createWakeUp(pool, logger);
   const idle = () => txn === null && log === null;
 
   // Most messages are handled synchronously; only those that wait on the database return a promise.

@@ -24,3 +24,4 @@ export {
   validateExpectedVersion,
   validateStreamId,
 } from './validation.js';
+export { createWakeUp, type WakeUp } from './wakeSubscribers.js';
