@@ -135,6 +135,26 @@ describe('values', () => {
   });
 });
 
+describe('awkward and large values', () => {
+  it('carries control characters, backslashes, formatted and \\u0000 json, and a row far above the append limit', async () => {
+    await source.query('create table odd (id int primary key, note text, js json, doc jsonb)');
+    const note = 'tab\there\nnew line\r\\back\\slash \\N "quoted" é 🙂 \u2028';
+    const insert = 'insert into odd values ($1, $2, $3, $4)';
+    await source.query(insert, [1, note, '{\n\t"a" : [1,\n 2],\t"b": "x\\ty"\n}', '{"k": "v\\\\w"}']);
+    capture('odd', { tables: ['public.odd'] });
+    await events('odd', 1);
+    const huge = 'x'.repeat(3 * 1024 * 1024);
+    await source.query(insert, [2, note, '{"nul": "a\\u0000b"}', '{}']);
+    await source.query(insert, [3, huge, null, null]);
+    const [snapshot, awkward, large] = await events('odd', 3);
+    // The same values through the snapshot's COPY and the stream's.
+    expect(snapshot!.data.after).toEqual({ id: 1, note, js: { a: [1, 2], b: 'x\ty' }, doc: { k: 'v\\w' } });
+    // jsonb cannot hold \u0000: that json value arrives as its text instead of stopping the capture.
+    expect(awkward!.data.after).toEqual({ id: 2, note, js: '{"nul": "a\\u0000b"}', doc: {} });
+    expect((large!.data.after as { note: string }).note).toBe(huge);
+  });
+});
+
 describe('TOAST', () => {
   it('lists an unchanged TOASTed column in `unchanged` and never fills it, with and without REPLICA IDENTITY FULL', async () => {
     await source.query(`create table docs (id int primary key, body text, n int);
