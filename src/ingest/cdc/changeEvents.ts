@@ -161,25 +161,31 @@ export interface SourceTransaction {
   xid: number;
   /** Changes of this transaction turned into events so far. */
   ordinal: number;
-}
-
-/** What every event of one source transaction shares, worked out once per transaction. */
-interface Shared {
+  /** What every event of the transaction shares: ids are this prefix and the ordinal. */
   idPrefix: string;
+  /** The metadata JSON up to the ordinal. */
   metadataPrefix: string;
 }
-let sharedOf: SourceTransaction | null = null;
-let shared: Shared = { idPrefix: '', metadataPrefix: '' };
 
-function sharedBy(txn: SourceTransaction): Shared {
-  if (sharedOf !== txn) {
-    shared = {
-      idPrefix: `${lsnKey(txn.finalLsn)}-`,
-      metadataPrefix: `{"source":${JSON.stringify(txn.source)},"lsn":"${txn.finalLsn}","xid":${txn.xid},"ordinal":`,
-    };
-    sharedOf = txn;
-  }
-  return shared;
+/** A source transaction as its begin message opens it. */
+export function openTransaction(
+  source: string,
+  begin: { finalLsn: Lsn; commitTime: Date; xid: number },
+): SourceTransaction {
+  return {
+    source,
+    finalLsn: begin.finalLsn,
+    commitTime: begin.commitTime,
+    xid: begin.xid,
+    ordinal: 0,
+    idPrefix: `${lsnKey(begin.finalLsn)}-`,
+    metadataPrefix: `{"source":${JSON.stringify(source)},"lsn":"${begin.finalLsn}","xid":${begin.xid},"ordinal":`,
+  };
+}
+
+/** The data of a change event: `{ key, before, after, unchanged }` from their JSON texts. */
+function changeData(key: string, before: string, after: string, unchanged: string[]): string {
+  return `{"key":${key},"before":${before},"after":${after},"unchanged":${unchangedJson(unchanged)}}`;
 }
 
 function event(
@@ -191,13 +197,12 @@ function event(
   after: string,
   unchanged: string[],
 ): PreparedEvent {
-  const common = sharedBy(txn);
   const ordinal = txn.ordinal++;
   return {
-    id: common.idPrefix + ordinal,
+    id: txn.idPrefix + ordinal,
     type: relation.types[op],
-    data: `{"key":${key},"before":${before},"after":${after},"unchanged":${unchangedJson(unchanged)}}`,
-    metadata: `${common.metadataPrefix}${ordinal}}`,
+    data: changeData(key, before, after, unchanged),
+    metadata: `${txn.metadataPrefix}${ordinal}}`,
     eventTime: txn.commitTime,
     // Derived from the LSN, never repeated: not indexed for idempotence.
     idGiven: false,
@@ -265,24 +270,24 @@ export function changeToEvents(
   }
 }
 
-/** A snapshot row as an event; `rowNumber` counts rows of the whole snapshot. */
-export function snapshotEvent(
-  source: string,
-  startLsn: Lsn,
-  snapshotTime: Date,
-  relation: Relation,
-  values: ReadonlyArray<string | null>,
-  rowNumber: number,
-): PreparedEvent {
-  const tuple = values as Tuple;
-  return {
-    id: `snapshot-${lsnKey(startLsn)}-${rowNumber}`,
-    type: relation.types.snapshot,
-    data: `{"key":${encodeKey(relation, tuple)},"before":null,"after":${encodeTuple(relation, tuple).json},"unchanged":[]}`,
-    metadata: `{"source":${JSON.stringify(source)},"lsn":"${startLsn}","snapshot":true}`,
-    eventTime: snapshotTime,
-    // Derived from the LSN, never repeated: not indexed for idempotence.
-    idGiven: false,
+/**
+ * Turns snapshot rows into events; `rowNumber` counts rows of the whole snapshot. What all
+ * rows share (id prefix, metadata) is worked out once per snapshot.
+ */
+export function snapshotEncoder(source: string, startLsn: Lsn, snapshotTime: Date) {
+  const idPrefix = `snapshot-${lsnKey(startLsn)}-`;
+  const metadata = `{"source":${JSON.stringify(source)},"lsn":"${startLsn}","snapshot":true}`;
+  return (relation: Relation, values: ReadonlyArray<string | null>, rowNumber: number): PreparedEvent => {
+    const tuple = values as Tuple;
+    return {
+      id: idPrefix + rowNumber,
+      type: relation.types.snapshot,
+      data: changeData(encodeKey(relation, tuple), 'null', encodeTuple(relation, tuple).json, NONE),
+      metadata,
+      eventTime: snapshotTime,
+      // Derived from the LSN, never repeated: not indexed for idempotence.
+      idGiven: false,
+    };
   };
 }
 

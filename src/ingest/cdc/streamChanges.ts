@@ -5,6 +5,7 @@ import type { Logger } from '../../logger.js';
 import { createWakeUp, openStreamCopy, type PreparedEvent, type StreamCopy } from '../log/index.js';
 import {
   changeToEvents,
+  openTransaction,
   type Relation,
   type SourceTransaction,
   type TypeResolver,
@@ -236,14 +237,7 @@ export async function streamChanges(options: {
     const message = item.message;
     switch (message.tag) {
       case 'begin':
-        txn = {
-          source: source.name,
-          finalLsn: message.finalLsn,
-          commitTime: message.commitTime,
-          xid: message.xid,
-          ordinal: 0,
-          skip: isApplied(message.finalLsn),
-        };
+        txn = { ...openTransaction(source.name, message), skip: isApplied(message.finalLsn) };
         return;
       case 'relation':
         return toRelation(message, resolveTypes, keyColumns).then((relation) => {

@@ -6,7 +6,7 @@ import {
   describeRelation,
   type Relation,
   resetEvent,
-  snapshotEvent,
+  snapshotEncoder,
   type TypeResolver,
 } from './changeEvents.js';
 import { insertCheckpoint } from './checkpoints.js';
@@ -105,6 +105,7 @@ export async function takeSnapshot(options: {
     // Rows stream into one COPY while the next chunk is fetched. Row ids are
     // `snapshot-<slot LSN>-<row number>`, new for every snapshot, so no probe is needed.
     const copy = await openStreamCopy(log, source.streamId);
+    const toEvent = snapshotEncoder(source.name, startLsn, snapshotTime);
     let rowNumber = 0;
     let lastLog = Date.now();
     for (const table of tables) {
@@ -133,18 +134,8 @@ export async function takeSnapshot(options: {
           });
         }
         const events: PreparedEvent[] = [];
-        for (const row of result.rows) {
-          events.push(
-            snapshotEvent(
-              source.name,
-              startLsn,
-              snapshotTime,
-              relation,
-              row as Array<string | null>,
-              rowNumber++,
-            ),
-          );
-        }
+        for (const row of result.rows)
+          events.push(toEvent(relation, row as Array<string | null>, rowNumber++));
         await copy.write(events);
         progress.rowsDone += result.rows.length;
         progress.rowsTotal = Math.max(progress.rowsTotal, progress.rowsDone);
