@@ -12,3 +12,13 @@ export async function copyIn(db: Queryable, sql: string, data: string): Promise<
   await finished(stream);
   return stream.rowCount;
 }
+
+const NEEDS_ESCAPE = /[\\\t\n\r]/;
+
+/** A value in COPY's text format: backslash, tab, newline and carriage return escaped. */
+export function escapeCopyText(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value;
+  return value.replace(/[\\\t\n\r]/g, (c) =>
+    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
+  );
+}

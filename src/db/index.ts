@@ -1,4 +1,4 @@
-export { copyIn } from './copyIn.js';
+export { copyIn, escapeCopyText } from './copyIn.js';
 export { type EmbeddedPostgres, type EmbeddedPostgresOptions, startEmbeddedPostgres } from './embedded.js';
 export { assertIdentifier, isValidIdentifier, qualified, quoteIdentifier } from './identifiers.js';
 export {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { escapeCopyText } from '../../db/index.js';
 import { formatPosition } from './position.js';
 import type { AppendResult, EventInput } from './types.js';
 import { type LimitOptions, type PreparedEvent, prepareEvents, validateStreamId } from './validation.js';
@@ -131,14 +132,4 @@ export async function copyToStream(
   const copy = await openStreamCopy(client, streamId);
   await copy.write(prepared);
   return (await copy.finish())!;
-}
-
-const NEEDS_ESCAPE = /[\\\t\n\r]/;
-
-/** A value in COPY's text format: backslash, tab, newline and carriage return escaped. */
-function escapeCopyText(value: string): string {
-  if (!NEEDS_ESCAPE.test(value)) return value;
-  return value.replace(/[\\\t\n\r]/g, (c) =>
-    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
-  );
 }
