@@ -223,10 +223,24 @@ export async function runBatch(
         memory.prefetch = { from: page.next, limit, page: next };
       }
     }
-    if (result.rollback) {
+    // Abandoning the batch: nothing of it is written, and the views are read afresh next time.
+    const abandon = async () => {
       await rollback();
       clearCache(memory.cache);
       memory.preloaded = false;
+    };
+    const abandoned = (retryAfterMs: number | undefined): BatchResult => ({
+      kind: 'done',
+      position: from,
+      read: read.length,
+      applied: 0,
+      caughtUp: false,
+      held,
+      committed: false,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+    if (result.rollback) {
+      await abandon();
       const first = read[0];
       const failure = first ? memory.failures.get(first.position) : undefined;
       const maxAttempts = projection.retry?.maxAttempts ?? 3;
@@ -235,16 +249,7 @@ export async function runBatch(
         memory.failures.delete(first.position);
         memory.isolateUntil = read.at(-1)!.position;
       }
-      return {
-        kind: 'done',
-        position: from,
-        read: read.length,
-        applied: 0,
-        caughtUp: false,
-        held,
-        committed: false,
-        ...(result.retryAfterMs !== undefined ? { retryAfterMs: result.retryAfterMs } : {}),
-      };
+      return abandoned(result.retryAfterMs);
     }
     try {
       await writer.flush();
@@ -253,9 +258,7 @@ export async function runBatch(
       // Retry it, then envelope by envelope, so the failure policy can apply to the culprit.
       const first = read[0];
       if (!own || !first || isConnectionError(error) || options.timerOnly) throw error;
-      await client.query('rollback');
-      clearCache(memory.cache);
-      memory.preloaded = false;
+      await abandon();
       const attempts = (memory.failures.get(first.position)?.attempts ?? 0) + 1;
       const maxAttempts = projection.retry?.maxAttempts ?? 3;
       memory.failures.set(first.position, { attempts, error });
@@ -263,16 +266,7 @@ export async function runBatch(
         memory.failures.delete(first.position);
         memory.isolateUntil = read.at(-1)!.position;
       }
-      return {
-        kind: 'done',
-        position: from,
-        read: read.length,
-        applied: 0,
-        caughtUp: false,
-        held,
-        committed: false,
-        retryAfterMs: attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts),
-      };
+      return abandoned(attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts));
     }
     const halt = result.halt;
     const idle =
