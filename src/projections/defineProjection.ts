@@ -1,7 +1,7 @@
 import { assertIdentifier, type Queryable } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { Envelope, LogFilter, Position } from '../ingest/index.js';
-import type { ColumnDefinition, ColumnValues, ViewDefinition } from './view.js';
+import type { ColumnDefinition, ColumnInputs, ColumnValues, ViewDefinition } from './view.js';
 
 /** A row as handlers write it: every column by name. */
 export type Row = Record<string, unknown>;
@@ -17,6 +17,11 @@ export type RowFor<V> = V extends { columns: infer C extends Record<string, Colu
   ? { [K in keyof C]: ColumnValues[C[K]['type']] | (C[K]['nullable'] extends false ? never : null) }
   : Row;
 
+/** The row type a handler may write to a view: Dates and numbers are accepted where exact text is stored. */
+export type RowInputFor<V> = V extends { columns: infer C extends Record<string, ColumnDefinition> }
+  ? { [K in keyof C]: ColumnInputs[C[K]['type']] | (C[K]['nullable'] extends false ? never : null) }
+  : Row;
+
 /**
  * What a handler reads and writes views through. Every method names the view (its
  * definition or its name). Reads see the batch's own earlier writes; nothing is
@@ -24,24 +29,24 @@ export type RowFor<V> = V extends { columns: infer C extends Record<string, Colu
  */
 export interface ViewContext {
   /** The row with this primary key (an object of the key columns), or undefined. */
-  get<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<RowFor<V> | undefined>;
+  get<V extends AnyView | string>(view: V, key: Partial<RowInputFor<V>>): Promise<RowFor<V> | undefined>;
   /** Inserts or replaces the whole row; columns left out are null. */
-  upsert<V extends AnyView | string>(view: V, row: Partial<RowFor<V>>): Promise<void>;
+  upsert<V extends AnyView | string>(view: V, row: Partial<RowInputFor<V>>): Promise<void>;
   /**
    * Changes some columns of an existing row and returns the new row; a missing row
    * is left missing and undefined is returned.
    */
   patch<V extends AnyView | string>(
     view: V,
-    key: Partial<RowFor<V>>,
-    changes: Partial<RowFor<V>>,
+    key: Partial<RowInputFor<V>>,
+    changes: Partial<RowInputFor<V>>,
   ): Promise<RowFor<V> | undefined>;
   /** Deletes the row with this key; true when there was one. */
-  delete<V extends AnyView | string>(view: V, key: Partial<RowFor<V>>): Promise<boolean>;
+  delete<V extends AnyView | string>(view: V, key: Partial<RowInputFor<V>>): Promise<boolean>;
   /** Rows whose columns equal every value in `where` (all rows for `{}`), at most `limit`. */
   find<V extends AnyView | string>(
     view: V,
-    where?: Partial<RowFor<V>>,
+    where?: Partial<RowInputFor<V>>,
     options?: { limit?: number },
   ): Promise<RowFor<V>[]>;
 }

@@ -19,6 +19,7 @@ export {
   type RetryPolicy,
   type Row,
   type RowFor,
+  type RowInputFor,
   type ViewContext,
   validateProjections,
 } from './defineProjection.js';
@@ -47,8 +48,23 @@ export {
 } from './startWorkers.js';
 export { getProjectionStatuses, type ProjectionStatus } from './status.js';
 export {
+  CANONICAL_TIMESTAMP,
+  type CanonicalValue,
+  canonicalSelectList,
+  canonicalTimestamp,
+  checkedText,
+  compareBigint,
+  compareNumeric,
+  jsonbContains,
+  jsonbEqual,
+  parseTimestampMicros,
+  toCanonical,
+  ValueTypeError,
+} from './values.js';
+export {
   COLUMN_TYPES,
   type ColumnDefinition,
+  type ColumnInputs,
   type ColumnType,
   type ColumnValues,
   DEFAULT_VIEW_SCHEMA,

@@ -39,19 +39,30 @@ export interface ViewDefinition<
   description?: string;
 }
 
-/** The TypeScript value of each column type as handlers write it and readers get it back. */
+/**
+ * The TypeScript value of each column type as handlers and readers get it back: its
+ * canonical form (see values.ts), the same through `ctx.get`, queries and subscriptions.
+ */
 export interface ColumnValues {
   text: string;
   integer: number;
-  /** Strings keep 64-bit precision. */
+  /** Exact: digits as PostgreSQL prints them. */
   bigint: string;
-  /** Strings keep arbitrary precision. */
+  /** Exact: as PostgreSQL prints it, scale kept (`80.00`). */
   numeric: string;
   double: number;
   boolean: boolean;
-  timestamptz: Date;
+  /** ISO 8601 in UTC with microseconds: `2026-11-30T21:14:05.010000Z`. */
+  timestamptz: string;
   jsonb: JsonValue;
   'text[]': string[];
+}
+
+/** What a handler may write for each column type; it is brought to the canonical form. */
+export interface ColumnInputs extends Omit<ColumnValues, 'bigint' | 'numeric' | 'timestamptz'> {
+  bigint: string | number | bigint;
+  numeric: string | number | bigint;
+  timestamptz: string | Date;
 }
 
 export type RowOf<V extends ViewDefinition> = {

@@ -1,6 +1,13 @@
 import { copyIn, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
+import {
+  type CanonicalValue,
+  canonicalJson,
+  canonicalSelectList,
+  toCanonical,
+  ValueTypeError,
+} from './values.js';
 import type { ColumnType } from './view.js';
 
 /**
@@ -49,29 +56,36 @@ export async function preloadCache(
       [limit + 1],
     );
     if ((counted[0]?.n ?? limit + 1) > limit) continue;
-    const { rows: all } = await client.query<Row>(`select * from ${table}`);
+    const { rows: all } = await client.query<Row>(
+      `select ${canonicalSelectList(view.columns)} from ${table}`,
+    );
     rows.clear();
-    const keyColumns = [...view.primaryKey];
-    for (const row of all) rows.set(cacheKey(keyColumns, row), row);
+    for (const row of all) rows.set(cacheKey(view, row), row);
     rows.complete = true;
   }
 }
 
 const EXACT_KEY_TYPES = new Set<ColumnType>(['text', 'integer', 'bigint', 'boolean', 'timestamptz']);
 
-/** The cache key form of one key column value, as read from the table or as `normalize` writes it. */
-function keyPart(value: unknown): string {
-  if (typeof value === 'string') return value;
-  return value instanceof Date ? value.toISOString() : JSON.stringify(value);
+/**
+ * The cache key form of one canonical key column value. Numeric keys drop trailing
+ * fractional zeros: 1.5 and 1.50 are the same key to PostgreSQL.
+ */
+function keyPart(type: ColumnType, value: unknown): string {
+  if (typeof value !== 'string') return JSON.stringify(value);
+  return type === 'numeric' && value.includes('.') ? value.replace(TRAILING_ZEROS, '') : value;
 }
+
+const TRAILING_ZEROS = /\.?0+$/;
 
 /**
  * The cache key of a row (or key object) whose key columns are normalized: the value itself
  * for a one-column key (one column has one type, so its values cannot collide), else a JSON array.
  */
-function cacheKey(keyColumns: readonly string[], values: Row): string {
-  if (keyColumns.length === 1) return keyPart(values[keyColumns[0]!]);
-  return JSON.stringify(keyColumns.map((column) => keyPart(values[column])));
+function cacheKey(view: AnyView, values: Row): string {
+  const { primaryKey, columns } = view;
+  if (primaryKey.length === 1) return keyPart(columns[primaryKey[0]!]!.type, values[primaryKey[0]!]);
+  return JSON.stringify(primaryKey.map((column) => keyPart(columns[column]!.type, values[column])));
 }
 
 interface PendingWrite {
@@ -90,8 +104,9 @@ interface ViewTarget {
   /** JSON encoders of every column, and of the key columns alone. */
   columnJson: ColumnJson[];
   keyJson: ColumnJson[];
-  /** The flush statements, built once. */
+  /** The flush statements and the canonical select list, built once. */
   sql: { delete: string; upsert: string };
+  select: string;
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
 }
@@ -145,6 +160,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       columnJson: Object.keys(view.columns).map((column) => columnJson(view, column)),
       keyJson: view.primaryKey.map((column) => columnJson(view, column)),
       sql: flushStatements(view, qualified(schema, view.name)),
+      select: canonicalSelectList(view.columns),
       cache,
       pending: new Map(),
     });
@@ -166,8 +182,9 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   };
 
   const keyOf = (t: ViewTarget, values: Record<string, unknown>): string => {
-    if (t.key.length === 1) return keyPart(keyValue(t, t.key[0]!, values));
-    return JSON.stringify(t.key.map((column) => keyPart(keyValue(t, column, values))));
+    const key: Row = {};
+    for (const column of t.key) key[column] = keyValue(t, column, values);
+    return cacheKey(t.view, key);
   };
 
   /** Current row: the batch's writes first, then the cache, then the table. */
@@ -179,7 +196,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     if (t.cache.complete) return null;
     const where = t.key.map((column, i) => `${quoteIdentifier(column)} = $${i + 1}`).join(' and ');
     const { rows } = await client.query<Row>(
-      `select * from ${t.table} where ${where}`,
+      `select ${t.select} from ${t.table} where ${where}`,
       t.key.map((column) => normalize(t, column, keyValues[column])),
     );
     const row = rows[0] ?? null;
@@ -260,7 +277,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       });
       params.push(findOptions.limit ?? 10_000);
       const { rows } = await client.query<Row>(
-        `select * from ${t.table} ${clauses.length ? `where ${clauses.join(' and ')}` : ''}
+        `select ${t.select} from ${t.table} ${clauses.length ? `where ${clauses.join(' and ')}` : ''}
          order by ${t.key.map(quoteIdentifier).join(', ')} limit $${params.length}`,
         params,
       );
@@ -279,7 +296,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     if (unknown.length > 0) {
       const keyList = t.key.map(quoteIdentifier).join(', ');
       const { rows } = await client.query<Row>(
-        `select v.* from ${t.table} v
+        `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
          where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
            (select ${keyList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
         [JSON.stringify(unknown.map(([, write]) => write.row ?? {}))],
@@ -361,7 +378,10 @@ function flushStatements(view: AnyView, table: string): { delete: string; upsert
   const columns = Object.keys(view.columns);
   const columnList = columns.map(quoteIdentifier).join(', ');
   const keyList = view.primaryKey.map(quoteIdentifier).join(', ');
-  const others = columns.filter((column) => !view.primaryKey.includes(column));
+  // A numeric key column is rewritten too: 1.50 replaces 1.5, so the table keeps the form logged.
+  const others = columns.filter(
+    (column) => !view.primaryKey.includes(column) || view.columns[column]!.type === 'numeric',
+  );
   const onConflict = others.length
     ? `do update set ${others.map((c) => `${quoteIdentifier(c)} = excluded.${quoteIdentifier(c)}`).join(', ')}`
     : 'do nothing';
@@ -404,32 +424,13 @@ interface ColumnJson {
 }
 
 function columnJson(view: AnyView, column: string): ColumnJson {
-  return { column, name: JSON.stringify(column), value: VALUE_JSON[view.columns[column]!.type] };
+  const type = view.columns[column]!.type;
+  return {
+    column,
+    name: JSON.stringify(column),
+    value: (value) => canonicalJson(type, value as CanonicalValue),
+  };
 }
-
-const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?$/;
-
-const plainJson = (value: unknown): string => (value == null ? 'null' : JSON.stringify(value));
-/** Exact digits as a JSON number, as PostgreSQL writes them. */
-const digitsJson = (value: unknown): string => {
-  if (value == null) return 'null';
-  const text = String(value);
-  return JSON_NUMBER.test(text) ? text : JSON.stringify(text);
-};
-
-const VALUE_JSON: Record<ColumnType, (value: unknown) => string> = {
-  text: plainJson,
-  integer: plainJson,
-  bigint: digitsJson,
-  numeric: digitsJson,
-  double: (value) =>
-    value == null ? 'null' : Number.isFinite(value) ? String(value) : JSON.stringify(String(value)),
-  boolean: plainJson,
-  timestamptz: (value) =>
-    value == null ? 'null' : JSON.stringify(value instanceof Date ? value.toISOString() : value),
-  jsonb: plainJson,
-  'text[]': plainJson,
-};
 
 /** A key column's normalized value; a key column cannot be left out. */
 function keyValue(t: ViewTarget, column: string, values: Record<string, unknown>): unknown {
@@ -442,18 +443,8 @@ function keyValue(t: ViewTarget, column: string, values: Record<string, unknown>
   return normalize(t, column, value);
 }
 
-function typeMismatch(t: ViewTarget, column: string, value: unknown): never {
-  throw new ValidationError(
-    `Column '${t.view.name}.${column}' is ${t.view.columns[column]!.type}; got ${JSON.stringify(value) ?? typeof value}.`,
-    { field: column },
-  );
-}
-
-/** Digits as PostgreSQL writes a bigint: no leading zeros, no '-0'. */
-const CANONICAL_INTEGER = /^(0|-?[1-9]\d*)$/;
-
-/** Brings a value to the form PostgreSQL hands back for the column, so cached and read rows agree. */
-function normalize(t: ViewTarget, column: string, value: unknown): unknown {
+/** Brings a value to its canonical form (see values.ts), so cached, read and logged rows agree. */
+function normalize(t: ViewTarget, column: string, value: unknown): CanonicalValue {
   const spec = t.view.columns[column]!;
   if (value === undefined || value === null) {
     if (spec.nullable === false || t.key.includes(column)) {
@@ -461,44 +452,14 @@ function normalize(t: ViewTarget, column: string, value: unknown): unknown {
     }
     return null;
   }
-  const type: ColumnType = spec.type;
-  switch (type) {
-    case 'text':
-      return typeof value === 'string' ? value : typeMismatch(t, column, value);
-    case 'integer':
-      return Number.isSafeInteger(Number(value)) && Math.abs(Number(value)) < 2 ** 31
-        ? Number(value)
-        : typeMismatch(t, column, value);
-    case 'bigint':
-      if (typeof value === 'string' && CANONICAL_INTEGER.test(value)) return value;
-      if (typeof value === 'bigint') return value.toString();
-      if (typeof value === 'number')
-        return Number.isSafeInteger(value) ? String(value) : typeMismatch(t, column, value);
-      return typeof value === 'string' && /^-?\d+$/.test(value)
-        ? value.replace(/^(-?)0+(?=\d)/, '$1')
-        : typeMismatch(t, column, value);
-    case 'numeric':
-      if (typeof value === 'number')
-        return Number.isFinite(value) ? String(value) : typeMismatch(t, column, value);
-      if (typeof value === 'bigint') return value.toString();
-      return typeof value === 'string' && /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(value)
-        ? value
-        : typeMismatch(t, column, value);
-    case 'double':
-      return typeof value === 'number' || typeof value === 'string'
-        ? Number(value)
-        : typeMismatch(t, column, value);
-    case 'boolean':
-      return typeof value === 'boolean' ? value : typeMismatch(t, column, value);
-    case 'timestamptz': {
-      const date = value instanceof Date ? new Date(value) : new Date(value as string);
-      return Number.isNaN(date.getTime()) ? typeMismatch(t, column, value) : date;
-    }
-    case 'jsonb':
-      return JSON.parse(JSON.stringify(value)) as unknown;
-    case 'text[]':
-      return Array.isArray(value) && value.every((item) => typeof item === 'string')
-        ? [...value]
-        : typeMismatch(t, column, value);
+  try {
+    return toCanonical(spec.type, value);
+  } catch (error) {
+    if (!(error instanceof ValueTypeError)) throw error;
+    const shown = typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? typeof value);
+    throw new ValidationError(
+      `Column '${t.view.name}.${column}' is ${spec.type} and ${error.reason}; got ${shown.length > 80 ? `${shown.slice(0, 80)}…` : shown}.`,
+      { field: column },
+    );
   }
 }

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { migrate, quoteIdentifier } from '../db/index.js';
 import { ConfigError } from '../errors.js';
 import { type Envelope, formatPosition, type JsonObject, type LogFilter } from '../ingest/index.js';
-import type { AnyView, Projection, Row } from '../projections/index.js';
+import { type AnyView, canonicalSelectList, type Projection, type Row } from '../projections/index.js';
 import { createViewTables, createViewWriter } from '../projections/internal.js';
 
 /** An event as a test states it; everything but the type has a default. */
@@ -173,7 +173,7 @@ async function runProjection(
     const result = new Map<string, Row[]>();
     for (const view of projection.views) {
       const { rows } = await client.query<Row>(
-        `select * from ${quoteIdentifier(schema)}.${quoteIdentifier(view.name)} order by ${view.primaryKey.map(quoteIdentifier).join(', ')}`,
+        `select ${canonicalSelectList(view.columns)} from ${quoteIdentifier(schema)}.${quoteIdentifier(view.name)} order by ${view.primaryKey.map(quoteIdentifier).join(', ')}`,
       );
       result.set(view.name, rows);
     }
