@@ -1,6 +1,18 @@
 import { quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { type ColumnType, SQL_TYPES } from '../projections/index.js';
+import {
+  CANONICAL_TIMESTAMP,
+  type CanonicalValue,
+  type ColumnType,
+  canonicalTimestamp,
+  compareBigint,
+  compareNumeric,
+  jsonbContains,
+  jsonbEqual,
+  SQL_TYPES,
+  toCanonical,
+  ValueTypeError,
+} from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 
 /** Operators a column filter may use; which ones a column offers depends on its type. */
@@ -34,249 +46,381 @@ export const COMPARABLE: ReadonlySet<ColumnType> = new Set([
   'timestamptz',
 ]);
 
-/** Caps on a single `where` so that a request cannot make a huge statement. */
-const MAX_DEPTH = 8;
-const MAX_TERMS = 64;
-const MAX_LIST = 1000;
+/** Caps on a single `where`, for queries and subscriptions alike, so no request makes huge work. */
+export const WHERE_LIMITS = { maxDepth: 8, maxTerms: 64, maxList: 1000 } as const;
+
+type Comparison = 'eq' | 'ne' | 'lt' | 'lte' | 'gt' | 'gte';
+
+/**
+ * A `where` checked against the view and the limits, with every value in its column's
+ * canonical form. Both the SQL of a query and the predicate of a subscription come from
+ * it, so the two read the same conditions.
+ */
+export type Condition =
+  | { kind: 'all'; parts: Condition[] }
+  | { kind: 'any'; parts: Condition[] }
+  | { kind: 'not'; part: Condition }
+  | { kind: 'compare'; column: string; type: ColumnType; op: Comparison; value: CanonicalValue }
+  | { kind: 'in'; column: string; type: ColumnType; values: CanonicalValue[]; negated: boolean }
+  | { kind: 'isNull'; column: string; value: boolean }
+  | { kind: 'contains'; column: string; type: ColumnType; value: CanonicalValue }
+  | { kind: 'startsWith'; column: string; value: string };
+
+const TRUE: Condition = { kind: 'all', parts: [] };
+
+/** Checks `where` against the view and the limits; throws ValidationError with what to fix. */
+export function parseWhere(view: AnyView, where: Where | null | undefined): Condition {
+  if (!where) return TRUE;
+  let terms = 0;
+  const walk = (node: Where, depth: number): Condition => {
+    if (depth > WHERE_LIMITS.maxDepth) {
+      throw new ValidationError(`'where' nests and/or/not deeper than ${WHERE_LIMITS.maxDepth} levels.`, {
+        field: 'where',
+      });
+    }
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
+      throw new ValidationError("'where' must be an object of column filters.", { field: 'where' });
+    }
+    const parts: Condition[] = [];
+    const count = () => {
+      if (++terms > WHERE_LIMITS.maxTerms) {
+        throw new ValidationError(`'where' has more than ${WHERE_LIMITS.maxTerms} terms.`, {
+          field: 'where',
+        });
+      }
+    };
+    for (const [name, value] of Object.entries(node)) {
+      if (value === null || value === undefined) continue;
+      if (name === 'and' || name === 'or' || name === 'not') count();
+      if (name === 'and' || name === 'or') {
+        const list = value as Where[];
+        if (!Array.isArray(list)) {
+          throw new ValidationError(`'where.${name}' must be a list.`, { field: 'where' });
+        }
+        if (list.length === 0) continue;
+        const children = list.map((part) => walk(part, depth + 1));
+        parts.push(name === 'and' ? { kind: 'all', parts: children } : { kind: 'any', parts: children });
+        continue;
+      }
+      if (name === 'not') {
+        parts.push({ kind: 'not', part: walk(value as Where, depth + 1) });
+        continue;
+      }
+      const column = view.columns[name];
+      if (!column) {
+        throw new ValidationError(`View '${view.name}' has no column '${name.slice(0, 64)}'.`, {
+          field: 'where',
+        });
+      }
+      parts.push(...parseColumn(name, column.type, value as ColumnFilter, count));
+    }
+    return parts.length === 1 ? parts[0]! : { kind: 'all', parts };
+  };
+  return walk(where, 0);
+}
+
+function parseColumn(name: string, type: ColumnType, filter: ColumnFilter, count: () => void): Condition[] {
+  if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+    throw new ValidationError(`'where.${name}' must be an object of operators.`, { field: 'where' });
+  }
+  const value = (op: string, raw: unknown, as: ColumnType = type): CanonicalValue => {
+    try {
+      return toCanonical(as, raw);
+    } catch (error) {
+      if (!(error instanceof ValueTypeError)) throw error;
+      throw new ValidationError(`'where.${name}.${op}' is not a valid ${as} value: it ${error.reason}.`, {
+        field: 'where',
+      });
+    }
+  };
+  const conditions: Condition[] = [];
+  for (const [op, raw] of Object.entries(filter)) {
+    if (raw === undefined) continue;
+    if (raw === null && op !== 'isNull') {
+      throw new ValidationError(`'${name}.${op}' needs a value; use isNull to match nulls.`, {
+        field: 'where',
+      });
+    }
+    count();
+    switch (op) {
+      case 'eq':
+      case 'ne':
+      case 'lt':
+      case 'lte':
+      case 'gt':
+      case 'gte':
+        if (op !== 'eq' && op !== 'ne' && !COMPARABLE.has(type)) throw unknownOperator(name, op);
+        conditions.push({ kind: 'compare', column: name, type, op, value: value(op, raw) });
+        break;
+      case 'in':
+      case 'notIn': {
+        if (!Array.isArray(raw))
+          throw new ValidationError(`'${name}.${op}' must be a list.`, { field: 'where' });
+        if (raw.length > WHERE_LIMITS.maxList) {
+          throw new ValidationError(`'${name}.${op}' lists more than ${WHERE_LIMITS.maxList} values.`, {
+            field: 'where',
+          });
+        }
+        const values = raw.map((item) => {
+          if (item === null || item === undefined) {
+            throw new ValidationError(`'${name}.${op}' cannot list null; use isNull.`, { field: 'where' });
+          }
+          return value(op, item);
+        });
+        conditions.push({ kind: 'in', column: name, type, values, negated: op === 'notIn' });
+        break;
+      }
+      case 'isNull':
+        if (typeof raw !== 'boolean') {
+          throw new ValidationError(`'${name}.isNull' must be true or false.`, { field: 'where' });
+        }
+        conditions.push({ kind: 'isNull', column: name, value: raw });
+        break;
+      case 'contains':
+        if (type !== 'text' && type !== 'jsonb' && type !== 'text[]') throw unknownOperator(name, op);
+        conditions.push({ kind: 'contains', column: name, type, value: value(op, raw) });
+        break;
+      case 'startsWith':
+        if (type !== 'text') throw unknownOperator(name, op);
+        conditions.push({ kind: 'startsWith', column: name, value: value(op, raw) as string });
+        break;
+      default:
+        throw unknownOperator(name, op);
+    }
+  }
+  return conditions;
+}
+
+const unknownOperator = (name: string, op: string) =>
+  new ValidationError(`Unknown filter operator '${op.slice(0, 32)}' on '${name}'.`, { field: 'where' });
+
+// ---------------------------------------------------------------------------------------------
+// SQL
+
+const SQL_OPERATORS: Record<Comparison, string> = {
+  eq: '=',
+  ne: '<>',
+  lt: '<',
+  lte: '<=',
+  gt: '>',
+  gte: '>=',
+};
 
 /**
  * Compiles `where` to SQL. Column names come only from the view definition (quoted), every
  * value is a bound parameter cast to the column's SQL type.
  */
 export function compileWhere(view: AnyView, where: Where | null | undefined, params: unknown[]): string {
-  let terms = 0;
-  const walk = (node: Where, depth: number): string => {
-    if (depth > MAX_DEPTH) {
-      throw new ValidationError(`'where' nests and/or/not deeper than ${MAX_DEPTH} levels.`, {
-        field: 'where',
-      });
-    }
-    const clauses: string[] = [];
-    for (const [name, value] of Object.entries(node)) {
-      if (value === null || value === undefined) continue;
-      if (++terms > MAX_TERMS) {
-        throw new ValidationError(`'where' has more than ${MAX_TERMS} terms.`, { field: 'where' });
-      }
-      if (name === 'and' || name === 'or') {
-        const parts = (value as Where[]).map((part) => walk(part, depth + 1));
-        if (parts.length === 0) continue;
-        clauses.push(`(${parts.join(name === 'and' ? ' and ' : ' or ')})`);
-        continue;
-      }
-      if (name === 'not') {
-        clauses.push(`not (${walk(value as Where, depth + 1)})`);
-        continue;
-      }
-      const column = view.columns[name];
-      if (!column)
-        throw new ValidationError(`View '${view.name}' has no column '${name}'.`, { field: 'where' });
-      clauses.push(...compileColumn(name, column.type, value as ColumnFilter, params));
-    }
-    return clauses.length === 0 ? 'true' : clauses.join(' and ');
-  };
-  return where ? walk(where, 0) : 'true';
+  return conditionSql(parseWhere(view, where), params);
 }
 
-function compileColumn(name: string, type: ColumnType, filter: ColumnFilter, params: unknown[]): string[] {
-  const column = quoteIdentifier(name);
-  const sqlType = SQL_TYPES[type];
-  const bind = (value: unknown, cast = sqlType) => {
-    params.push(toParam(value, type));
-    return `$${params.length}::${cast}`;
+export function conditionSql(condition: Condition, params: unknown[]): string {
+  const bind = (value: CanonicalValue, type: ColumnType) => {
+    params.push(type === 'jsonb' ? JSON.stringify(value) : value);
+    return `$${params.length}::${SQL_TYPES[type]}`;
   };
-  const clauses: string[] = [];
-  for (const [op, value] of Object.entries(filter)) {
-    if (value === undefined) continue;
-    if (value === null && op !== 'isNull') {
-      throw new ValidationError(`'${name}.${op}' needs a value; use isNull to match nulls.`, {
-        field: 'where',
-      });
+  switch (condition.kind) {
+    case 'all':
+      return condition.parts.length === 0
+        ? 'true'
+        : condition.parts.map((part) => `(${conditionSql(part, params)})`).join(' and ');
+    case 'any':
+      return condition.parts.map((part) => `(${conditionSql(part, params)})`).join(' or ');
+    case 'not':
+      return `not (${conditionSql(condition.part, params)})`;
+    case 'compare':
+      return `${quoteIdentifier(condition.column)} ${SQL_OPERATORS[condition.op]} ${bind(condition.value, condition.type)}`;
+    case 'in': {
+      const { type } = condition;
+      params.push(type === 'jsonb' ? condition.values.map((v) => JSON.stringify(v)) : condition.values);
+      const list = `$${params.length}::${SQL_TYPES[type]}[]`;
+      // SQL semantics, which the predicate below follows: a null column matches neither,
+      // and an empty list matches nothing for `in` and everything for `notIn`.
+      return condition.negated
+        ? `${quoteIdentifier(condition.column)} <> all (${list})`
+        : `${quoteIdentifier(condition.column)} = any (${list})`;
     }
-    switch (op) {
-      case 'eq':
-        clauses.push(`${column} = ${bind(value)}`);
-        break;
-      case 'ne':
-        clauses.push(`${column} <> ${bind(value)}`);
-        break;
-      case 'in':
-      case 'notIn': {
-        const list = value as unknown[];
-        if (list.length > MAX_LIST) {
-          throw new ValidationError(`'${name}.${op}' lists more than ${MAX_LIST} values.`, {
-            field: 'where',
-          });
-        }
-        params.push(list.map((item) => toParam(item, type)));
-        // SQL semantics: a null column matches neither in nor notIn.
-        clauses.push(
-          op === 'in'
-            ? `${column} = any ($${params.length}::${sqlType}[])`
-            : `${column} <> all ($${params.length}::${sqlType}[])`,
-        );
-        break;
+    case 'isNull':
+      return `${quoteIdentifier(condition.column)} is ${condition.value ? '' : 'not '}null`;
+    case 'contains':
+      if (condition.type === 'text') {
+        params.push(condition.value);
+        return `strpos(${quoteIdentifier(condition.column)}, $${params.length}::text) > 0`;
       }
-      case 'lt':
-        clauses.push(`${column} < ${bind(value)}`);
-        break;
-      case 'lte':
-        clauses.push(`${column} <= ${bind(value)}`);
-        break;
-      case 'gt':
-        clauses.push(`${column} > ${bind(value)}`);
-        break;
-      case 'gte':
-        clauses.push(`${column} >= ${bind(value)}`);
-        break;
-      case 'isNull':
-        clauses.push(value ? `${column} is null` : `${column} is not null`);
-        break;
-      case 'contains':
-        if (type === 'text') {
-          params.push(value);
-          clauses.push(`strpos(${column}, $${params.length}::text) > 0`);
-        } else {
-          clauses.push(`${column} @> ${bind(value)}`);
-        }
-        break;
-      case 'startsWith':
-        params.push(value);
-        clauses.push(`starts_with(${column}, $${params.length}::text)`);
-        break;
-      default:
-        throw new ValidationError(`Unknown filter operator '${op}' on '${name}'.`, { field: 'where' });
-    }
+      return `${quoteIdentifier(condition.column)} @> ${bind(condition.value, condition.type)}`;
+    case 'startsWith':
+      params.push(condition.value);
+      return `starts_with(${quoteIdentifier(condition.column)}, $${params.length}::text)`;
   }
-  return clauses;
 }
 
-function toParam(value: unknown, type: ColumnType): unknown {
-  if (type === 'jsonb') return JSON.stringify(value);
-  if (value instanceof Date) return value.toISOString();
-  return value;
-}
+// ---------------------------------------------------------------------------------------------
+// The same conditions on a row in memory, for subscriptions
+
+/** SQL's three truth values: a comparison with null is neither true nor false. */
+type Truth = boolean | null;
 
 /**
- * The same `where` evaluated on a changelog row (JSON), for subscriptions. Text ordering
- * uses code points, which can differ from the database collation for lt/gt on text.
+ * A predicate on canonical rows (as the changelog holds them) that gives the answer the
+ * SQL of the same `where` gives on the table: exact numeric, bigint and timestamp
+ * comparison, jsonb equality and containment as PostgreSQL defines them, and SQL's
+ * three-valued logic for nulls (a row matches only when the condition is true). Text is
+ * ordered by code point, which equals the database's order only under the "C" collation.
  */
+export function compilePredicate(condition: Condition): (row: Record<string, unknown>) => boolean {
+  const evaluate = truthOf(condition);
+  return (row) => evaluate(row) === true;
+}
+
+/** Convenience for one-off checks: parse, then evaluate. */
 export function matchesWhere(
   view: AnyView,
   where: Where | null | undefined,
   row: Record<string, unknown>,
 ): boolean {
-  if (!where) return true;
-  for (const [name, value] of Object.entries(where)) {
-    if (value === null || value === undefined) continue;
-    if (name === 'and') {
-      if (!(value as Where[]).every((part) => matchesWhere(view, part, row))) return false;
-      continue;
-    }
-    if (name === 'or') {
-      const parts = value as Where[];
-      if (parts.length > 0 && !parts.some((part) => matchesWhere(view, part, row))) return false;
-      continue;
-    }
-    if (name === 'not') {
-      if (matchesWhere(view, value as Where, row)) return false;
-      continue;
-    }
-    const column = view.columns[name];
-    if (!column) return false;
-    if (!matchesColumn(column.type, value as ColumnFilter, row[name])) return false;
-  }
-  return true;
+  return compilePredicate(parseWhere(view, where))(row);
 }
 
-function matchesColumn(type: ColumnType, filter: ColumnFilter, raw: unknown): boolean {
-  const actual = normalize(raw, type);
-  const cmp = (value: unknown): number | undefined => {
-    if (actual === null) return undefined;
-    const expected = normalize(value, type);
-    if (expected === null) return undefined;
-    if (typeof actual === 'bigint' && typeof expected === 'bigint')
-      return actual < expected ? -1 : actual > expected ? 1 : 0;
-    if (typeof actual === 'number' && typeof expected === 'number') return actual - expected;
-    const a = String(actual);
-    const b = String(expected);
-    return a < b ? -1 : a > b ? 1 : 0;
-  };
-  for (const [op, value] of Object.entries(filter)) {
-    if (value === undefined) continue;
-    switch (op) {
-      case 'eq':
-        if (type === 'jsonb' || type === 'text[]') {
-          if (JSON.stringify(raw) !== JSON.stringify(value)) return false;
-        } else if (cmp(value) !== 0) return false;
-        break;
-      case 'ne':
-        if (actual === null || cmp(value) === 0) return false;
-        break;
-      case 'in':
-        if (!(value as unknown[]).some((item) => cmp(item) === 0)) return false;
-        break;
-      case 'notIn':
-        if (actual === null || (value as unknown[]).some((item) => cmp(item) === 0)) return false;
-        break;
-      case 'lt':
-        if (!((cmp(value) ?? 0) < 0) || actual === null) return false;
-        break;
-      case 'lte':
-        if (!((cmp(value) ?? 1) <= 0) || actual === null) return false;
-        break;
-      case 'gt':
-        if (!((cmp(value) ?? 0) > 0) || actual === null) return false;
-        break;
-      case 'gte':
-        if (!((cmp(value) ?? -1) >= 0) || actual === null) return false;
-        break;
-      case 'isNull':
-        if ((actual === null) !== value) return false;
-        break;
-      case 'contains':
-        if (type === 'text') {
-          if (typeof actual !== 'string' || !actual.includes(String(value))) return false;
-        } else if (type === 'text[]') {
-          if (!Array.isArray(raw) || !(value as unknown[]).every((item) => raw.includes(item))) return false;
-        } else if (!jsonContains(raw, value)) return false;
-        break;
-      case 'startsWith':
-        if (typeof actual !== 'string' || !actual.startsWith(String(value))) return false;
-        break;
-      default:
-        return false;
+function truthOf(condition: Condition): (row: Record<string, unknown>) => Truth {
+  switch (condition.kind) {
+    case 'all': {
+      const parts = condition.parts.map(truthOf);
+      return (row) => {
+        let result: Truth = true;
+        for (const part of parts) {
+          const value = part(row);
+          if (value === false) return false;
+          if (value === null) result = null;
+        }
+        return result;
+      };
+    }
+    case 'any': {
+      const parts = condition.parts.map(truthOf);
+      return (row) => {
+        let result: Truth = false;
+        for (const part of parts) {
+          const value = part(row);
+          if (value === true) return true;
+          if (value === null) result = null;
+        }
+        return result;
+      };
+    }
+    case 'not': {
+      const part = truthOf(condition.part);
+      return (row) => {
+        const value = part(row);
+        return value === null ? null : !value;
+      };
+    }
+    case 'compare': {
+      const { column, type, op, value } = condition;
+      const compare = comparatorOf(type);
+      return (row) => {
+        const actual = storedValue(type, row[column]);
+        if (actual === null) return null;
+        if (op === 'eq') return equalValues(type, actual, value, compare);
+        if (op === 'ne') return !equalValues(type, actual, value, compare);
+        const order = compare(actual, value);
+        return op === 'lt' ? order < 0 : op === 'lte' ? order <= 0 : op === 'gt' ? order > 0 : order >= 0;
+      };
+    }
+    case 'in': {
+      const { column, type, values, negated } = condition;
+      const compare = comparatorOf(type);
+      return (row) => {
+        if (values.length === 0) return negated;
+        const actual = storedValue(type, row[column]);
+        if (actual === null) return null;
+        const found = values.some((item) => equalValues(type, actual, item, compare));
+        return negated ? !found : found;
+      };
+    }
+    case 'isNull': {
+      const { column, value } = condition;
+      return (row) => (row[column] === null || row[column] === undefined) === value;
+    }
+    case 'contains': {
+      const { column, type, value } = condition;
+      return (row) => {
+        const actual = storedValue(type, row[column]);
+        if (actual === null) return null;
+        if (type === 'text') return (actual as string).includes(value as string);
+        if (type === 'text[]') {
+          const have = actual as string[];
+          return (value as string[]).every((item) => have.includes(item));
+        }
+        return jsonbContains(actual, value);
+      };
+    }
+    case 'startsWith': {
+      const { column, value } = condition;
+      return (row) => {
+        const actual = row[column];
+        if (actual === null || actual === undefined) return null;
+        return (actual as string).startsWith(value);
+      };
     }
   }
-  return true;
 }
 
-function normalize(value: unknown, type: ColumnType): unknown {
-  if (value === null || value === undefined) return null;
+type Comparator = (a: CanonicalValue, b: CanonicalValue) => number;
+
+function comparatorOf(type: ColumnType): Comparator {
   switch (type) {
+    case 'numeric':
+      return (a, b) => compareNumeric(a as string, b as string);
+    case 'bigint':
+      return (a, b) => compareBigint(a as string, b as string);
     case 'integer':
     case 'double':
-    case 'numeric':
-      return Number(value);
-    case 'bigint':
-      return BigInt(String(value));
-    case 'timestamptz':
-      return new Date(value as string | Date).getTime();
+      return (a, b) => (a as number) - (b as number);
+    case 'text':
+      return (a, b) => compareCodePoints(a as string, b as string);
     default:
-      return value;
+      // Canonical timestamps are fixed-width UTC text: their order is the order of time.
+      return (a, b) => (a === b ? 0 : String(a) < String(b) ? -1 : 1);
   }
 }
 
-function jsonContains(container: unknown, contained: unknown): boolean {
-  if (Array.isArray(contained)) {
-    return (
-      Array.isArray(container) && contained.every((item) => container.some((c) => jsonContains(c, item)))
-    );
+function equalValues(type: ColumnType, a: CanonicalValue, b: CanonicalValue, compare: Comparator): boolean {
+  if (type === 'jsonb') return jsonbEqual(a, b);
+  if (type === 'text[]') {
+    const x = a as string[];
+    const y = b as string[];
+    return x.length === y.length && x.every((item, i) => item === y[i]);
   }
-  if (contained !== null && typeof contained === 'object') {
-    if (container === null || typeof container !== 'object' || Array.isArray(container)) return false;
-    return Object.entries(contained).every(([key, value]) =>
-      jsonContains((container as Record<string, unknown>)[key], value),
-    );
+  if (type === 'boolean') return a === b;
+  return compare(a, b) === 0;
+}
+
+/** Code point order (UTF-16 code units order astral characters below U+E000–U+FFFF). */
+function compareCodePoints(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      const cx = a.codePointAt(i)!;
+      const cy = b.codePointAt(i)!;
+      return cx < cy ? -1 : 1;
+    }
+    return x < y ? -1 : 1;
   }
-  return container === contained;
+  return a.length - b.length;
+}
+
+/**
+ * A changelog value in canonical form. Rows logged before values were canonical hold
+ * numeric and bigint as JSON numbers and timestamps in other ISO forms.
+ */
+function storedValue(type: ColumnType, value: unknown): CanonicalValue {
+  if (value === null || value === undefined) return null;
+  if ((type === 'numeric' || type === 'bigint') && typeof value === 'number') return String(value);
+  if (type === 'timestamptz' && typeof value === 'string' && !CANONICAL_TIMESTAMP.test(value)) {
+    return canonicalTimestamp(value);
+  }
+  return value as CanonicalValue;
 }

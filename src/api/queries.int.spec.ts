@@ -206,7 +206,7 @@ describe('connections', () => {
       id: 'o-0001',
       total: '37.01',
       big: '9007199254740994',
-      placed_at: '2026-01-01T00:01:00.000123+00:00',
+      placed_at: '2026-01-01T00:01:00.000123Z',
       meta: { n: 1, kind: 'odd' },
       tags: ['a', 't1'],
       paid: false,

@@ -1,6 +1,6 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { SQL_TYPES } from '../projections/index.js';
+import { canonicalSelectList, SQL_TYPES } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { COMPARABLE, compileWhere, type Where } from './filter.js';
 
@@ -135,14 +135,9 @@ export async function queryByKey(
   return rows[0] ?? null;
 }
 
-/** Timestamps as ISO 8601 text, so they keep PostgreSQL's microseconds (a Date would drop them). */
+/** Every column in its canonical form (timestamps as ISO text with microseconds, not a Date). */
 function selectList(view: AnyView): string {
-  return Object.entries(view.columns)
-    .map(([name, column]) => {
-      const quoted = quoteIdentifier(name);
-      return column.type === 'timestamptz' ? `to_json(${quoted}) #>> '{}' as ${quoted}` : quoted;
-    })
-    .join(', ');
+  return canonicalSelectList(view.columns);
 }
 
 interface ResolvedOrder {

@@ -1,61 +1,95 @@
 import { GraphQLError, Kind, type ValueNode } from 'graphql';
+import {
+  CANONICAL_TIMESTAMP,
+  canonicalTimestamp,
+  checkedText,
+  toCanonical,
+  ValueTypeError,
+} from '../projections/index.js';
 
-const invalid = (what: string, value: unknown) =>
-  new GraphQLError(`${what} cannot represent ${JSON.stringify(value)?.slice(0, 80)}.`, {
-    extensions: { code: 'BAD_USER_INPUT' },
+/** A scalar that cannot hold the input: a typed, client-facing validation error. */
+const invalid = (what: string, value: unknown, reason?: string) => {
+  const shown = (typeof value === 'string' ? JSON.stringify(value) : String(value)).slice(0, 80);
+  return new GraphQLError(`${what} cannot represent ${shown}${reason ? `: it ${reason}` : ''}.`, {
+    extensions: { code: 'VALIDATION_FAILED' },
   });
+};
 
-const INTEGER = /^-?\d{1,19}$/;
-const DECIMAL = /^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
+/** Parses with the column type's canonical rules, turning their refusal into a GraphQL error. */
+const canonical = (what: string, type: 'bigint' | 'numeric', value: unknown): string => {
+  try {
+    return toCanonical(type, value) as string;
+  } catch (error) {
+    if (error instanceof ValueTypeError) throw invalid(what, value, error.reason);
+    throw error;
+  }
+};
 
 /** 64-bit integers travel as strings, so JavaScript clients lose no precision. */
 export const bigIntScalar = {
   description: 'A 64-bit integer, as a string.',
-  serialize: (value: unknown) => String(value),
+  serialize: (value: unknown) => (typeof value === 'string' ? value : String(value)),
   parseValue: (value: unknown) => {
-    const text = typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : value;
-    if (typeof text !== 'string' || !INTEGER.test(text)) throw invalid('BigInt', value);
-    return text;
+    if (typeof value !== 'string' && !(typeof value === 'number' && Number.isSafeInteger(value))) {
+      throw invalid('BigInt', value, 'must be a string of digits');
+    }
+    return canonical('BigInt', 'bigint', value);
   },
   parseLiteral: (node: ValueNode) => {
     if (node.kind !== Kind.STRING && node.kind !== Kind.INT) throw invalid('BigInt', node.kind);
-    if (!INTEGER.test(node.value)) throw invalid('BigInt', node.value);
-    return node.value;
+    return canonical('BigInt', 'bigint', node.value);
   },
 };
 
-/** Arbitrary-precision numbers travel as strings. */
+/** Arbitrary-precision numbers travel as strings, exactly as PostgreSQL prints them. */
 export const decimalScalar = {
-  description: 'An arbitrary-precision decimal number, as a string.',
-  serialize: (value: unknown) => String(value),
+  description: 'An arbitrary-precision decimal number, as a string (scale kept: "80.00").',
+  serialize: (value: unknown) => (typeof value === 'string' ? value : String(value)),
   parseValue: (value: unknown) => {
-    const text = typeof value === 'number' && Number.isFinite(value) ? String(value) : value;
-    if (typeof text !== 'string' || !DECIMAL.test(text)) throw invalid('Decimal', value);
-    return text;
+    if (typeof value !== 'string' && typeof value !== 'number') {
+      throw invalid('Decimal', value, 'must be a decimal string');
+    }
+    return canonical('Decimal', 'numeric', value);
   },
   parseLiteral: (node: ValueNode) => {
     if (node.kind !== Kind.STRING && node.kind !== Kind.INT && node.kind !== Kind.FLOAT) {
       throw invalid('Decimal', node.kind);
     }
-    if (!DECIMAL.test(node.value)) throw invalid('Decimal', node.value);
-    return node.value;
+    return canonical('Decimal', 'numeric', node.value);
   },
 };
 
-/** ISO 8601 timestamps; values read from views keep PostgreSQL's microseconds. */
+const parseDateTime = (value: unknown): string => {
+  if (typeof value !== 'string') throw invalid('DateTime', value, 'must be an ISO 8601 string');
+  try {
+    return canonicalTimestamp(value);
+  } catch (error) {
+    if (error instanceof ValueTypeError) throw invalid('DateTime', value, error.reason);
+    throw error;
+  }
+};
+
+/** ISO 8601 timestamps, always served as UTC with microseconds: `2026-11-30T21:14:05.010000Z`. */
 export const dateTimeScalar = {
-  description: 'An ISO 8601 timestamp with time zone.',
-  serialize: (value: unknown) => (value instanceof Date ? value.toISOString() : String(value)),
-  parseValue: (value: unknown) => {
-    if (typeof value !== 'string' || Number.isNaN(Date.parse(value))) throw invalid('DateTime', value);
-    return value;
-  },
+  description: 'An ISO 8601 timestamp, served in UTC with microseconds (2026-11-30T21:14:05.010000Z).',
+  serialize: (value: unknown) =>
+    typeof value === 'string' && CANONICAL_TIMESTAMP.test(value) ? value : canonicalTimestamp(value),
+  parseValue: parseDateTime,
   parseLiteral: (node: ValueNode) => {
-    if (node.kind !== Kind.STRING || Number.isNaN(Date.parse(node.value)))
-      throw invalid('DateTime', node.kind);
-    return node.value;
+    if (node.kind !== Kind.STRING) throw invalid('DateTime', node.kind);
+    return parseDateTime(node.value);
   },
 };
+
+/** A string argument PostgreSQL can hold: no NUL, no lone surrogate. */
+export function checkedString(value: string, what: string): string {
+  try {
+    return checkedText(value);
+  } catch (error) {
+    if (error instanceof ValueTypeError) throw invalid(what, value, error.reason);
+    throw error;
+  }
+}
 
 export const jsonScalar = {
   description: 'Any JSON value.',
@@ -81,9 +115,7 @@ function literalValue(node: ValueNode): unknown {
     default:
       throw new GraphQLError(
         'Variables inside JSON literals are not supported; pass the whole value as a variable.',
-        {
-          extensions: { code: 'BAD_USER_INPUT' },
-        },
+        { extensions: { code: 'VALIDATION_FAILED' } },
       );
   }
 }

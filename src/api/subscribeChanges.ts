@@ -3,7 +3,7 @@ import { TributaryError } from '../errors.js';
 import { formatPosition, type Position } from '../ingest/index.js';
 import type { AnyView } from './anyView.js';
 import type { ChangeTailer } from './changeTailer.js';
-import { matchesWhere, type Where } from './filter.js';
+import { compilePredicate, parseWhere, type Where } from './filter.js';
 import { queryPage } from './queryView.js';
 import { assertCursorRetained, type ChangeOp, readChanges, type ViewChange } from './readChanges.js';
 
@@ -60,12 +60,14 @@ export async function* subscribeChanges(options: SubscribeChangesOptions): Async
   const { pool, tailer, view } = options;
   const maxBuffer = options.maxBuffer ?? 10_000;
   const batchSize = options.batchSize ?? 500;
+  // Checked and compiled once, under the same limits as a query's `where`.
+  const matches = options.where ? compilePredicate(parseWhere(view, options.where)) : undefined;
   const wanted = (change: ViewChange) =>
     change.view === view.name &&
     (change.op === 'reset' ||
-      !options.where ||
-      (change.row !== null && matchesWhere(view, options.where, change.row)) ||
-      (change.old !== null && matchesWhere(view, options.where, change.old)));
+      !matches ||
+      (change.row !== null && matches(change.row)) ||
+      (change.old !== null && matches(change.old)));
   const toMessage = (change: ViewChange): ChangeMessage => ({
     op: change.op,
     cursor: change.cursor,

@@ -127,7 +127,7 @@ describe('appendEvents', () => {
       { stream: 'account-a', expected: 'sometimes', events: [deposit('a', 1)] },
       WRITER,
     );
-    expect(badExpected.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
+    expect(badExpected.errors![0]!.extensions).toMatchObject({ code: 'VALIDATION_FAILED' });
   });
 
   it('is idempotent by event id', async () => {
