@@ -100,7 +100,12 @@ function canonicalInteger(value: unknown): number {
   return n === 0 ? 0 : n; // no -0
 }
 
+/** Digits of a bigint that cannot be out of range: no leading zero, at most 18 digits. */
+const SHORT_CANONICAL_INTEGER = /^(0|-?[1-9]\d{0,17})$/;
+
 function canonicalBigint(value: unknown): string {
+  if (typeof value === 'string' && SHORT_CANONICAL_INTEGER.test(value)) return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return value === 0 ? '0' : String(value);
   let n: bigint;
   if (typeof value === 'bigint') n = value;
   else if (typeof value === 'number') {
@@ -246,39 +251,47 @@ export function canonicalTimestamp(value: unknown): string {
   if (value instanceof Date) {
     const ms = value.getTime();
     if (Number.isNaN(ms)) throw new ValueTypeError('expects a valid date');
-    return formatMicros(BigInt(ms) * 1000n);
+    return formatInstant(ms, 0);
   }
   if (typeof value !== 'string') throw new ValueTypeError('expects an ISO 8601 string or a Date');
-  return formatMicros(parseTimestampMicros(value));
-}
-
-/** Microseconds since 1970-01-01T00:00:00Z of an ISO 8601 timestamp (see canonicalTimestamp). */
-export function parseTimestampMicros(text: string): bigint {
-  const match = TIMESTAMP_TEXT.exec(text);
+  // Already canonical (what every stored value is): only the calendar needs checking.
+  if (CANONICAL_TIMESTAMP.test(value)) {
+    checkCalendar(
+      value.slice(0, 4),
+      value.slice(5, 7),
+      value.slice(8, 10),
+      value.slice(11, 13),
+      value.slice(14, 16),
+      value.slice(17, 19),
+    );
+    return value;
+  }
+  const match = TIMESTAMP_TEXT.exec(value);
   if (!match) {
     throw new ValueTypeError('expects an ISO 8601 timestamp such as "2026-11-30T21:14:05.123456Z"');
   }
-  const [, y, mo, d, h = '0', mi = '0', s = '0', fraction, zone] = match;
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(s);
-  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
-    throw new ValueTypeError(`names a date that does not exist (${y}-${mo}-${d})`);
-  }
-  if (hour > 23 || minute > 59 || second > 59) {
-    throw new ValueTypeError(`names a time that does not exist (${h}:${mi}:${s})`);
-  }
+  const [, y, mo, d, h = '0', mi = '0', sec = '0', fraction, zone] = match;
+  checkCalendar(y!, mo!, d!, h, mi, sec);
   // As PostgreSQL: the fraction is read as a double and rounded half-to-even to microseconds.
   const micro = fraction === undefined ? 0 : roundHalfEven(Number(`0.${fraction}`) * 1_000_000);
   const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute, second, 0);
-  let micros = BigInt(date.getTime()) * 1000n + BigInt(micro);
-  if (zone !== undefined && zone !== 'Z' && zone !== 'z') micros -= BigInt(offsetSeconds(zone)) * 1_000_000n;
-  return micros;
+  date.setUTCFullYear(Number(y), Number(mo) - 1, Number(d));
+  date.setUTCHours(Number(h), Number(mi), Number(sec), 0);
+  let ms = date.getTime() + Math.floor(micro / 1000);
+  if (zone !== undefined && zone !== 'Z' && zone !== 'z') ms -= offsetSeconds(zone) * 1000;
+  return formatInstant(ms, micro % 1000);
+}
+
+function checkCalendar(y: string, mo: string, d: string, h: string, mi: string, s: string): void {
+  const year = Number(y);
+  const month = Number(mo);
+  const day = Number(d);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) {
+    throw new ValueTypeError(`names a date that does not exist (${y}-${mo}-${d})`);
+  }
+  if (Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) {
+    throw new ValueTypeError(`names a time that does not exist (${h}:${mi}:${s})`);
+  }
 }
 
 function offsetSeconds(zone: string): number {
@@ -293,7 +306,7 @@ function offsetSeconds(zone: string): number {
 
 function daysInMonth(year: number, month: number): number {
   if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
-  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 function roundHalfEven(x: number): number {
@@ -304,25 +317,18 @@ function roundHalfEven(x: number): number {
   return floor % 2 === 0 ? floor : floor + 1;
 }
 
-const FIRST_MICROS = BigInt(new Date('0001-01-01T00:00:00Z').getTime()) * 1000n;
-const END_MICROS = BigInt(new Date('+010000-01-01T00:00:00Z').getTime()) * 1000n;
+const FIRST_MS = Date.parse('0001-01-01T00:00:00Z');
+const END_MS = Date.parse('+010000-01-01T00:00:00Z');
+const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
 
-function formatMicros(micros: bigint): string {
-  if (micros < FIRST_MICROS || micros >= END_MICROS) {
-    throw new ValueTypeError('is outside the years 0001 to 9999');
-  }
-  let ms = micros / 1000n;
-  let rest = micros % 1000n;
-  if (rest < 0n) {
-    rest += 1000n;
-    ms -= 1n;
-  }
-  const date = new Date(Number(ms));
-  const pad = (n: number, width = 2) => String(n).padStart(width, '0');
-  const micro = date.getUTCMilliseconds() * 1000 + Number(rest);
-  return `${pad(date.getUTCFullYear(), 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${pad(
-    date.getUTCHours(),
-  )}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${pad(micro, 6)}Z`;
+/** An instant (milliseconds since the epoch plus 0–999 microseconds) in canonical form. */
+function formatInstant(ms: number, micros: number): string {
+  if (ms < FIRST_MS || ms >= END_MS) throw new ValueTypeError('is outside the years 0001 to 9999');
+  const date = new Date(ms);
+  const fraction = String(date.getUTCMilliseconds() * 1000 + micros).padStart(6, '0');
+  return `${String(date.getUTCFullYear()).padStart(4, '0')}-${pad2(date.getUTCMonth() + 1)}-${pad2(
+    date.getUTCDate(),
+  )}T${pad2(date.getUTCHours())}:${pad2(date.getUTCMinutes())}:${pad2(date.getUTCSeconds())}.${fraction}Z`;
 }
 
 // ---------------------------------------------------------------------------------------------
