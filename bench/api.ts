@@ -50,7 +50,8 @@ export async function benchApi() {
     connectionString: url,
     pool,
     views: [orders, ticks],
-    config: { auth: { open: true }, limits: { subscriptionBuffer: 100_000 } },
+    // Every subscriber of the fan-out comes from this one address.
+    config: { auth: { open: true }, limits: { subscriptionBuffer: 100_000, maxConnectionsPerAddress: 0 } },
   });
   try {
     await pool.query('create schema if not exists tributary_views');

@@ -1,5 +1,5 @@
-/** A scope a credential can carry. `admin` implies the other two. */
-export type Scope = 'read' | 'append' | 'admin';
+/** A scope a credential can carry. `admin` implies the others; `metrics` reads /metrics (and /readyz when not public). */
+export type Scope = 'read' | 'append' | 'metrics' | 'admin';
 
 export interface ApiKeyConfig {
   /** Shown in logs and metrics instead of the key. */
@@ -10,10 +10,20 @@ export interface ApiKeyConfig {
 }
 
 export interface JwtConfig {
-  /** HS256 shared secret. One of `secret`, `publicKey` (PEM, SPKI) or `jwksUrl` is required. */
+  /** HS shared secret, at least 32 bytes. One of `secret`, `publicKey` (PEM) or `jwksUrl` is required. */
   secret?: string;
+  /** A PEM public key: RSA, RSA-PSS, EC (P-256/384/521) or Ed25519/Ed448. */
   publicKey?: string;
   jwksUrl?: string;
+  /**
+   * Accepted `alg` values. @default every algorithm the key type can verify (HS256/384/512 for
+   * a secret; RS*, PS* for RSA; the curve's ES* for EC; EdDSA for Ed25519); never `none`.
+   */
+  algorithms?: readonly string[];
+  /** Tokens must carry `exp`; with this they must also carry `iat` no older than it. */
+  maxTokenAgeSeconds?: number;
+  /** Leeway for `exp`, `nbf` and `iat`. @default 5 */
+  clockToleranceSeconds?: number;
   issuer?: string;
   audience?: string;
   /** Claim holding the scopes (space-separated string or array). @default 'scope' */
@@ -34,8 +44,12 @@ export interface ApiLimitsConfig {
   maxAliases?: number;
   /** Estimated cost: every field 1, times the page size of the connections above it. @default 50000 */
   maxComplexity?: number;
-  /** Request body bytes. @default 1_000_000 */
+  /** Fields in one document once its fragments are expanded. @default 2000 */
+  maxFields?: number;
+  /** Request body bytes, whether sent with Content-Length or chunked. @default 1_000_000 */
   maxBodyBytes?: number;
+  /** Nesting of the JSON `variables` of a request. @default 64 */
+  maxVariablesDepth?: number;
   /** Tokens in one document. @default 5000 */
   maxTokens?: number;
   /** @default 50 */
@@ -46,6 +60,18 @@ export interface ApiLimitsConfig {
   subscriptionBuffer?: number;
   /** How long a read-your-writes query waits for projections. @default 5000 */
   readYourWritesTimeoutMs?: number;
+  /** Open connections (HTTP and WebSocket) in all. @default 10000 */
+  maxConnections?: number;
+  /** Open connections from one client address; 0 for no limit (behind a proxy every client shares its address). @default 500 */
+  maxConnectionsPerAddress?: number;
+  /** Time for a client to send its request headers. @default 10000 */
+  headersTimeoutMs?: number;
+  /** Time for a client to send its whole request. @default 30000 */
+  requestTimeoutMs?: number;
+  /** Time for a WebSocket client to send `connection_init` (with its credentials). @default 3000 */
+  connectionInitTimeoutMs?: number;
+  /** A WebSocket with no running subscription is closed after this. @default 60000 */
+  idleTimeoutMs?: number;
 }
 
 /** The `api` section of tributary.config.ts. */
@@ -68,4 +94,9 @@ export interface ApiConfig {
   pollIntervalMs?: number;
   /** Schema of the view tables. @default 'tributary_views' */
   viewSchema?: string;
+  /**
+   * Endpoints that answer without credentials; the others need a credential with the
+   * `metrics` (or `admin`) scope. `/healthz` says only "ok". @default ['healthz', 'readyz']
+   */
+  publicEndpoints?: readonly ('healthz' | 'readyz' | 'metrics')[];
 }

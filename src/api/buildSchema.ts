@@ -15,6 +15,8 @@ import { type ChangeMessage, subscribeChanges } from './subscribeChanges.js';
 
 export interface ApiContext {
   identity: Identity;
+  /** The request's `x-request-id`, or one made up; logs about the request carry it. */
+  requestId: string;
   /** Aborted when the request or the subscription ends. */
   signal?: AbortSignal;
 }
@@ -416,7 +418,13 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
         eventsProcessed: t.exposeInt('eventsProcessed'),
         deadLetters: t.exposeInt('deadLetters'),
         leaseOwner: t.exposeString('leaseOwner', { nullable: true }),
-        lastError: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.lastError ?? null }),
+        lastError: t.field({
+          type: 'JSON',
+          nullable: true,
+          description:
+            'The last failure: its message, code and the event it stopped at (stacks stay in the server log).',
+          resolve: (p) => publicError(p.lastError),
+        }),
         rebuild: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.rebuild ?? null }),
         updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (p) => p.updatedAt ?? null }),
       }),
@@ -563,4 +571,25 @@ function guard(
     [Symbol.asyncIterator]: () => iterator,
   };
   return iterator;
+}
+
+/** The facts of a recorded failure a caller may see: never its stack or cause. */
+function publicError(error: unknown): Record<string, unknown> | null {
+  if (error === null || typeof error !== 'object') return null;
+  const shown: Record<string, unknown> = {};
+  for (const fact of [
+    'message',
+    'code',
+    'name',
+    'at',
+    'position',
+    'eventId',
+    'eventType',
+    'streamId',
+    'attempts',
+  ]) {
+    const value = (error as Record<string, unknown>)[fact];
+    if (value !== undefined) shown[fact] = value;
+  }
+  return shown;
 }

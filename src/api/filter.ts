@@ -46,8 +46,35 @@ export const COMPARABLE: ReadonlySet<ColumnType> = new Set([
   'timestamptz',
 ]);
 
-/** Caps on a single `where`, for queries and subscriptions alike, so no request makes huge work. */
+/**
+ * Caps on a single `where`, for queries and subscriptions alike, so no request makes huge
+ * work: nesting of and/or/not, conditions, and values listed by `in`/`notIn` in all.
+ */
 export const WHERE_LIMITS = { maxDepth: 8, maxTerms: 64, maxList: 1000 } as const;
+
+/** JSON values a `where` within the limits can hold: a few per condition, one per listed value. */
+const MAX_WHERE_NODES = 8 * WHERE_LIMITS.maxTerms + WHERE_LIMITS.maxList;
+
+/**
+ * Refuses a `where` given as a variable that is far beyond the limits before GraphQL
+ * coerces it: coercing tens of thousands of input objects costs seconds of CPU, while
+ * counting its JSON values costs microseconds and stops at the budget.
+ */
+export function assertWhereSize(value: unknown): void {
+  let nodes = 0;
+  const visit = (item: unknown): void => {
+    if (++nodes > MAX_WHERE_NODES) {
+      throw new ValidationError(
+        `'where' is far larger than its limits (${WHERE_LIMITS.maxTerms} conditions, ${WHERE_LIMITS.maxList} listed values).`,
+        { field: 'where' },
+      );
+    }
+    if (item === null || typeof item !== 'object') return;
+    if (Array.isArray(item)) for (let i = 0; i < item.length; i++) visit(item[i]);
+    else for (const key in item) visit((item as Record<string, unknown>)[key]);
+  };
+  visit(value);
+}
 
 type Comparison = 'eq' | 'ne' | 'lt' | 'lte' | 'gt' | 'gte';
 
@@ -72,6 +99,15 @@ const TRUE: Condition = { kind: 'all', parts: [] };
 export function parseWhere(view: AnyView, where: Where | null | undefined): Condition {
   if (!where) return TRUE;
   let terms = 0;
+  let listed = 0;
+  const list = (length: number) => {
+    listed += length;
+    if (listed > WHERE_LIMITS.maxList) {
+      throw new ValidationError(`'where' lists more than ${WHERE_LIMITS.maxList} values in all.`, {
+        field: 'where',
+      });
+    }
+  };
   const walk = (node: Where, depth: number): Condition => {
     if (depth > WHERE_LIMITS.maxDepth) {
       throw new ValidationError(`'where' nests and/or/not deeper than ${WHERE_LIMITS.maxDepth} levels.`, {
@@ -112,14 +148,20 @@ export function parseWhere(view: AnyView, where: Where | null | undefined): Cond
           field: 'where',
         });
       }
-      parts.push(...parseColumn(name, column.type, value as ColumnFilter, count));
+      parts.push(...parseColumn(name, column.type, value as ColumnFilter, count, list));
     }
     return parts.length === 1 ? parts[0]! : { kind: 'all', parts };
   };
   return walk(where, 0);
 }
 
-function parseColumn(name: string, type: ColumnType, filter: ColumnFilter, count: () => void): Condition[] {
+function parseColumn(
+  name: string,
+  type: ColumnType,
+  filter: ColumnFilter,
+  count: () => void,
+  list: (length: number) => void,
+): Condition[] {
   if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
     throw new ValidationError(`'where.${name}' must be an object of operators.`, { field: 'where' });
   }
@@ -156,11 +198,7 @@ function parseColumn(name: string, type: ColumnType, filter: ColumnFilter, count
       case 'notIn': {
         if (!Array.isArray(raw))
           throw new ValidationError(`'${name}.${op}' must be a list.`, { field: 'where' });
-        if (raw.length > WHERE_LIMITS.maxList) {
-          throw new ValidationError(`'${name}.${op}' lists more than ${WHERE_LIMITS.maxList} values.`, {
-            field: 'where',
-          });
-        }
+        list(raw.length);
         const values = raw.map((item) => {
           if (item === null || item === undefined) {
             throw new ValidationError(`'${name}.${op}' cannot list null; use isNull.`, { field: 'where' });

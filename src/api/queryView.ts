@@ -1,6 +1,12 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { canonicalSelectList, SQL_TYPES } from '../projections/index.js';
+import {
+  type ColumnType,
+  canonicalSelectList,
+  canonicalSql,
+  SQL_TYPES,
+  toCanonical,
+} from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { COMPARABLE, compileWhere, type Where } from './filter.js';
 
@@ -60,11 +66,13 @@ export async function queryPage(
     });
   }
   const order = resolveOrder(view, args.orderBy);
-  const signature = order.map((o) => `${o.field}:${o.direction}`).join(',');
+  const signature = `${view.name}|${order.map((o) => `${o.field}:${o.direction}`).join(',')}`;
   const params: unknown[] = [];
   const clauses = [compileWhere(view, args.where, params)];
-  const afterCursor = args.after ? decodeCursor(args.after, signature) : undefined;
-  const beforeCursor = args.before ? decodeCursor(args.before, signature) : undefined;
+  const afterCursor =
+    args.after != null ? decodeCursor(view, order, args.after, signature, 'after') : undefined;
+  const beforeCursor =
+    args.before != null ? decodeCursor(view, order, args.before, signature, 'before') : undefined;
   if (afterCursor) clauses.push(keyset(view, order, afterCursor, params));
   if (beforeCursor) clauses.push(keyset(view, order.map(flip), beforeCursor, params));
   const scan = backwards ? order.map(flip) : order;
@@ -75,7 +83,14 @@ export async function queryPage(
       (o) => `t.${quoteIdentifier(o.field)} ${o.direction === 'ASC' ? 'asc nulls last' : 'desc nulls first'}`,
     )
     .join(', ');
-  const keys = order.map((o, i) => `t.${quoteIdentifier(o.field)}::text as "__k${i}"`).join(', ');
+  // Order values as text, exact: a cursor carries them and binds them back with the column's type.
+  const keys = order
+    .map((o, i) => {
+      const column = `t.${quoteIdentifier(o.field)}`;
+      const type = view.columns[o.field]!.type;
+      return `${type === 'timestamptz' ? canonicalSql(column, type) : `${column}::text`} as "__k${i}"`;
+    })
+    .join(', ');
   params.push(size + 1);
   const { rows } = await db.query<Record<string, unknown>>(
     `select ${selectList(view)}, ${keys} from ${qualified(schema, view.name)} t where ${clauses.join(' and ')}
@@ -200,23 +215,60 @@ function encodeCursor(signature: string, values: (string | null)[]): string {
   return Buffer.from(JSON.stringify([signature, values])).toString('base64url');
 }
 
-function decodeCursor(cursor: string, signature: string): (string | null)[] {
-  try {
-    const [sig, values] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (sig !== signature) {
-      throw new ValidationError('This cursor belongs to a different orderBy.', {
-        field: 'after',
-        hint: 'Use cursors only with the same orderBy they came from.',
-      });
-    }
-    if (!Array.isArray(values) || !values.every((v) => v === null || typeof v === 'string'))
-      throw new Error();
-    return values as (string | null)[];
-  } catch (error) {
-    if (error instanceof ValidationError) throw error;
-    throw new ValidationError('Malformed page cursor.', {
-      field: 'after',
+function decodeCursor(
+  view: AnyView,
+  order: readonly ResolvedOrder[],
+  cursor: string,
+  signature: string,
+  field: 'after' | 'before',
+): (string | null)[] {
+  const malformed = () =>
+    new ValidationError('Malformed page cursor.', {
+      field,
       hint: 'Pass a cursor exactly as a previous page returned it.',
     });
+  let sig: unknown;
+  let values: unknown;
+  try {
+    [sig, values] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
+  } catch {
+    throw malformed();
+  }
+  if (typeof sig !== 'string' || !Array.isArray(values)) throw malformed();
+  if (sig !== signature) {
+    const [cursorView] = sig.split('|');
+    throw new ValidationError(
+      cursorView !== view.name
+        ? `This cursor belongs to another view${cursorView ? ` ('${cursorView.slice(0, 64)}')` : ''}.`
+        : 'This cursor belongs to a different orderBy.',
+      { field, hint: 'Use cursors only with the view and orderBy they came from.' },
+    );
+  }
+  // Each value must be one the column could hold: a forged value must not reach a SQL cast.
+  if (values.length !== order.length) throw malformed();
+  values.forEach((value, i) => {
+    if (value === null) return;
+    if (typeof value !== 'string' || !cursorValueFits(view.columns[order[i]!.field]!.type, value))
+      throw malformed();
+  });
+  return values as (string | null)[];
+}
+
+function cursorValueFits(type: ColumnType, text: string): boolean {
+  try {
+    switch (type) {
+      case 'boolean':
+        return text === 'true' || text === 'false';
+      case 'integer':
+        toCanonical('integer', text);
+        return true;
+      case 'double':
+        return !Number.isNaN(Number(text)) || text === 'NaN';
+      default:
+        toCanonical(type, text);
+        return true;
+    }
+  } catch {
+    return false;
   }
 }

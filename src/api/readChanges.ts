@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/index.js';
-import { TributaryError } from '../errors.js';
+import { TributaryError, ValidationError } from '../errors.js';
 import {
   formatPosition,
   type JsonObject,
@@ -109,6 +109,34 @@ export async function readChanges(
   const last = changes.at(-1)?.cursor ?? from;
   const next = changes.length === limit ? last : maxPosition(last, formatPosition(first.bound, 0n));
   return { changes, next, held: first.held === true };
+}
+
+/**
+ * Checks a cursor a client gave to resume from: it must be a changelog position this
+ * database could have issued (not from a transaction that has not even started, nor past
+ * the last change ever numbered), else ValidationError; and changes after it must not be
+ * pruned yet, else CursorExpiredError.
+ */
+export async function assertResumableCursor(db: Queryable, cursor: Position): Promise<void> {
+  const { transactionId, globalPosition } = parsePosition(cursor);
+  const { rows } = await db.query<{
+    next_xid: string;
+    last_seq: string | null;
+    pruned_through: string | null;
+  }>(
+    `select pg_snapshot_xmax(pg_current_snapshot())::text as next_xid,
+            pg_sequence_last_value(pg_get_serial_sequence('tributary.view_changes', 'seq'))::text as last_seq,
+            (select pruned_through from tributary.view_changes_pruned) as pruned_through`,
+  );
+  const { next_xid, last_seq, pruned_through } = rows[0]!;
+  if (transactionId >= BigInt(next_xid) || globalPosition > BigInt(last_seq ?? '0')) {
+    throw new ValidationError(`Cursor '${cursor}' is ahead of this changelog: no change has it yet.`, {
+      field: 'after',
+      hint: 'Resume only from a cursor this server delivered (a restored database invalidates newer ones), or omit `after` to start now.',
+    });
+  }
+  if (pruned_through !== null && cursor < pruned_through)
+    throw new CursorExpiredError(cursor, pruned_through);
 }
 
 /** Throws CursorExpiredError when changes after `cursor` may already have been pruned. */

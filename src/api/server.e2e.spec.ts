@@ -207,7 +207,8 @@ export default defineConfig({
     const position = (appended.data!.appendEvents as { position: string }).position;
     const read = await gql(url, `{ notesByKey(id: "note-1", minPosition: "${position}") { body } }`, auth);
     expect(read.data).toEqual({ notesByKey: { body: 'hello' } });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    const metrics = await (await fetch(`${base}/metrics`, { headers: auth })).text();
     expect(metrics).toMatch(/tributary_projection_lag_events\{projection="notes"\} 0/);
 
     run.child.kill('SIGTERM');

@@ -1,11 +1,17 @@
 import { isConnectionError, type Pool } from '../db/index.js';
-import { TributaryError } from '../errors.js';
+import { TributaryError, ValidationError } from '../errors.js';
 import { formatPosition, type Position } from '../ingest/index.js';
 import type { AnyView } from './anyView.js';
 import type { ChangeTailer } from './changeTailer.js';
 import { compilePredicate, parseWhere, type Where } from './filter.js';
 import { queryPage } from './queryView.js';
-import { assertCursorRetained, type ChangeOp, readChanges, type ViewChange } from './readChanges.js';
+import {
+  assertCursorRetained,
+  assertResumableCursor,
+  type ChangeOp,
+  readChanges,
+  type ViewChange,
+} from './readChanges.js';
 
 export const SUBSCRIPTION_OVERFLOW = 'SUBSCRIPTION_OVERFLOW';
 
@@ -82,8 +88,16 @@ export async function* subscribeChanges(options: SubscribeChangesOptions): Async
   /** Changes of transactions already visible in the initial rows' snapshot. */
   let seenInSnapshot: (change: ViewChange) => boolean = () => false;
 
-  if (options.after) {
-    await assertCursorRetained(pool, options.after);
+  if (options.after != null) {
+    if (options.after === '') {
+      throw new ValidationError(
+        '`after` is empty: pass a cursor a change delivered, or omit `after` to start now.',
+        {
+          field: 'after',
+        },
+      );
+    }
+    await assertResumableCursor(pool, options.after);
     position = options.after;
   } else if (options.initialRows) {
     const client = await pool.connect();

@@ -76,6 +76,7 @@ beforeAll(async () => {
           { name: 'admin', key: 'admin-key', scopes: ['admin'] },
           { name: 'reader', key: 'sha256:' + (await sha256('reader-key')), scopes: ['read'] },
           { name: 'writer', key: 'writer-key', scopes: ['append'] },
+          { name: 'prometheus', key: 'scrape-key', scopes: ['metrics'] },
         ],
         jwt: { secret: SECRET, issuer: 'tests' },
       },
@@ -263,8 +264,8 @@ describe('hostile requests', () => {
   it('rejects deep nesting, alias floods, huge bodies and introspection in production', async () => {
     const legit = '{ balances { edges { node { account } } pageInfo { endCursor } } }';
     expect((await gql(legit, {}, READER)).errors).toBeUndefined();
-    const deep =
-      '{ __type(name: "Query") { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } }';
+    // Measured before validation: nesting alone is refused, whatever the fields are.
+    const deep = `{ ${'balances { '.repeat(13)}account${' }'.repeat(13)} }`;
     const deepResult = await gql(deep, {}, READER);
     expect(deepResult.data).toBeUndefined();
     expect(deepResult.errors!.map((e) => e.extensions?.limit)).toContain('maxDepth');
@@ -337,7 +338,14 @@ describe('hostile requests', () => {
   it('serves /healthz, /readyz and Prometheus /metrics', async () => {
     expect((await api.yoga.fetch('http://yoga/healthz')).status).toBe(200);
     expect((await api.yoga.fetch('http://yoga/readyz')).status).toBe(200);
-    const metrics = await (await api.yoga.fetch('http://yoga/metrics')).text();
+    // /metrics is not public by default: it needs the metrics (or admin) scope.
+    expect((await api.yoga.fetch('http://yoga/metrics')).status).toBe(401);
+    expect((await api.yoga.fetch('http://yoga/metrics', { headers: READER })).status).toBe(401);
+    const scraper = await api.yoga.fetch('http://yoga/metrics', {
+      headers: { authorization: 'Bearer scrape-key' },
+    });
+    expect(scraper.status).toBe(200);
+    const metrics = await (await api.yoga.fetch('http://yoga/metrics', { headers: ADMIN })).text();
     expect(metrics).toMatch(/^tributary_api_requests_total\{operation="post",status="200"\} \d+$/m);
     expect(metrics).toMatch(
       /^tributary_api_request_duration_seconds_bucket\{operation="post",le="\+Inf"\} \d+$/m,

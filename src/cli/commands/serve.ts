@@ -35,6 +35,7 @@ export async function startApi(
     connectionString: context.database.url,
     projections: config.projections ?? [],
     ...(config.sources ? { sources: config.sources } : {}),
+    ...(config.log ? { log: config.log } : {}),
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
     ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),

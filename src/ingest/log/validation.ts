@@ -76,6 +76,11 @@ export function prepareEvents(events: readonly EventInput[], limits: LimitOption
           },
         );
       }
+      if (hasForbiddenCharacters(event.id)) {
+        throw new ValidationError(`${at}.id contains a NUL character or an unpaired surrogate.`, {
+          field: `${at}.id`,
+        });
+      }
       id = event.id;
     } else {
       id = randomUUID();
