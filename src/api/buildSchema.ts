@@ -3,14 +3,13 @@ import type { GraphQLSchema } from 'graphql';
 import type { Pool } from '../db/index.js';
 import { ConfigError, isTributaryError, type TributaryError } from '../errors.js';
 import type { EventInput, EventStore, ExpectedVersion, JsonObject } from '../ingest/index.js';
-import type { ColumnType } from '../projections/index.js';
+import { type ChangeTailer, type ColumnType, waitForProjections } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { type Identity, requireScope } from './auth.js';
-import type { ChangeTailer } from './changeTailer.js';
 import type { Where } from './filter.js';
 import { countRows, type OrderBy, type PageArgs, queryByKey, queryPage } from './queryView.js';
 import { bigIntScalar, dateTimeScalar, decimalScalar, expectedVersionScalar, jsonScalar } from './scalars.js';
-import { type StatusProvider, waitForProjections } from './status.js';
+import type { StatusProvider } from './status.js';
 import { type ChangeMessage, subscribeChanges } from './subscribeChanges.js';
 
 export interface ApiContext {

@@ -26,21 +26,22 @@ import {
 } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import {
+  type ChangeTailer,
+  createChangeTailer,
   DEFAULT_VIEW_SCHEMA,
   getProjectionStatuses,
   type Projection,
   projectionOfView,
+  pruneChanges,
 } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
 import { type Authenticator, createAuthenticator, type Identity } from './auth.js';
 import { type ApiContext, buildSchema } from './buildSchema.js';
-import { type ChangeTailer, createChangeTailer } from './changeTailer.js';
 import { assertWhereSize } from './filter.js';
 import { createLimitedServer, credentialsOf, readBody, refuse } from './httpGuards.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
 import { checkFieldMerges, checkQueryLimits, type QueryLimits, validationRules } from './queryLimits.js';
-import { pruneChanges } from './readChanges.js';
 import type { StatusProvider } from './status.js';
 
 export interface CreateApiOptions {

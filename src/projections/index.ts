@@ -1,4 +1,21 @@
 // Projections: definitions, the runner, view tables, status, rebuild and replay.
+
+export {
+  assertCursorRetained,
+  assertResumableCursor,
+  type ChangeListener,
+  type ChangeOp,
+  type ChangeTailer,
+  type ChangeTailerOptions,
+  CURSOR_EXPIRED,
+  CursorExpiredError,
+  createChangeTailer,
+  pruneChanges,
+  type ReadChangesResult,
+  readChanges,
+  VIEW_CHANGES_CHANNEL,
+  type ViewChange,
+} from './changelog/index.js';
 export { type Clock, createVirtualClock, systemClock, type VirtualClock } from './clock.js';
 export {
   type DeadLetter,
@@ -46,7 +63,12 @@ export {
   type WorkerStatus,
   type Workers,
 } from './startWorkers.js';
-export { getProjectionStatuses, type ProjectionStatus } from './status.js';
+export {
+  getProjectionStatuses,
+  type ProjectionStatus,
+  READ_YOUR_WRITES_TIMEOUT,
+  waitForProjections,
+} from './status.js';
 export {
   CANONICAL_TIMESTAMP,
   type CanonicalValue,
@@ -74,7 +96,6 @@ export {
   SQL_TYPES,
   type ViewDefinition,
 } from './view.js';
-export { VIEW_CHANGES_CHANNEL } from './viewChanges.js';
 export { viewsFingerprint, viewTableStatements } from './viewTables.js';
 export {
   type AccumulationMode,

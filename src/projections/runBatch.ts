@@ -8,9 +8,9 @@ import {
   type FailureMemory,
   retryDelay,
 } from './applyEnvelopes.js';
+import { NOTIFY_AFTER_COMMIT_SETTING } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
-import { NOTIFY_AFTER_COMMIT_SETTING } from './viewChanges.js';
 import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
