@@ -170,7 +170,9 @@ function rawPost(
       method: 'POST',
       headers: { 'content-type': 'application/json', accept, 'content-length': body.length, ...headers },
     });
+    let answered = false;
     req.on('response', (response) => {
+      answered = true;
       let text = '';
       response.on('data', (chunk: Buffer) => {
         text += chunk.toString();
@@ -179,7 +181,8 @@ function rawPost(
       });
       response.on('close', () => resolve({ status: response.statusCode!, text }));
     });
-    req.on('error', reject);
+    // A server that answers before reading the whole body may close while it is still being sent.
+    req.on('error', (error) => (answered ? undefined : reject(error)));
     req.end(body);
   });
 }
@@ -199,7 +202,8 @@ describe('requests that would cost the server more than they cost the caller', (
       documents.map((document, i) => async () => expect(codeOf(await gql(document))).toBe(expected[i])),
     );
     expect(slowest.slowestProbeMs).toBeLessThan(100);
-    expect(slowest.mostCpuMs).toBeLessThan(100);
+    // Well under 50 ms of CPU for the whole request, client included.
+    expect(slowest.mostCpuMs).toBeLessThan(50);
     // Without credentials the same documents are refused before they are even read.
     const anonymous = await post({ query: documents[0] }, {});
     expect(anonymous.status).toBe(401);
@@ -242,7 +246,7 @@ describe('requests that would cost the server more than they cost the caller', (
       }),
     );
     expect(slowest.slowestProbeMs).toBeLessThan(100);
-    expect(slowest.mostCpuMs).toBeLessThan(100);
+    // (No CPU bound here: the test's own client spends it sending megabytes.)
   });
 
   it('refuses large variables: without credentials before reading them, with credentials before coercing them', async () => {
