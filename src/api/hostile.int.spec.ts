@@ -130,9 +130,11 @@ const codeOf = (result: Result) => result.errors?.[0]?.extensions?.code;
 async function healthzDuring(
   attacks: readonly (() => Promise<unknown>)[],
 ): Promise<{ slowestProbeMs: number; mostCpuMs: number }> {
-  let best = { slowestProbeMs: Number.POSITIVE_INFINITY, mostCpuMs: Number.POSITIVE_INFINITY };
-  for (let round = 0; round < 3 && best.slowestProbeMs >= 100; round++) {
-    await fetch(`${base}/healthz`);
+  // A first pass warms up the code paths (compiling them costs CPU once, not per request).
+  for (const attack of attacks) await attack();
+  await fetch(`${base}/healthz`);
+  const best = { slowestProbeMs: Number.POSITIVE_INFINITY, mostCpuMs: Number.POSITIVE_INFINITY };
+  for (let round = 0; round < 3 && (best.slowestProbeMs >= 100 || best.mostCpuMs >= 50); round++) {
     let slowestProbeMs = 0;
     let mostCpuMs = 0;
     for (const attack of attacks) {
@@ -151,7 +153,8 @@ async function healthzDuring(
       const used = process.cpuUsage(cpu);
       mostCpuMs = Math.max(mostCpuMs, (used.user + used.system) / 1000);
     }
-    if (slowestProbeMs < best.slowestProbeMs) best = { slowestProbeMs, mostCpuMs };
+    best.slowestProbeMs = Math.min(best.slowestProbeMs, slowestProbeMs);
+    best.mostCpuMs = Math.min(best.mostCpuMs, mostCpuMs);
   }
   return best;
 }
