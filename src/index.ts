@@ -1,7 +1,185 @@
-// The public surface of the `tributary` package.
-export * from './api/index.js';
-export * from './config/index.js';
-export * from './errors.js';
-export * from './ingest/index.js';
-export { createLogger, type Logger, type LogLevel, silentLogger } from './logger.js';
-export * from './projections/index.js';
+// The public surface of the `tributary` package, listed by name. Anything not listed here is
+// internal and may change in any release; `src/index.unit.spec.ts` snapshots this list, so
+// every change to it shows up in review.
+
+// Configuration (tributary.config.ts)
+export {
+  type DatabaseConfig,
+  defineConfig,
+  type EmbeddedConfig,
+  type LoadedConfig,
+  loadConfig,
+  type TributaryConfig,
+  validateConfig,
+} from './config/index.js';
+
+// Errors: one hierarchy, each with a stable code and, where it helps, a hint.
+export {
+  ConcurrencyError,
+  ConfigError,
+  EmbeddedPostgresError,
+  type ErrorCode,
+  ErrorCodes,
+  type ExpectedVersion,
+  IdempotencyConflictError,
+  isConcurrencyError,
+  isTributaryError,
+  isValidationError,
+  MigrationError,
+  NotFoundError,
+  TimeoutError,
+  TributaryError,
+  ValidationError,
+} from './errors.js';
+
+// The log
+export {
+  type AppendOptions,
+  type AppendResult,
+  comparePositions,
+  copyToStream,
+  createPostgresEventStore,
+  type Envelope,
+  type EventInput,
+  type EventStore,
+  formatPosition,
+  isPosition,
+  type JsonObject,
+  type JsonValue,
+  type LimitOptions,
+  type LogFilter,
+  maxPosition,
+  openStreamCopy,
+  type Position,
+  type PostgresEventStoreOptions,
+  parsePosition,
+  type ReadAllOptions,
+  type ReadAllResult,
+  type ReadStreamOptions,
+  START,
+  type StreamCopy,
+  type SubscribeOptions,
+  type Subscription,
+} from './ingest/index.js';
+
+// Change data capture
+export {
+  type Capture,
+  type CaptureOptions,
+  type CaptureState,
+  type CdcSourceConfig,
+  type CdcSourcesConfig,
+  type CdcStatusOptions,
+  CdcErrorCodes,
+  CdcSourceError,
+  cdcStatus,
+  type DropResult,
+  dropSource,
+  isSlotLostError,
+  type LiveSourceStatus,
+  SlotLostError,
+  type SnapshotProgress,
+  type SourceStatus,
+  startCapture,
+  type TableName,
+} from './ingest/index.js';
+
+// Projections and views
+export {
+  type AnyView,
+  type BatchTransaction,
+  type Clock,
+  COLUMN_TYPES,
+  type ColumnDefinition,
+  type ColumnInputs,
+  type ColumnType,
+  type ColumnValues,
+  createVirtualClock,
+  DEFAULT_VIEW_SCHEMA,
+  type DeadLetter,
+  defineProjection,
+  defineView,
+  discardDeadLetters,
+  type FailurePolicy,
+  getProjectionStatuses,
+  type HandlerContext,
+  type IndexDefinition,
+  listDeadLetters,
+  type Progress,
+  type Projection,
+  type ProjectionDefinition,
+  ProjectionDefinitionChangedError,
+  ProjectionErrorCodes,
+  ProjectionFailedError,
+  ProjectionHandlerError,
+  type ProjectionStatus,
+  positionAtTime,
+  type RebuildOptions,
+  type RebuildResult,
+  type ReplayOptions,
+  type RetryOutcome,
+  type RetryPolicy,
+  type Row,
+  type RowFor,
+  type RowInputFor,
+  type RowOf,
+  type RunnerOptions,
+  rebuildProjection,
+  replayProjection,
+  retryDeadLetters,
+  type StartWorkersOptions,
+  startWorkers,
+  systemClock,
+  type ViewContext,
+  type ViewDefinition,
+  type VirtualClock,
+  type WorkerState,
+  type WorkerStatus,
+  type Workers,
+} from './projections/index.js';
+
+// Windowed aggregations
+export {
+  type AccumulationMode,
+  type Aggregate,
+  aggregates,
+  type Duration,
+  defineAggregate,
+  defineWindowedAggregate,
+  type FiringSpec,
+  GLOBAL_WINDOW,
+  type Pane,
+  type PaneTiming,
+  type TriggerSpec,
+  triggers,
+  type WatermarkSpec,
+  type Window,
+  type WindowedAggregate,
+  type WindowedAggregateOptions,
+  type WindowSpec,
+  watermarks,
+  windows,
+} from './projections/index.js';
+
+// The GraphQL API
+export {
+  type Api,
+  type ApiConfig,
+  type ApiContext,
+  type ApiKeyConfig,
+  type ApiLimitsConfig,
+  type AuthConfig,
+  buildSchema,
+  type ChangeMessage,
+  type CreateApiOptions,
+  createApi,
+  type JwtConfig,
+  type Scope,
+  type SchemaOptions,
+  SUBSCRIPTION_OVERFLOW,
+  SubscriptionOverflowError,
+} from './api/index.js';
+export { CURSOR_EXPIRED, CursorExpiredError, READ_YOUR_WRITES_TIMEOUT } from './projections/index.js';
+
+// Logging
+export { createLogger, type Logger, type LoggerOptions, type LogLevel, silentLogger } from './logger.js';
