@@ -541,6 +541,53 @@ describe('faults', () => {
   });
 });
 
+describe('several processes of one deployment', () => {
+  it('starting on a fresh source while another takes the snapshot: it stands by, then takes over', async () => {
+    await source.query(`create table twin (id int primary key, v text);
+      insert into twin select g, 's' || g from generate_series(1, 20000) g`);
+    const config = { tables: ['public.twin'], snapshotChunkSize: 100 };
+    const { sources, running: first } = capture('twin', config);
+    // The slot exists and the snapshot runs (the slot is idle meanwhile): a second process starts.
+    await waitFor(
+      async () =>
+        first.status()[0]!.state === 'snapshotting' &&
+        (await source.query('select 1 from pg_replication_slots where slot_name = $1', [sources.twin!.slot]))
+          .rowCount === 1,
+      { timeoutMs: 30_000, what: 'the snapshot under way' },
+    );
+    const second = startCapture({ sources, pool });
+    captures.push(second);
+    let failed: unknown;
+    void Promise.race([first.failure, second.failure]).then((error) => {
+      failed = error;
+    });
+    const streamingOne = async () =>
+      waitFor(
+        () => {
+          if (failed !== undefined) throw failed;
+          return [first, second].find((c) => c.status()[0]!.state === 'streaming');
+        },
+        { timeoutMs: 60_000, what: 'one capture streaming' },
+      );
+    const leader = await streamingOne();
+    const follower = leader === first ? second : first;
+    await source.query("insert into twin values (20001, 'after')");
+    const all = await events('twin', 20001);
+    expect(all.filter((e) => e.type === 'public.twin.snapshot')).toHaveLength(20000);
+    expect(all[20000]!.type).toBe('public.twin.insert');
+    expect(follower.status()[0]!.state).not.toBe('streaming');
+    expect(failed).toBeUndefined();
+
+    await leader.stop();
+    expect(await streamingOne()).toBe(follower);
+    await source.query("insert into twin values (20002, 'taken over')");
+    const after = await events('twin', 20002);
+    expect(after).toHaveLength(20002);
+    expect(new Set(after.map((e) => e.eventId)).size).toBe(20002);
+    await follower.stop();
+  });
+});
+
 describe('status', () => {
   it('shows the WAL a stopped capture holds from restart_lsn beside its lag, readable, and warns past the threshold', async () => {
     await source.query('create table held (id int primary key, v text)');

@@ -173,8 +173,9 @@ async function runSource(source: SourceSettings, live: LiveSourceStatus, context
       } catch (error) {
         if (signal.aborted) break;
         const permanent = asPermanent(error, source.name);
-        live.lastError = isTributaryError(permanent ?? error)
-          ? (permanent ?? (error as TributaryError)).describe()
+        const shown = permanent ?? error;
+        live.lastError = isTributaryError(shown)
+          ? shown.describe()
           : String((error as Error)?.message ?? error);
         live.lastErrorAt = new Date();
         if (permanent !== undefined) {
@@ -240,6 +241,7 @@ async function runOnce(
     const source = await resolveSourceNames(pool, settings);
     live.slot = source.slot;
     checkConfiguredNames(source);
+    await lockCapture(client, source);
     // Refused here, before anything is created or streamed: a table that cannot be captured
     // stops the whole source rather than leaving a hole in the log.
     const tables = await checkSourceTables(client, source);
@@ -362,6 +364,28 @@ async function runOnce(
   }
 }
 
+/** Two ints naming Tributary's advisory locks on a source: this class, and the slot name's hash. */
+const CAPTURE_LOCK_CLASS = 0x54524942;
+
+/**
+ * One process captures a slot at a time. The slot itself refuses a second reader only while
+ * it streams: during a snapshot it is idle, and a second process of the same deployment
+ * would take it for the slot of an interrupted snapshot and drop it. So the capture holds a
+ * session advisory lock on the source, named after the slot, on its own connection to the
+ * source for as long as it runs; a process that dies releases it with its connection.
+ */
+async function lockCapture(client: pg.Client, source: ResolvedSource): Promise<void> {
+  const { rows } = await client.query<{ locked: boolean }>(
+    'select pg_try_advisory_lock($1, hashtext($2)) as locked',
+    [CAPTURE_LOCK_CLASS, source.slot],
+  );
+  if (!rows[0]?.locked) {
+    throw new Error(
+      `replication slot '${source.slot}' is in use by process elsewhere: another Tributary process captures source '${source.name}'`,
+    );
+  }
+}
+
 /** A configured name that differs from the one the log recorded would point capture at another slot. */
 function checkConfiguredNames(source: ResolvedSource): void {
   for (const [field, configured, used] of [
@@ -380,7 +404,7 @@ function checkConfiguredNames(source: ResolvedSource): void {
   }
 }
 
-export function resnapshotHint(source: ResolvedSource): string {
+function resnapshotHint(source: ResolvedSource): string {
   return [
     `Make sure nothing else reads slot '${source.slot}': leave \`slot\` out of sources.${source.name} (the default name is unique to this log database) or name a slot of its own.`,
     `Then run \`tributary cdc drop ${source.name} --yes\` (it forgets this log's checkpoint and leaves a slot this log did not create in place) and restart:`,
