@@ -138,7 +138,7 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const otherVersion = sourceBinDir() !== undefined;
 const KILLS = otherVersion ? 6 : 22;
 const KILLS_IN_SNAPSHOT = otherVersion ? 3 : 6;
-const SNAPSHOT_ROWS = otherVersion ? 20_000 : 60_000;
+const SNAPSHOT_ROWS = otherVersion ? 40_000 : 60_000;
 
 describe('kill -9 and restart', () => {
   it(`keeps each source transaction exactly once, in commit order, across ${KILLS} SIGKILLs during snapshot and streaming`, async () => {
