@@ -1,4 +1,12 @@
 import { defineConfig } from 'vitest/config';
+import { PG15_BIN, runPg15Source } from './test/sourceVersions.js';
+
+const pg15 = runPg15Source();
+if (!pg15) {
+  console.warn(
+    `Not running the CDC tests against a PostgreSQL 15 source: no binaries in ${PG15_BIN} (apt-get install postgresql-15, or set TRIBUTARY_TEST_PG15_BIN).`,
+  );
+}
 
 // Three tiers, by file name: *.unit.spec.ts (no database), *.int.spec.ts (real PostgreSQL,
 // a fresh database per file), *.e2e.spec.ts (real processes, HTTP, replication).
@@ -38,6 +46,22 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      // The CDC tests again, capturing from a PostgreSQL 15 server while the log stays on the
+      // main test server (the heaviest e2e tests run smaller here; see capture.e2e.spec.ts).
+      ...(pg15
+        ? [
+            {
+              extends: true as const,
+              test: {
+                name: 'pg15-source',
+                include: ['src/ingest/cdc/*.int.spec.ts', 'src/ingest/cdc/*.e2e.spec.ts'],
+                globalSetup: ['test/globalSetup.ts', 'test/sourceServerSetup.ts'],
+                testTimeout: 300_000,
+                hookTimeout: 120_000,
+              },
+            },
+          ]
+        : []),
     ],
   },
 });

@@ -12,6 +12,10 @@ declare module 'vitest' {
     adminUrl: string;
     /** A migrated database that each spec file copies. */
     templateDatabase: string;
+    /** Maintenance-database URL of a separate server to capture from (test/sourceServerSetup.ts). */
+    sourceAdminUrl?: string;
+    /** That server's bin directory (its tests start more servers of the same version). */
+    sourceBinDir?: string;
   }
 }
 

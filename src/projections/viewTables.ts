@@ -47,7 +47,7 @@ export async function createViewTables(
   views: readonly AnyView[],
   schema: string = DEFAULT_VIEW_SCHEMA,
 ): Promise<void> {
-  await db.query(`create schema if not exists ${quoteIdentifier(assertIdentifier(schema, 'view schema'))}`);
+  await ensureSchema(db, schema);
   for (const view of views) {
     const { rows } = await db.query('select to_regclass($1) is not null as exists', [
       qualified(schema, view.name),
@@ -55,4 +55,23 @@ export async function createViewTables(
     if (rows[0]?.exists) continue;
     for (const statement of viewTableStatements(view, schema)) await db.query(statement);
   }
+}
+
+/**
+ * `create schema if not exists` is not safe against itself: two transactions creating the
+ * same schema at once both pass the check and the second fails on pg_namespace's unique
+ * index (two projections starting for the first time do exactly that). A missing schema
+ * is therefore created under a transaction-level advisory lock on its name, which the
+ * second transaction waits for and then finds the schema made. An existing schema takes
+ * no lock. Call inside a transaction.
+ */
+export async function ensureSchema(db: Queryable, schema: string): Promise<void> {
+  assertIdentifier(schema, 'view schema');
+  const { rows } = await db.query<{ exists: boolean }>(
+    'select exists (select 1 from pg_namespace where nspname = $1) as exists',
+    [schema],
+  );
+  if (rows[0]?.exists) return;
+  await db.query('select pg_advisory_xact_lock(hashtext($1))', [`tributary.schema:${schema}`]);
+  await db.query(`create schema if not exists ${quoteIdentifier(schema)}`);
 }

@@ -1,8 +1,40 @@
 import { randomBytes } from 'node:crypto';
-import type pg from 'pg';
+import pg from 'pg';
+import { inject } from 'vitest';
 import { quoteIdentifier } from '../../src/db/index.js';
 import { type Envelope, type JsonObject, readStream } from '../../src/ingest/index.js';
-import { testServerUrl, withAdmin } from './database.js';
+
+/**
+ * Maintenance-database URL of the server the CDC tests capture from: the test server
+ * itself, or, in the `pg15-source` test project, a PostgreSQL 15 server of its own
+ * (test/sourceServerSetup.ts) while the log stays on the test server.
+ */
+export function sourceAdminUrl(): string {
+  return inject('sourceAdminUrl') ?? inject('adminUrl');
+}
+
+/** The `bin` directory of the source server when it is not the embedded one (else undefined). */
+export function sourceBinDir(): string | undefined {
+  return inject('sourceBinDir');
+}
+
+/** Connection string of `database` on the source server. */
+export function sourceServerUrl(database: string): string {
+  const url = new URL(sourceAdminUrl());
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Runs `fn` on a connection to the source server's maintenance database. */
+export async function withSourceAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: sourceAdminUrl() });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
 
 export interface SourceDatabase {
   url: string;
@@ -12,17 +44,17 @@ export interface SourceDatabase {
   drop(): Promise<void>;
 }
 
-/** A separate database on the test server to capture from; drop() removes its slots first. */
+/** A separate database on the source server to capture from; drop() removes its slots first. */
 export async function createSourceDatabase(): Promise<SourceDatabase> {
   const tag = randomBytes(4).toString('hex');
   const name = `src_${tag}`;
-  await withAdmin((admin) => admin.query(`create database ${quoteIdentifier(name)}`));
+  await withSourceAdmin((admin) => admin.query(`create database ${quoteIdentifier(name)}`));
   return {
-    url: testServerUrl(name),
+    url: sourceServerUrl(name),
     name,
     tag,
     drop: () =>
-      withAdmin(async (client) => {
+      withSourceAdmin(async (client) => {
         for (let attempt = 0; attempt < 50; attempt++) {
           await client.query(
             `select pg_terminate_backend(active_pid) from pg_replication_slots where database = $1 and active_pid is not null`,

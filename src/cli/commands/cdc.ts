@@ -11,7 +11,9 @@ export function registerCdc(program: Command) {
 
   cdc
     .command('status')
-    .description('Per source: slot, confirmed LSN, lag (bytes, seconds), snapshot progress, last error.')
+    .description(
+      'Per source: whether capture runs, slot, confirmed LSN, lag and WAL held on the source, snapshot progress, last error, warnings.',
+    )
     .option('--json', 'print JSON instead of a table')
     .action(async (options: { json?: boolean }, command: Command) => {
       const context = await openContext(command.optsWithGlobals());
@@ -31,7 +33,7 @@ export function registerCdc(program: Command) {
   cdc
     .command('drop <source>')
     .description(
-      "Drop a source's replication slot and publication and forget its checkpoint (the log keeps its events).",
+      "Forget a source's checkpoint, and drop its replication slot and publication if this log created them (the log keeps its events); the next run takes a new snapshot.",
     )
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (name: string, options: { yes?: boolean }, command: Command) => {
@@ -57,8 +59,18 @@ export function registerCdc(program: Command) {
           }
         }
         const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
+        const slot = result.slotDropped
+          ? 'dropped'
+          : result.slotKept
+            ? `left in place: it ${result.slotKept}`
+            : 'was already gone';
+        const publication = result.publicationDropped
+          ? 'dropped'
+          : result.publicationKept
+            ? `left in place (${result.publicationKept})`
+            : 'was already gone';
         console.log(
-          `Source '${name}': slot ${result.slotDropped ? 'dropped' : 'was already gone'}, publication ${result.publicationDropped ? 'dropped' : 'was already gone'}, checkpoint forgotten.`,
+          `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
         );
       } finally {
         await pool.end();
@@ -78,26 +90,51 @@ export function registerCdc(program: Command) {
         logger: context.logger,
       });
       context.lifecycle.add(() => capture.stop());
+      void capture.failure.then((error) => context.lifecycle.fail(error));
       context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
       await context.lifecycle.stopped;
+      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
     });
 }
 
-function formatStatus(s: SourceStatus): string {
+function formatStatus(s: SourceStatus, now = Date.now()): string {
   const snapshot = s.snapshot.done
     ? `done (${s.snapshot.rows} rows)`
     : s.snapshot.progress
       ? `${s.snapshot.progress.rowsDone} / ~${s.snapshot.progress.rowsTotal} rows${s.snapshot.progress.table ? ` (${s.snapshot.progress.table})` : ''}`
       : 'not started';
+  const at = (time: Date) => `${time.toISOString()}, ${ago(now - time.getTime())}`;
+  const capture = s.running
+    ? `running (reported ${ago(now - s.updatedAt!.getTime())})`
+    : s.updatedAt
+      ? `not running (last report ${at(s.updatedAt)})`
+      : 'not running (never ran against this log)';
+  const slotNotes = [
+    s.slotExists === false ? (s.snapshot.done ? 'MISSING' : 'not created yet') : null,
+    s.slotProblem,
+    s.slotActive ? 'in use' : s.slotExists ? 'idle' : null,
+    s.walStatus ? `wal_status ${s.walStatus}` : null,
+  ].filter((note) => note !== null);
   const lines = [
     `${s.source}  [${s.state}]  stream ${s.streamId}`,
-    `  slot          ${s.slot}${s.slotExists === false ? '  (MISSING)' : ''}${s.slotProblem ? `  (${s.slotProblem})` : ''}`,
+    `  capture       ${capture}`,
+    `  slot          ${s.slot}${slotNotes.length > 0 ? `  (${slotNotes.join(', ')})` : ''}`,
     `  confirmed LSN ${s.confirmedLsn ?? '-'}   checkpoint ${s.checkpointLsn ?? '-'}${s.checkpointTime ? ` at ${s.checkpointTime.toISOString()}` : ''}`,
-    `  lag           ${s.lagBytes === null ? '-' : `${s.lagBytes} bytes`}, ${s.lagSeconds === null ? '-' : `${s.lagSeconds.toFixed(1)} s`}`,
+    `  lag           ${s.lagSize ?? '-'} to read${s.lagSeconds === null ? '' : `, ${s.lagSeconds.toFixed(1)} s`}`,
+    `  WAL held      ${s.retainedSize ?? '-'} on the source (from restart_lsn)${s.safeWalSize ? `, ${s.safeWalSize} more before the slot is invalidated` : ''}`,
     `  snapshot      ${snapshot}`,
     `  transactions  ${s.transactions}`,
   ];
   if (s.lastError)
-    lines.push(`  last error    ${s.lastError}${s.lastErrorAt ? ` (${s.lastErrorAt.toISOString()})` : ''}`);
+    lines.push(`  last error    ${s.lastErrorAt ? `${at(s.lastErrorAt)}: ` : ''}${s.lastError}`);
+  for (const warning of s.warnings) lines.push(`  WARNING       ${warning}`);
   return lines.join('\n');
+}
+
+function ago(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86_400)} days ago`;
 }

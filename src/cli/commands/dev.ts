@@ -36,6 +36,7 @@ export function registerDev(program: Command) {
         throw error;
       }
       await context.lifecycle.stopped;
+      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
     });
 }
 

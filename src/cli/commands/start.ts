@@ -47,6 +47,8 @@ export const startSources: Service = async (context) => {
   if (!sources || Object.keys(sources).length === 0) return;
   const capture = startCapture({ sources, url: context.database.url, logger: context.logger });
   context.lifecycle.add(() => capture.stop());
+  // A source that cannot be captured stops the process (exit code 1) instead of retrying forever.
+  void capture.failure.then((error) => context.lifecycle.fail(error));
   context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
 };
 
@@ -72,5 +74,6 @@ export function registerStart(program: Command) {
         await service(context);
       }
       await context.lifecycle.stopped;
+      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
     });
 }

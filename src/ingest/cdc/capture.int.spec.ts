@@ -12,7 +12,7 @@ import { waitFor } from '../../../test/support/waitFor.js';
 import { createPool, type Pool } from '../../db/index.js';
 import { createLogger } from '../../logger.js';
 import type { Envelope } from '../log/index.js';
-import { type Capture, type CdcSourceConfig, cdcStatus, startCapture } from './index.js';
+import { type Capture, type CdcSourceConfig, CdcSourceError, cdcStatus, startCapture } from './index.js';
 
 let db: TestDatabase;
 let pool: Pool;
@@ -329,20 +329,45 @@ function checkAudit(all: readonly Envelope[], written: number) {
 }
 
 describe('validation', () => {
-  it('refuses a table without a primary key or replica identity, saying how to fix it, and creates no slot', async () => {
-    await source.query('create table loose (a int, b text)');
-    const { running, sources } = capture('loose', { tables: ['public.loose'] });
-    const failed = await waitFor(() => running.status().find((s) => s.lastError !== null), {
-      timeoutMs: 30_000,
-      what: 'the refusal',
-    });
-    expect(failed.state).toBe('failed');
-    expect(failed.lastError).toMatch(/public\.loose has no primary key and no replica identity/);
-    expect(failed.lastError).toMatch(/ADD PRIMARY KEY .* REPLICA IDENTITY FULL/);
-    const { rowCount } = await source.query('select 1 from pg_replication_slots where slot_name = $1', [
-      sources.loose!.slot,
+  it('refuses a source with a table that has no key before creating or streaming anything, and stops it without retrying', async () => {
+    await source.query('create table loose (a int, b text); create table tight (id int primary key)');
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', format: 'json', write: (line) => lines.push(line) });
+    const sources = {
+      loose: {
+        url: src.url,
+        slot: `s_loose_${src.tag}`,
+        publication: `p_loose_${src.tag}`,
+        tables: ['public.tight', 'public.loose'],
+      },
+    };
+    const running = startCapture({ sources, pool, logger });
+    captures.push(running);
+    const error = await Promise.race([
+      running.failure,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('no refusal within 30 s')), 30_000),
+      ),
     ]);
-    expect(rowCount).toBe(0);
+    expect(error).toBeInstanceOf(CdcSourceError);
+    expect(error.message).toMatch(/public\.loose has no primary key and no replica identity/);
+    expect(error.hint).toMatch(/ADD PRIMARY KEY .* REPLICA IDENTITY FULL/);
+    expect(running.status()[0]).toMatchObject({ state: 'failed', lastError: expect.stringMatching(/loose/) });
+    // Nothing was created on the source: the table with a key is not captured without the other.
+    const { rows } = await source.query<{ slots: string; publications: string }>(
+      `select (select count(*) from pg_replication_slots where slot_name = $1) as slots,
+              (select count(*) from pg_publication where pubname = $2) as publications`,
+      [sources.loose.slot, sources.loose.publication],
+    );
+    expect(rows[0]).toEqual({ slots: '0', publications: '0' });
+    // Not retried: a retry would come 500 ms after the failure; give it three times that.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(lines.filter((line) => line.includes('retrying'))).toEqual([]);
+    expect(lines.filter((line) => line.includes('CAPTURE STOPPED'))).toHaveLength(1);
+    const [status] = await cdcStatus({ sources, db: pool });
+    expect(status).toMatchObject({ state: 'failed', running: false, slotExists: false });
+    expect(status!.lastError).toMatch(/public\.loose has no primary key/);
+    expect(status!.lastErrorAt).toBeInstanceOf(Date);
     await running.stop();
   });
 });
@@ -476,12 +501,13 @@ describe('faults', () => {
     await source.query('select pg_drop_replication_slot($1)', [watcher]);
   });
 
-  it('moves an idle slot forward while another database on the server is written to', async () => {
+  it('moves an idle slot forward while another database on the server is written to, and resumes from there', async () => {
     await source.query('create table quiet (id int primary key)');
     const { running, sources } = capture('idle', { tables: ['public.quiet'] });
     await streaming(running);
     const slot = sources.idle!.slot!;
-    const noisy = new pg.Client({ connectionString: db.url });
+    const other = await createSourceDatabase();
+    const noisy = new pg.Client({ connectionString: other.url });
     await noisy.connect();
     await noisy.query('create table noise (id serial primary key, payload text)');
     for (let i = 0; i < 20; i++)
@@ -489,6 +515,7 @@ describe('faults', () => {
     const { rows } = await noisy.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
     const written = rows[0]!.lsn;
     await noisy.end();
+    await other.drop();
     await waitFor(
       async () => {
         const { rows: slotRows } = await source.query<{ ok: boolean }>(
@@ -500,5 +527,119 @@ describe('faults', () => {
       { timeoutMs: 60_000, what: `slot ${slot} to be confirmed past ${written}` },
     );
     expect(await readWholeStream(pool, 'cdc-idle')).toEqual([]);
+    // The slot is now ahead of the last captured transaction, by the log's own leave: a restart
+    // must resume there, not take it for a slot someone else read.
+    await running.stop();
+    const again = startCapture({ sources, pool });
+    captures.push(again);
+    await streaming(again);
+    await source.query('insert into quiet values (1)');
+    const [inserted] = await events('idle', 1);
+    expect(inserted!.type).toBe('public.quiet.insert');
+    expect(again.status()[0]!.lastError).toBeNull();
+    await again.stop();
+  });
+});
+
+describe('several processes of one deployment', () => {
+  it('starting on a fresh source while another takes the snapshot: it stands by, then takes over', async () => {
+    await source.query(`create table twin (id int primary key, v text);
+      insert into twin select g, 's' || g from generate_series(1, 20000) g`);
+    const config = { tables: ['public.twin'], snapshotChunkSize: 100 };
+    const { sources, running: first } = capture('twin', config);
+    // The slot exists and the snapshot runs (the slot is idle meanwhile): a second process starts.
+    await waitFor(
+      async () =>
+        first.status()[0]!.state === 'snapshotting' &&
+        (await source.query('select 1 from pg_replication_slots where slot_name = $1', [sources.twin!.slot]))
+          .rowCount === 1,
+      { timeoutMs: 30_000, what: 'the snapshot under way' },
+    );
+    const second = startCapture({ sources, pool });
+    captures.push(second);
+    let failed: unknown;
+    void Promise.race([first.failure, second.failure]).then((error) => {
+      failed = error;
+    });
+    const streamingOne = async () =>
+      waitFor(
+        () => {
+          if (failed !== undefined) throw failed;
+          return [first, second].find((c) => c.status()[0]!.state === 'streaming');
+        },
+        { timeoutMs: 60_000, what: 'one capture streaming' },
+      );
+    const leader = await streamingOne();
+    const follower = leader === first ? second : first;
+    await source.query("insert into twin values (20001, 'after')");
+    const all = await events('twin', 20001);
+    expect(all.filter((e) => e.type === 'public.twin.snapshot')).toHaveLength(20000);
+    expect(all[20000]!.type).toBe('public.twin.insert');
+    expect(follower.status()[0]!.state).not.toBe('streaming');
+    expect(failed).toBeUndefined();
+
+    await leader.stop();
+    expect(await streamingOne()).toBe(follower);
+    await source.query("insert into twin values (20002, 'taken over')");
+    const after = await events('twin', 20002);
+    expect(after).toHaveLength(20002);
+    expect(new Set(after.map((e) => e.eventId)).size).toBe(20002);
+    await follower.stop();
+  });
+});
+
+describe('status', () => {
+  it('shows the WAL a stopped capture holds from restart_lsn beside its lag, readable, and warns past the threshold', async () => {
+    await source.query('create table held (id int primary key, v text)');
+    const { running, sources } = capture('held', {
+      tables: ['public.held'],
+      retainedWalWarningBytes: 1024 * 1024,
+    });
+    await streaming(running);
+    // A transaction left open while others commit and are confirmed: decoding would have to
+    // restart at its beginning, so the slot keeps the WAL from there (restart_lsn), far behind
+    // its confirmed position.
+    const open = new pg.Client({ connectionString: src.url });
+    await open.connect();
+    try {
+      await open.query('begin');
+      await open.query("insert into held values (0, 'open')");
+      await source.query(
+        'insert into held select g, repeat(md5(g::text), 16) from generate_series(1, 4000) g',
+      );
+      const { rows } = await source.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+      await events('held', 4000);
+      await waitFor(
+        async () =>
+          (
+            await source.query<{ ok: boolean }>(
+              'select confirmed_flush_lsn >= $2::pg_lsn as ok from pg_replication_slots where slot_name = $1',
+              [sources.held!.slot, rows[0]!.lsn],
+            )
+          ).rows[0]?.ok,
+        { what: 'the slot confirmed past the inserts' },
+      );
+      await running.stop();
+      await source.query("insert into held select g, 'later' from generate_series(5001, 5100) g");
+
+      const [status] = await cdcStatus({ sources, db: pool });
+      expect(status).toMatchObject({ state: 'stopped', running: false, slotExists: true, slotActive: false });
+      expect(status!.lagBytes).toBeGreaterThan(0);
+      expect(status!.retainedBytes! - status!.lagBytes!).toBeGreaterThan(1024 * 1024);
+      expect(status!.lagSize).toMatch(/^\d+ (bytes|kB)$/);
+      expect(status!.retainedSize).toMatch(/^\d+ (kB|MB)$/);
+      expect(['reserved', 'extended']).toContain(status!.walStatus);
+      if (status!.safeWalSizeBytes !== null) expect(status!.safeWalSize).toMatch(/^\d+ (kB|MB|GB)$/);
+      expect(status!.warnings).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `not running and slot '${sources.held!.slot}' holds \\d+ (kB|MB) of WAL .*threshold 1024 kB`,
+          ),
+        ),
+      ]);
+    } finally {
+      await open.query('rollback').catch(() => {});
+      await open.end();
+    }
   });
 });

@@ -1,11 +1,13 @@
 import type { Queryable } from '../../db/index.js';
 import { readCheckpoint } from './checkpoints.js';
 import { resolveSources } from './resolveSources.js';
-import { connectSource, inspectSlot } from './sourceSetup.js';
-import type { CaptureState, CdcSourcesConfig, SourceStatus } from './types.js';
+import { resolveSourceNames } from './sourceNames.js';
+import { connectSource, inspectSlot, type SlotInfo } from './sourceSetup.js';
+import type { CaptureState, CdcSourcesConfig, ResolvedSource, SourceStatus } from './types.js';
 
 /** A capture that has not reported for this long is taken to be not running. */
 const STALE_MS = 15_000;
+const RUNNING: ReadonlySet<string> = new Set(['starting', 'snapshotting', 'streaming', 'reconnecting']);
 
 /**
  * The status of every configured source, from the log's checkpoints, the running
@@ -19,9 +21,9 @@ export interface CdcStatusOptions {
 }
 
 export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus[]> {
-  const sources = resolveSources(options.sources);
   return Promise.all(
-    sources.map(async (source): Promise<SourceStatus> => {
+    resolveSources(options.sources).map(async (settings): Promise<SourceStatus> => {
+      const source = await resolveSourceNames(options.db, settings);
       const checkpoint = await readCheckpoint(options.db, source.name);
       const { rows } = await options.db.query<{
         state: string;
@@ -42,56 +44,48 @@ export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus
         [source.name],
       );
       const progress = rows[0];
-      let state: CaptureState = (progress?.state as CaptureState | undefined) ?? 'not running';
-      if (progress && progress.age_ms > STALE_MS && state !== 'failed') state = 'not running';
+      // Only a capture that keeps reporting runs; a process killed mid-stream leaves its last
+      // state behind, and an error it stopped on stays visible as the last error.
+      const running = progress !== undefined && progress.age_ms <= STALE_MS && RUNNING.has(progress.state);
+      const state: CaptureState = running
+        ? (progress.state as CaptureState)
+        : progress?.state === 'failed' || progress?.state === 'stopped'
+          ? progress.state
+          : 'not running';
 
-      let slotExists: boolean | null = null;
-      let slotProblem: string | null = null;
-      let confirmedLsn: string | null = progress?.confirmed_lsn ?? null;
-      let lagBytes: number | null = null;
-      const client = connectSource(source, { applicationName: 'tributary-cdc-status' });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        const slot = await inspectSlot(client, source.slot);
-        slotExists = slot !== undefined;
-        slotProblem = slot?.problem ?? null;
-        if (slot?.confirmedLsn) {
-          confirmedLsn = slot.confirmedLsn;
-          const { rows: lag } = await client.query<{ lag: string }>(
-            'select greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn))::bigint as lag',
-            [slot.confirmedLsn],
-          );
-          lagBytes = Number(lag[0]!.lag);
-        }
-      } catch (error) {
-        slotProblem = `source unreachable: ${(error as Error).message}`;
-      } finally {
-        await client.end().catch(() => {});
-      }
+      const wal = await inspectSource(source);
+      const lagBytes = wal.slot?.lagBytes ?? null;
       const lagSeconds =
         lagBytes === null
           ? null
-          : lagBytes === 0 || progress?.caught_up_at == null
-            ? lagBytes === 0
-              ? 0
-              : null
-            : Math.max(0, (Date.now() - progress.caught_up_at.getTime()) / 1000);
+          : lagBytes === 0
+            ? 0
+            : progress?.caught_up_at == null
+              ? null
+              : Math.max(0, (Date.now() - progress.caught_up_at.getTime()) / 1000);
       const snapshotDone = checkpoint !== undefined;
-      return {
+      const status: SourceStatus = {
         source: source.name,
         slot: source.slot,
         publication: source.publication,
         streamId: source.streamId,
         state,
-        slotExists,
-        slotProblem,
-        confirmedLsn,
+        running,
+        slotExists: wal.reachable ? wal.slot !== undefined : null,
+        slotActive: wal.slot?.active ?? null,
+        slotProblem: wal.problem,
+        confirmedLsn: wal.slot?.confirmedLsn ?? progress?.confirmed_lsn ?? null,
         checkpointLsn: checkpoint?.commitLsn ?? checkpoint?.startLsn ?? null,
         checkpointTime: checkpoint?.commitTime ?? null,
         transactions: checkpoint?.transactions ?? 0,
         lagBytes,
+        lagSize: wal.sizes.lag,
         lagSeconds,
+        retainedBytes: wal.slot?.retainedBytes ?? null,
+        retainedSize: wal.sizes.retained,
+        walStatus: wal.slot?.walStatus ?? null,
+        safeWalSizeBytes: wal.slot?.safeWalSizeBytes ?? null,
+        safeWalSize: wal.sizes.safe,
         snapshot: {
           done: snapshotDone,
           rows: checkpoint?.snapshotRows ?? 0,
@@ -107,7 +101,72 @@ export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus
         lastError: progress?.last_error ?? null,
         lastErrorAt: progress?.last_error_at ?? null,
         updatedAt: progress?.updated_at ?? null,
+        warnings: [],
       };
+      status.warnings = warningsFor(status, source, wal);
+      return status;
     }),
   );
+}
+
+interface SourceWal {
+  reachable: boolean;
+  slot: SlotInfo | undefined;
+  problem: string | null;
+  /** pg_size_pretty of lag, retained WAL, safe WAL size and the warning threshold. */
+  sizes: { lag: string | null; retained: string | null; safe: string | null; threshold: string | null };
+}
+
+async function inspectSource(source: ResolvedSource): Promise<SourceWal> {
+  const none = { lag: null, retained: null, safe: null, threshold: null };
+  const client = connectSource(source, { applicationName: 'tributary-cdc-status' });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    const slot = await inspectSlot(client, source.slot);
+    // Sizes as the source's own pg_size_pretty writes them, so they read like its docs and views.
+    const { rows } = await client.query<SourceWal['sizes']>(
+      `select pg_size_pretty($1::bigint) as lag, pg_size_pretty($2::bigint) as retained,
+              pg_size_pretty($3::bigint) as safe, pg_size_pretty($4::bigint) as threshold`,
+      [
+        slot?.lagBytes ?? null,
+        slot?.retainedBytes ?? null,
+        slot?.safeWalSizeBytes ?? null,
+        source.retainedWalWarningBytes,
+      ],
+    );
+    return { reachable: true, slot, problem: slot?.problem ?? null, sizes: rows[0] ?? none };
+  } catch (error) {
+    return {
+      reachable: false,
+      slot: undefined,
+      problem: `source unreachable: ${(error as Error).message}`,
+      sizes: none,
+    };
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+function warningsFor(status: SourceStatus, source: ResolvedSource, wal: SourceWal): string[] {
+  const warnings: string[] = [];
+  const slot = wal.slot;
+  if (slot === undefined) return warnings;
+  const threshold = source.retainedWalWarningBytes;
+  if (!status.running && threshold > 0 && (slot.retainedBytes ?? 0) > threshold) {
+    warnings.push(
+      `Capture is not running and slot '${slot.name}' holds ${wal.sizes.retained} of WAL on the source (warning threshold ${wal.sizes.threshold}): the source cannot remove it, and it grows, until capture resumes. Start the capture, or run \`tributary cdc drop ${source.name} --yes\` if this source is retired.`,
+    );
+  }
+  if (slot.walStatus === 'unreserved') {
+    warnings.push(
+      `Slot '${slot.name}' holds more WAL than max_slot_wal_keep_size lets the source keep (wal_status unreserved): the source will invalidate it at its next checkpoint unless capture catches up, and a new snapshot will be needed.`,
+    );
+  }
+  if (!status.running && slot.active) {
+    warnings.push(
+      `Slot '${slot.name}' is being read by process ${slot.activePid ?? '?'} on the source, but no capture of this log is running: another deployment or client may be reading it.`,
+    );
+  }
+  return warnings;
 }

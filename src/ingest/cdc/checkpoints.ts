@@ -14,6 +14,11 @@ export interface Checkpoint {
   endLsn: Lsn | null;
   commitTime: Date | null;
   transactions: number;
+  /**
+   * The furthest position this log allowed the slot to be confirmed to (recorded before the
+   * slot is told); null in checkpoints written before Tributary recorded it.
+   */
+  confirmedLsn: Lsn | null;
 }
 
 export async function readCheckpoint(db: Queryable, source: string): Promise<Checkpoint | undefined> {
@@ -28,9 +33,10 @@ export async function readCheckpoint(db: Queryable, source: string): Promise<Che
     end_lsn: string | null;
     commit_time: Date | null;
     transactions: string;
+    confirmed_lsn: string | null;
   }>(
     `select source, slot_name, publication_name, stream_id, start_lsn::text, snapshot_rows, commit_lsn::text,
-            end_lsn::text, commit_time, transactions
+            end_lsn::text, commit_time, transactions, confirmed_lsn::text
        from tributary.cdc_checkpoints where source = $1`,
     [source],
   );
@@ -47,6 +53,7 @@ export async function readCheckpoint(db: Queryable, source: string): Promise<Che
     endLsn: row.end_lsn,
     commitTime: row.commit_time,
     transactions: Number(row.transactions),
+    confirmedLsn: row.confirmed_lsn,
   };
 }
 
@@ -59,8 +66,9 @@ export async function insertCheckpoint(
   >,
 ): Promise<void> {
   await db.query(
-    `insert into tributary.cdc_checkpoints (source, slot_name, publication_name, stream_id, start_lsn, snapshot_rows)
-     values ($1, $2, $3, $4, $5::pg_lsn, $6)`,
+    `insert into tributary.cdc_checkpoints (source, slot_name, publication_name, stream_id, start_lsn, snapshot_rows,
+        confirmed_lsn)
+     values ($1, $2, $3, $4, $5::pg_lsn, $6, $5::pg_lsn)`,
     [
       checkpoint.source,
       checkpoint.slotName,
@@ -82,7 +90,8 @@ export async function advanceCheckpoint(
   const { rowCount } = await db.query(
     `update tributary.cdc_checkpoints
         set commit_lsn = $2::pg_lsn, end_lsn = $3::pg_lsn, commit_time = $4,
-            transactions = transactions + $5, updated_at = now()
+            transactions = transactions + $5, confirmed_lsn = greatest(confirmed_lsn, $3::pg_lsn),
+            updated_at = now()
       where source = $1 and (commit_lsn is null or commit_lsn < $2::pg_lsn)`,
     [source, last.commitLsn, last.endLsn, last.commitTime, transactions],
   );
@@ -92,9 +101,24 @@ export async function advanceCheckpoint(
   }
 }
 
+/**
+ * Records that the slot may be confirmed up to `lsn` although no captured transaction ends
+ * there (the transactions in between had nothing for this log). Called before the slot is
+ * told, so the slot is never confirmed beyond what the log records.
+ */
+export async function recordConfirmable(db: Queryable, source: string, lsn: Lsn): Promise<void> {
+  await db.query(
+    `update tributary.cdc_checkpoints set confirmed_lsn = $2::pg_lsn
+      where source = $1 and (confirmed_lsn is null or confirmed_lsn < $2::pg_lsn)`,
+    [source, lsn],
+  );
+}
+
+/** Forgets everything this log knows of a source's capture: checkpoint, progress, slot and names. */
 export async function deleteCheckpoint(db: Queryable, source: string): Promise<void> {
   await db.query('delete from tributary.cdc_checkpoints where source = $1', [source]);
   await db.query('delete from tributary.cdc_progress where source = $1', [source]);
+  await db.query('delete from tributary.cdc_slots where source = $1', [source]);
 }
 
 export interface ProgressUpdate {

@@ -96,11 +96,12 @@ describe('resolveSources', () => {
         name: 'shop',
         url: 'postgres://x/y',
         tables: [{ schema: 'public', table: 'orders' }],
-        slot: 'tributary_shop',
-        publication: 'tributary_shop',
+        configuredSlot: undefined,
+        configuredPublication: undefined,
         snapshot: 'initial',
         snapshotChunkSize: 5000,
         heartbeatIntervalMs: 0,
+        retainedWalWarningBytes: 256 * 1024 * 1024,
         streamId: 'cdc-shop',
       },
     ]);
@@ -113,6 +114,9 @@ describe('resolveSources', () => {
     );
     expect(() => resolveSources({ 'bad-name': base })).toThrow(/not a valid identifier/);
     expect(() => resolveSources({ shop: { ...base, snapshot: 'sometimes' as 'never' } })).toThrow(/initial/);
-    expect(() => resolveSources({ a: base, b: { ...base, slot: 'tributary_a' } })).toThrow(/same slot/);
+    expect(() => resolveSources({ a: { ...base, slot: 'one' }, b: { ...base, slot: 'one' } })).toThrow(
+      /same slot/,
+    );
+    expect(() => resolveSources({ shop: { ...base, retainedWalWarningBytes: -1 } })).toThrow(/retainedWal/);
   });
 });

@@ -3,6 +3,7 @@ import { TributaryError } from '../../errors.js';
 export const CdcErrorCodes = {
   SourceInvalid: 'CDC_SOURCE_INVALID',
   SlotLost: 'CDC_SLOT_LOST',
+  SlotMismatch: 'CDC_SLOT_MISMATCH',
   Replication: 'CDC_REPLICATION_FAILED',
 } as const;
 
@@ -37,4 +38,31 @@ export class SlotLostError extends TributaryError {
   }
 }
 
+/**
+ * The slot of that name is not the one this log created: another deployment (or client)
+ * made it, read it, or replaced it. Reading it would skip changes, dropping it would take
+ * someone else's, so capture of the source stops and the slot is left alone.
+ */
+export class SlotMismatchError extends TributaryError {
+  constructor(
+    readonly source: string,
+    readonly slot: string,
+    reason: string,
+    hint: string,
+  ) {
+    super(CdcErrorCodes.SlotMismatch, `Source '${source}': replication slot '${slot}' ${reason}`, { hint });
+  }
+}
+
 export const isSlotLostError = (error: unknown): error is SlotLostError => error instanceof SlotLostError;
+
+/**
+ * Errors that retrying cannot fix: the source's setup, a lost slot, someone else's slot, or
+ * a role the source refuses. Capture stops on them (the CLI exits non-zero); anything else
+ * (a dropped connection, a server restarting) is retried with backoff.
+ */
+export function isPermanentCaptureError(error: unknown): boolean {
+  return (
+    error instanceof CdcSourceError || error instanceof SlotLostError || error instanceof SlotMismatchError
+  );
+}

@@ -1,6 +1,13 @@
 export { type CdcStatusOptions, cdcStatus } from './cdcStatus.js';
 export { type DropResult, dropSource } from './dropSource.js';
-export { CdcErrorCodes, CdcSourceError, isSlotLostError, SlotLostError } from './errors.js';
+export {
+  CdcErrorCodes,
+  CdcSourceError,
+  isPermanentCaptureError,
+  isSlotLostError,
+  SlotLostError,
+  SlotMismatchError,
+} from './errors.js';
 export { resolveSources } from './resolveSources.js';
 export { type Capture, type CaptureOptions, type LiveSourceStatus, startCapture } from './startCapture.js';
 export type { StreamTuning } from './streamChanges.js';

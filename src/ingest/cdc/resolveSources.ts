@@ -1,9 +1,12 @@
 import { isValidIdentifier } from '../../db/index.js';
 import { ConfigError } from '../../errors.js';
-import type { CdcSourceConfig, CdcSourcesConfig, ResolvedSource, TableName } from './types.js';
+import type { CdcSourceConfig, CdcSourcesConfig, SourceSettings, TableName } from './types.js';
 
-/** Checks `sources` from the config (shape and identifiers) and fills in the defaults. */
-export function resolveSources(sources: CdcSourcesConfig | undefined): ResolvedSource[] {
+/**
+ * Checks `sources` from the config (shape and identifiers) and fills in the defaults, but
+ * for the slot and publication names: those depend on the log database (see sourceNames.ts).
+ */
+export function resolveSources(sources: CdcSourcesConfig | undefined): SourceSettings[] {
   if (sources === undefined) return [];
   if (sources === null || typeof sources !== 'object' || Array.isArray(sources)) {
     throw new ConfigError('`sources` must be an object mapping source names to their settings.');
@@ -11,19 +14,22 @@ export function resolveSources(sources: CdcSourcesConfig | undefined): ResolvedS
   const slots = new Map<string, string>();
   return Object.entries(sources).map(([name, config]) => {
     const source = resolveSource(name, config);
-    const key = `${source.url} ${source.slot}`;
+    // Default names embed the source name, so only configured ones can collide.
+    if (source.configuredSlot === undefined) return source;
+    const key = `${source.url} ${source.configuredSlot}`;
     const other = slots.get(key);
     if (other !== undefined) {
-      throw new ConfigError(`Sources '${other}' and '${name}' use the same slot '${source.slot}'.`, {
-        hint: 'Give each source its own `slot` name.',
-      });
+      throw new ConfigError(
+        `Sources '${other}' and '${name}' use the same slot '${source.configuredSlot}'.`,
+        { hint: 'Give each source its own `slot` name, or leave `slot` out to get a unique default.' },
+      );
     }
     slots.set(key, name);
     return source;
   });
 }
 
-function resolveSource(name: string, config: CdcSourceConfig): ResolvedSource {
+function resolveSource(name: string, config: CdcSourceConfig): SourceSettings {
   const at = `sources.${name}`;
   if (!isValidIdentifier(name)) {
     throw new ConfigError(`Source name '${name}' is not a valid identifier.`, {
@@ -55,13 +61,11 @@ function resolveSource(name: string, config: CdcSourceConfig): ResolvedSource {
     seen.add(entry);
     return { schema: schema!, table: table! };
   });
-  const slot = config.slot ?? `tributary_${name}`;
-  const publication = config.publication ?? `tributary_${name}`;
   for (const [field, value] of [
-    ['slot', slot],
-    ['publication', publication],
+    ['slot', config.slot],
+    ['publication', config.publication],
   ] as const) {
-    if (!isValidIdentifier(value)) {
+    if (value !== undefined && !isValidIdentifier(value)) {
       throw new ConfigError(`${at}.${field} '${value}' is not a valid identifier.`, {
         hint: 'Use lower-case letters, digits and underscores, at most 63 characters.',
       });
@@ -79,15 +83,22 @@ function resolveSource(name: string, config: CdcSourceConfig): ResolvedSource {
   if (!Number.isSafeInteger(heartbeatIntervalMs) || heartbeatIntervalMs < 0) {
     throw new ConfigError(`${at}.heartbeatIntervalMs must be a non-negative integer (0 turns it off).`);
   }
+  const retainedWalWarningBytes = config.retainedWalWarningBytes ?? 256 * 1024 * 1024;
+  if (!Number.isSafeInteger(retainedWalWarningBytes) || retainedWalWarningBytes < 0) {
+    throw new ConfigError(
+      `${at}.retainedWalWarningBytes must be a non-negative integer of bytes (0 turns the warning off).`,
+    );
+  }
   return {
     name,
     url: config.url,
     tables,
-    slot,
-    publication,
+    configuredSlot: config.slot,
+    configuredPublication: config.publication,
     snapshot,
     snapshotChunkSize,
     heartbeatIntervalMs,
+    retainedWalWarningBytes,
     streamId: `cdc-${name}`,
   };
 }

@@ -3,14 +3,14 @@ import { quoteIdentifier } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
 import { CdcSourceError } from './errors.js';
 import type { Lsn } from './lsn.js';
-import type { ResolvedSource, TableName } from './types.js';
+import type { ResolvedSource, SourceSettings, TableName } from './types.js';
 
 /** Session settings every connection to a source uses: value conversion relies on them. */
 export const SOURCE_SESSION_OPTIONS =
   '-c TimeZone=UTC -c DateStyle=ISO -c bytea_output=hex -c extra_float_digits=3';
 
 export function connectSource(
-  source: ResolvedSource,
+  source: Pick<SourceSettings, 'url'>,
   { replication = false, applicationName = 'tributary-cdc' } = {},
 ): pg.Client {
   const client = new pg.Client({
@@ -31,7 +31,7 @@ export interface TableInfo extends TableName {
 const qualifiedName = (t: TableName) => `${t.schema}.${t.table}`;
 
 /** Checks wal_level and every table: it exists and can be captured (a key or a replica identity). */
-export async function checkSourceTables(client: pg.Client, source: ResolvedSource): Promise<TableInfo[]> {
+export async function checkSourceTables(client: pg.Client, source: SourceSettings): Promise<TableInfo[]> {
   const { rows: walRows } = await client.query<{ wal_level: string }>('show wal_level');
   if (walRows[0]?.wal_level !== 'logical') {
     throw new CdcSourceError(source.name, `wal_level is '${walRows[0]?.wal_level}', not 'logical'.`, {
@@ -89,8 +89,53 @@ export async function checkSourceTables(client: pg.Client, source: ResolvedSourc
   return infos;
 }
 
-/** Creates the publication, or adds the configured tables it lacks. Tables it has beyond them stay. */
-export async function ensurePublication(client: pg.Client, source: ResolvedSource, logger: Logger) {
+/** The oldest source version capture supports (wal_status in pg_replication_slots came with 13). */
+const MIN_SOURCE_VERSION = 130000;
+
+/** The source server as capture needs to know it. */
+export interface SourceServer {
+  /** server_version_num, e.g. 150004. */
+  version: number;
+  /** pg_control_system().system_identifier, or null where the role may not read it. */
+  systemId: string | null;
+  database: string;
+}
+
+/** Reads the source's version, cluster and database; refuses a server older than 13. */
+export async function describeSourceServer(client: pg.Client, source: string): Promise<SourceServer> {
+  const { rows } = await client.query<{ version: number; version_text: string; database: string }>(
+    `select current_setting('server_version_num')::int as version, current_setting('server_version') as version_text,
+            current_database() as database`,
+  );
+  const row = rows[0]!;
+  if (row.version < MIN_SOURCE_VERSION) {
+    throw new CdcSourceError(
+      source,
+      `the source runs PostgreSQL ${row.version_text}; capture needs PostgreSQL 13 or later.`,
+      { hint: 'Upgrade the source server, or capture from a newer one.' },
+    );
+  }
+  let systemId: string | null = null;
+  try {
+    const { rows: control } = await client.query<{ id: string }>(
+      'select system_identifier::text as id from pg_control_system()',
+    );
+    systemId = control[0]?.id ?? null;
+  } catch {
+    // Revoked on some managed services: the slot is then told apart by its position alone.
+  }
+  return { version: row.version, systemId, database: row.database };
+}
+
+/**
+ * Creates the publication, or adds the configured tables it lacks. Tables it has beyond them stay.
+ * Returns whether it created the publication.
+ */
+export async function ensurePublication(
+  client: pg.Client,
+  source: ResolvedSource,
+  logger: Logger,
+): Promise<boolean> {
   const name = quoteIdentifier(source.publication);
   const list = (tables: TableName[]) =>
     tables.map((t) => `${quoteIdentifier(t.schema)}.${quoteIdentifier(t.table)}`).join(', ');
@@ -108,7 +153,7 @@ export async function ensurePublication(client: pg.Client, source: ResolvedSourc
   if (publication === undefined) {
     await client.query(`create publication ${name} for table ${list(source.tables)}`);
     logger.info('publication created', { publication: source.publication });
-    return;
+    return true;
   }
   if (
     !publication.pubinsert ||
@@ -124,7 +169,7 @@ export async function ensurePublication(client: pg.Client, source: ResolvedSourc
       },
     );
   }
-  if (publication.puballtables) return;
+  if (publication.puballtables) return false;
   const { rows: present } = await client.query<{ schemaname: string; tablename: string }>(
     'select schemaname, tablename from pg_publication_tables where pubname = $1',
     [source.publication],
@@ -138,9 +183,11 @@ export async function ensurePublication(client: pg.Client, source: ResolvedSourc
       tables: missing.map(qualifiedName),
     });
   }
+  return false;
 }
 
 export interface SlotInfo {
+  name: string;
   active: boolean;
   activePid: number | null;
   plugin: string | null;
@@ -148,6 +195,14 @@ export interface SlotInfo {
   confirmedLsn: Lsn | null;
   /** Why the server will not stream from this slot any more, or null when it is usable. */
   problem: string | null;
+  /** reserved, extended, unreserved or lost (pg_replication_slots.wal_status). */
+  walStatus: string | null;
+  /** Source WAL written since confirmed_flush_lsn: what capture has yet to read. */
+  lagBytes: number | null;
+  /** Source WAL the slot holds, from restart_lsn. */
+  retainedBytes: number | null;
+  /** WAL that may be written before the slot is invalidated; null without max_slot_wal_keep_size. */
+  safeWalSizeBytes: number | null;
 }
 
 export async function inspectSlot(client: pg.Client, slot: string): Promise<SlotInfo | undefined> {
@@ -159,9 +214,15 @@ export async function inspectSlot(client: pg.Client, slot: string): Promise<Slot
     confirmed: string | null;
     wal_status: string | null;
     reason: string | null;
+    lag: string | null;
+    retained: string | null;
+    safe: string | null;
   }>(
     `select active, active_pid, plugin, database, confirmed_flush_lsn::text as confirmed, wal_status,
-            ${(await hasInvalidationReason(client)) ? 'invalidation_reason' : 'null'} as reason
+            ${(await hasInvalidationReason(client)) ? 'invalidation_reason' : 'null'} as reason,
+            greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn))::bigint as lag,
+            greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))::bigint as retained,
+            safe_wal_size as safe
        from pg_replication_slots where slot_name = $1`,
     [slot],
   );
@@ -173,13 +234,19 @@ export async function inspectSlot(client: pg.Client, slot: string): Promise<Slot
       : row.wal_status === 'lost'
         ? 'was invalidated by the server (the WAL it needs was removed)'
         : null;
+  const bytes = (value: string | null) => (value === null ? null : Number(value));
   return {
+    name: slot,
     active: row.active,
     activePid: row.active_pid,
     plugin: row.plugin,
     database: row.database,
     confirmedLsn: row.confirmed,
     problem,
+    walStatus: row.wal_status,
+    lagBytes: bytes(row.lag),
+    retainedBytes: bytes(row.retained),
+    safeWalSizeBytes: bytes(row.safe),
   };
 }
 

@@ -11,7 +11,7 @@ import {
   type TypeResolver,
   toRelation,
 } from './changeEvents.js';
-import { advanceCheckpoint, type Checkpoint } from './checkpoints.js';
+import { advanceCheckpoint, type Checkpoint, recordConfirmable } from './checkpoints.js';
 import { compareLsn, type Lsn, lsnToBigInt } from './lsn.js';
 import { type PgoutputMessage, PgoutputTextPlugin } from './pgoutputDecoder.js';
 import { SOURCE_SESSION_OPTIONS } from './sourceSetup.js';
@@ -136,9 +136,16 @@ export async function streamChanges(options: {
   const onAbort = () => wake?.();
   signal.addEventListener('abort', onAbort);
 
-  // What the slot has been told, and what it may be told next.
+  // What the slot has been told; what it may be told once the log records it (the position
+  // after transactions that had nothing to capture, or of an idle keepalive); and what the
+  // log has recorded. The slot is never told more than the log recorded, so a slot found
+  // confirmed further on a later start was read by someone else.
   let confirmed: Lsn = resumeFrom;
-  let confirmable: Lsn = resumeFrom;
+  const known = options.checkpoint.confirmedLsn;
+  let recorded: Lsn = known !== null && compareLsn(known, resumeFrom) > 0 ? known : resumeFrom;
+  let confirmable: Lsn = recorded;
+  let recording = false;
+  let lastRecordAt = 0;
   let lastStatusAt = 0;
   const sendStatus = (lsn: Lsn, force = false) => {
     const connection = internals._connection;
@@ -158,9 +165,26 @@ export async function streamChanges(options: {
     confirmed = lsn;
     lastStatusAt = now;
   };
+  const record = (target: Lsn) => {
+    recording = true;
+    lastRecordAt = Date.now();
+    recordConfirmable(pool, source.name, target).then(
+      () => {
+        recording = false;
+        if (compareLsn(target, recorded) > 0) recorded = target;
+      },
+      (error: unknown) => {
+        recording = false; // the log is unreachable: the next tick tries again
+        logger.debug('could not record the confirmable position', { error });
+      },
+    );
+  };
   const statusTimer = setInterval(() => {
     try {
-      sendStatus(confirmable);
+      if (compareLsn(confirmable, recorded) > 0 && !recording && Date.now() - lastRecordAt >= 1000) {
+        record(confirmable);
+      }
+      sendStatus(recorded);
     } catch (error) {
       fail(error);
     }
@@ -218,7 +242,8 @@ export async function streamChanges(options: {
     hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
     wakeSubscribers();
     confirmable = lastCommit.endLsn;
-    sendStatus(confirmable, true);
+    if (compareLsn(confirmable, recorded) > 0) recorded = confirmable; // recorded with the checkpoint
+    sendStatus(recorded, true);
   };
   // Subscribers are woken after the commit, on another connection: a notification sent
   // inside the transaction would serialize every notifying commit of the database.
@@ -231,7 +256,7 @@ export async function streamChanges(options: {
       // Everything before this keepalive's WAL position has been received; with nothing in
       // flight it is all in the log, so the slot may move there (an idle source then pins no WAL).
       if (idle() && compareLsn(item.lsn, confirmable) > 0) confirmable = item.lsn;
-      if (item.reply) sendStatus(confirmable, true);
+      if (item.reply) sendStatus(recorded, true);
       return;
     }
     const message = item.message;
@@ -280,7 +305,7 @@ export async function streamChanges(options: {
       if (queued() === 0) {
         // Nothing queued: a gathering log transaction commits now rather than wait.
         if (log !== null && txn === null) await commitLog();
-        if (idle()) hooks.onConfirmed(confirmable, true);
+        if (idle()) hooks.onConfirmed(recorded, true);
         await new Promise<void>((resolve) => {
           wake = resolve;
           if (queued() > 0 || failure !== undefined || signal.aborted) resolve();
@@ -312,7 +337,7 @@ export async function streamChanges(options: {
       open.client.release(true);
     }
     try {
-      sendStatus(confirmable);
+      sendStatus(recorded);
     } catch {
       // the connection is already gone
     }

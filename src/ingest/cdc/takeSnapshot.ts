@@ -11,7 +11,8 @@ import {
 } from './changeEvents.js';
 import { insertCheckpoint } from './checkpoints.js';
 import type { Lsn } from './lsn.js';
-import { connectSource, type TableInfo } from './sourceSetup.js';
+import { createOwnSlot } from './slotOwnership.js';
+import { connectSource, type SourceServer, type TableInfo } from './sourceSetup.js';
 import type { ResolvedSource, SnapshotProgress } from './types.js';
 
 const RAW_TEXT = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
@@ -25,11 +26,13 @@ export interface SnapshotResult {
  * Creates the slot over a replication connection with an exported snapshot, reads every
  * table inside that snapshot in chunks, and appends the rows to the log — all in ONE log
  * transaction that also records the checkpoint. A crash anywhere leaves no trace in the
- * log (the next start drops the half-made slot and begins again), and the stream resumes
+ * log but the record of the slot it created (the next start drops that half-made slot, and
+ * only that one, and begins again), and the stream resumes
  * exactly at the slot's consistent point: nothing lost, nothing twice.
  */
 export async function takeSnapshot(options: {
   source: ResolvedSource;
+  server: SourceServer;
   tables: TableInfo[];
   pool: Pool;
   resolveTypes: TypeResolver;
@@ -37,7 +40,7 @@ export async function takeSnapshot(options: {
   onProgress: (progress: SnapshotProgress) => void;
   signal: AbortSignal;
 }): Promise<SnapshotResult> {
-  const { source, tables, pool, resolveTypes, logger, onProgress, signal } = options;
+  const { source, server, tables, pool, resolveTypes, logger, onProgress, signal } = options;
   const replication = connectSource(source, { replication: true, applicationName: 'tributary-cdc-snapshot' });
   const reader = connectSource(source, { applicationName: 'tributary-cdc-snapshot' });
   replication.on('error', () => {});
@@ -46,18 +49,16 @@ export async function takeSnapshot(options: {
   try {
     await replication.connect();
     await reader.connect();
-    const { rows: versionRows } = await reader.query<{ v: number }>(
-      "select current_setting('server_version_num')::int as v",
-    );
-    const modern = (versionRows[0]?.v ?? 0) >= 150000;
-    const slot = quoteIdentifier(source.slot);
-    const { rows } = await replication.query<{ consistent_point: string; snapshot_name: string }>(
-      modern
-        ? `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export')`
-        : `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput EXPORT_SNAPSHOT`,
-    );
-    const startLsn = rows[0]!.consistent_point;
-    const snapshotName = rows[0]!.snapshot_name;
+    const created = await createOwnSlot({
+      db: pool,
+      source,
+      server,
+      client: reader,
+      replication,
+      snapshot: 'export',
+    });
+    const startLsn = created.consistentPoint;
+    const snapshotName = created.snapshotName ?? '';
     if (!/^[0-9A-Fa-f-]+$/.test(snapshotName)) throw new Error(`unexpected snapshot name '${snapshotName}'`);
     logger.info('replication slot created; snapshot started', { slot: source.slot, startLsn });
 

@@ -6,9 +6,12 @@ export interface CdcSourceConfig {
   url: string;
   /** Schema-qualified tables to capture, e.g. `['public.orders']`. */
   tables: readonly string[];
-  /** Replication slot on the source. @default `tributary_<source>` */
+  /**
+   * Replication slot on the source. Two deployments must never share one.
+   * @default `tributary_<source>_<hash>`, the hash naming this log database (unique per log database)
+   */
   slot?: string;
-  /** Publication on the source. @default `tributary_<source>` */
+  /** Publication on the source. @default the same name as the default slot */
   publication?: string;
   /** `initial` copies the existing rows first; `never` only streams changes. @default 'initial' */
   snapshot?: 'initial' | 'never';
@@ -19,6 +22,12 @@ export interface CdcSourceConfig {
    * traffic of its own still lets its slot advance. 0 turns it off. @default 0
    */
   heartbeatIntervalMs?: number;
+  /**
+   * `cdc status` warns when the capture is not running and its slot holds more WAL than this
+   * on the source (the source cannot remove that WAL until capture resumes). 0 turns it off.
+   * @default 268435456 (256 MiB)
+   */
+  retainedWalWarningBytes?: number;
 }
 
 export type CdcSourcesConfig = Readonly<Record<string, CdcSourceConfig>>;
@@ -28,18 +37,26 @@ export interface TableName {
   table: string;
 }
 
-/** A source after validation, with every default filled in. */
-export interface ResolvedSource {
+/** A source after validation, with every default filled in but the slot and publication names. */
+export interface SourceSettings {
   name: string;
   url: string;
   tables: TableName[];
-  slot: string;
-  publication: string;
+  /** The configured slot, if any (the name in use also depends on the log database). */
+  configuredSlot: string | undefined;
+  configuredPublication: string | undefined;
   snapshot: 'initial' | 'never';
   snapshotChunkSize: number;
   heartbeatIntervalMs: number;
+  retainedWalWarningBytes: number;
   /** The log stream that receives this source's changes: `cdc-<source>`. */
   streamId: string;
+}
+
+/** A source with the slot and publication it is captured through in this log. */
+export interface ResolvedSource extends SourceSettings {
+  slot: string;
+  publication: string;
 }
 
 export type CaptureState =
@@ -64,9 +81,17 @@ export interface SourceStatus {
   slot: string;
   publication: string;
   streamId: string;
+  /**
+   * What the capture is doing. Only a capture that reported in the last 15 s is running;
+   * otherwise `stopped` (it stopped, on a signal or on the error in `lastError`) or
+   * `not running` (it never ran, or died without a word, e.g. killed).
+   */
   state: CaptureState;
+  running: boolean;
   /** Whether the slot exists on the source (null when the source is unreachable). */
   slotExists: boolean | null;
+  /** Whether a process is reading the slot right now (null when unknown). */
+  slotActive: boolean | null;
   /** `lost` / the invalidation reason when the server invalidated the slot. */
   slotProblem: string | null;
   confirmedLsn: Lsn | null;
@@ -74,10 +99,28 @@ export interface SourceStatus {
   checkpointLsn: Lsn | null;
   checkpointTime: Date | null;
   transactions: number;
+  /** Source WAL written after the slot's confirmed position: what capture has yet to read. */
   lagBytes: number | null;
+  /** `lagBytes` as PostgreSQL's pg_size_pretty writes it, e.g. `61 MB`. */
+  lagSize: string | null;
   lagSeconds: number | null;
+  /**
+   * Source WAL the slot keeps from being removed, from its restart_lsn: what the source's
+   * disk holds for this capture. Larger than `lagBytes` (decoding restarts at the oldest
+   * transaction still open at the confirmed position).
+   */
+  retainedBytes: number | null;
+  retainedSize: string | null;
+  /** pg_replication_slots.wal_status: reserved, extended, unreserved (about to be lost) or lost. */
+  walStatus: string | null;
+  /** WAL that may still be written before the slot is invalidated (null: no limit). */
+  safeWalSizeBytes: number | null;
+  safeWalSize: string | null;
   snapshot: { done: boolean; rows: number; progress: SnapshotProgress | null };
   lastError: string | null;
   lastErrorAt: Date | null;
+  /** The capture's last report (it reports every 2 s while it runs). */
   updatedAt: Date | null;
+  /** What needs attention: retained WAL above the threshold while stopped, a slot read by someone else… */
+  warnings: string[];
 }
