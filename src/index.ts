@@ -2,6 +2,24 @@
 // internal and may change in any release; `src/index.unit.spec.ts` snapshots this list, so
 // every change to it shows up in review.
 
+// The GraphQL API
+export {
+  type Api,
+  type ApiConfig,
+  type ApiContext,
+  type ApiKeyConfig,
+  type ApiLimitsConfig,
+  type AuthConfig,
+  buildSchema,
+  type ChangeMessage,
+  type CreateApiOptions,
+  createApi,
+  type JwtConfig,
+  type SchemaOptions,
+  type Scope,
+  SUBSCRIPTION_OVERFLOW,
+  SubscriptionOverflowError,
+} from './api/index.js';
 // Configuration (tributary.config.ts)
 export {
   type DatabaseConfig,
@@ -12,7 +30,6 @@ export {
   type TributaryConfig,
   validateConfig,
 } from './config/index.js';
-
 // Errors: one hierarchy, each with a stable code and, where it helps, a hint.
 export {
   ConcurrencyError,
@@ -32,6 +49,29 @@ export {
   ValidationError,
 } from './errors.js';
 
+// Change data capture
+export {
+  type Capture,
+  type CaptureOptions,
+  type CaptureState,
+  CdcErrorCodes,
+  type CdcSourceConfig,
+  CdcSourceError,
+  type CdcSourcesConfig,
+  type CdcStatusOptions,
+  cdcStatus,
+  type DropResult,
+  dropSource,
+  isPermanentCaptureError,
+  isSlotLostError,
+  type LiveSourceStatus,
+  SlotLostError,
+  SlotMismatchError,
+  type SnapshotProgress,
+  type SourceStatus,
+  startCapture,
+  type TableName,
+} from './ingest/cdc/index.js';
 // The log
 export {
   type AppendOptions,
@@ -60,30 +100,9 @@ export {
   type StreamCopy,
   type SubscribeOptions,
   type Subscription,
-} from './ingest/index.js';
-
-// Change data capture
-export {
-  type Capture,
-  type CaptureOptions,
-  type CaptureState,
-  type CdcSourceConfig,
-  type CdcSourcesConfig,
-  type CdcStatusOptions,
-  CdcErrorCodes,
-  CdcSourceError,
-  cdcStatus,
-  type DropResult,
-  dropSource,
-  isSlotLostError,
-  type LiveSourceStatus,
-  SlotLostError,
-  type SnapshotProgress,
-  type SourceStatus,
-  startCapture,
-  type TableName,
-} from './ingest/index.js';
-
+} from './ingest/log/index.js';
+// Logging
+export { createLogger, type Logger, type LoggerOptions, type LogLevel, silentLogger } from './logger.js';
 // Projections and views
 export {
   type AnyView,
@@ -94,6 +113,8 @@ export {
   type ColumnInputs,
   type ColumnType,
   type ColumnValues,
+  CURSOR_EXPIRED,
+  CursorExpiredError,
   createVirtualClock,
   DEFAULT_VIEW_SCHEMA,
   type DeadLetter,
@@ -114,6 +135,7 @@ export {
   ProjectionHandlerError,
   type ProjectionStatus,
   positionAtTime,
+  READ_YOUR_WRITES_TIMEOUT,
   type RebuildOptions,
   type RebuildResult,
   type ReplayOptions,
@@ -137,7 +159,6 @@ export {
   type WorkerStatus,
   type Workers,
 } from './projections/index.js';
-
 // Windowed aggregations
 export {
   type AccumulationMode,
@@ -159,27 +180,4 @@ export {
   type WindowSpec,
   watermarks,
   windows,
-} from './projections/index.js';
-
-// The GraphQL API
-export {
-  type Api,
-  type ApiConfig,
-  type ApiContext,
-  type ApiKeyConfig,
-  type ApiLimitsConfig,
-  type AuthConfig,
-  buildSchema,
-  type ChangeMessage,
-  type CreateApiOptions,
-  createApi,
-  type JwtConfig,
-  type Scope,
-  type SchemaOptions,
-  SUBSCRIPTION_OVERFLOW,
-  SubscriptionOverflowError,
-} from './api/index.js';
-export { CURSOR_EXPIRED, CursorExpiredError, READ_YOUR_WRITES_TIMEOUT } from './projections/index.js';
-
-// Logging
-export { createLogger, type Logger, type LoggerOptions, type LogLevel, silentLogger } from './logger.js';
+} from './projections/windows/index.js';
