@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // Three tiers, by file name: *.unit.spec.ts (no database), *.int.spec.ts (real PostgreSQL,
@@ -5,7 +6,17 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   // Node resolves `graphql` to its CommonJS build (no "exports" map), Vite to index.mjs: two
   // copies whose classes fail each other's instanceof checks. Tests use the one Node uses.
-  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
+  // Examples import 'tributary' as an app would; in tests that is the source, not the build.
+  resolve: {
+    alias: [
+      { find: /^graphql$/, replacement: 'graphql/index.js' },
+      { find: /^tributary$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      {
+        find: /^tributary\/testing$/,
+        replacement: fileURLToPath(new URL('./src/testing/index.ts', import.meta.url)),
+      },
+    ],
+  },
   test: {
     pool: 'forks',
     // TRIBUTARY_TEST_REPORT=<file> also writes a JSON report (CI prints its totals).
@@ -33,7 +44,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e.spec.ts', 'src/**/*.e2e.spec.ts'],
-          globalSetup: ['test/globalSetup.ts'],
+          // The compiled CLI is what end-to-end tests run: build it first when it is stale.
+          globalSetup: ['test/buildSetup.ts', 'test/globalSetup.ts'],
           testTimeout: 300_000,
           hookTimeout: 120_000,
         },

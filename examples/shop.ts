@@ -1,6 +1,6 @@
 // The demo domain: orders are event-sourced (appended through the GraphQL appendEvents
 // mutation), products live in an ordinary table captured by CDC, and one projection joins both.
-import { defineProjection, defineView, type Envelope, type ViewContext } from '../src/index.js';
+import { defineProjection, defineView, type Envelope, type ViewContext } from 'tributary';
 
 export const products = defineView({
   name: 'products',

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
@@ -23,7 +24,13 @@ export interface LoadedConfig {
  * applies environment overrides (`DATABASE_URL`, `TRIBUTARY_PGDATA`, `TRIBUTARY_PG_PORT`).
  */
 export async function loadConfig(
-  options: { cwd?: string; file?: string; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    cwd?: string;
+    file?: string;
+    env?: NodeJS.ProcessEnv;
+    /** How a TypeScript config file is loaded. @default detectTypeScriptLoader() */
+    typescript?: TypeScriptLoader;
+  } = {},
 ): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
@@ -40,14 +47,18 @@ export async function loadConfig(
   if (file) {
     let mod: { default?: unknown; config?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as typeof mod;
+      mod = (await importConfigFile(file, options.typescript)) as typeof mod;
     } catch (cause) {
+      if (cause instanceof ConfigError) throw cause;
       throw new ConfigError(`Cannot load ${file}: ${(cause as Error).message}`, {
         hint: 'Fix the error in the config file; it must `export default defineConfig({...})`.',
         cause,
       });
     }
-    const exported = mod.default ?? mod.config;
+    let exported = mod.default ?? mod.config;
+    // A TypeScript config outside an ES-module package is compiled to CommonJS: its exports
+    // object arrives as the default export.
+    if (isCompiledEsModule(exported)) exported = exported.default ?? exported.config;
     if (exported === null || typeof exported !== 'object') {
       throw new ConfigError(`${file} does not export a configuration object.`, {
         hint: "Write `export default defineConfig({ ... })` with defineConfig imported from 'tributary'.",
@@ -56,6 +67,64 @@ export async function loadConfig(
     config = exported as TributaryConfig;
   }
   return { config: validateConfig(applyEnvironment(config, env), file ?? 'the environment'), file };
+}
+
+function isCompiledEsModule(value: unknown): value is { default?: unknown; config?: unknown } {
+  return (
+    typeof value === 'object' && value !== null && (value as { __esModule?: unknown }).__esModule === true
+  );
+}
+
+/**
+ * How a `.ts`/`.mts` config file is imported: through tsx when it is installed (an optional
+ * peer dependency; it handles everything TypeScript allows, such as `./shop.js` meaning
+ * `./shop.ts`), else through Node's own type stripping (on by default from Node 22.18,
+ * behind `--experimental-strip-types` before), else not at all.
+ */
+export type TypeScriptLoader = 'tsx' | 'node' | 'none';
+
+interface Tsx {
+  tsImport(specifier: string, parentUrl: string): Promise<unknown>;
+}
+
+async function findTsx(configFile: string): Promise<Tsx | undefined> {
+  const missing = (error: unknown) =>
+    (error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' ||
+    (error as { code?: string }).code === 'MODULE_NOT_FOUND';
+  try {
+    // Where Tributary is installed (tsx is its optional peer dependency)...
+    return (await import('tsx/esm/api')) as Tsx;
+  } catch (error) {
+    if (!missing(error)) throw error;
+  }
+  try {
+    // ...or in the project of the config file.
+    const entry = createRequire(configFile).resolve('tsx/esm/api');
+    return (await import(pathToFileURL(entry).href)) as Tsx;
+  } catch (error) {
+    if (!missing(error)) throw error;
+    return undefined;
+  }
+}
+
+/** Whether this Node strips TypeScript types itself (Node 22.18+, or earlier with the flag). */
+function nodeStripsTypes(): boolean {
+  return Boolean((process.features as { typescript?: string | false }).typescript);
+}
+
+async function importConfigFile(file: string, loader?: TypeScriptLoader): Promise<unknown> {
+  const url = pathToFileURL(file).href;
+  if (!/\.m?ts$/.test(file)) return import(url);
+  const tsx = loader === undefined || loader === 'tsx' ? await findTsx(file) : undefined;
+  // Only the config file (and what it imports) goes through tsx; Tributary itself is plain JavaScript.
+  if (tsx) return tsx.tsImport(url, import.meta.url);
+  if (loader === 'node' || (loader === undefined && nodeStripsTypes())) return import(url);
+  throw new ConfigError(
+    `${file} is TypeScript, and no TypeScript loader is available to load it (Node ${process.versions.node}).`,
+    {
+      hint: 'Install tsx in your project (`npm install --save-dev tsx`), or use Node 22.18 or later (Node 22.6 to 22.17 with `--experimental-strip-types`), or write the config as tributary.config.js.',
+    },
+  );
 }
 
 export function applyEnvironment(config: TributaryConfig, env: NodeJS.ProcessEnv): TributaryConfig {
