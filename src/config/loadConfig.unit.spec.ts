@@ -115,11 +115,15 @@ describe('loadConfig', () => {
     const cwd = await project({ 'tributary.config.ts': typedConfig });
     const error = await loadConfig({ cwd, env: {}, typescript: 'none' }).catch((e) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect(error.message).toMatch(/tributary\.config\.ts is TypeScript, and no TypeScript loader is available/);
+    expect(error.message).toMatch(
+      /tributary\.config\.ts is TypeScript, and no TypeScript loader is available/,
+    );
     expect(error.hint).toMatch(/npm install --save-dev tsx[\s\S]*Node 22\.18[\s\S]*tributary\.config\.js/);
     // JavaScript needs no loader.
     const js = await project({ 'tributary.config.mjs': 'export default { embedded: { port: 7002 } };' });
-    expect((await loadConfig({ cwd: js, env: {}, typescript: 'none' })).config.embedded).toEqual({ port: 7002 });
+    expect((await loadConfig({ cwd: js, env: {}, typescript: 'none' })).config.embedded).toEqual({
+      port: 7002,
+    });
   });
 
   it('reads a TypeScript config outside an ES-module package (compiled to CommonJS by tsx)', async () => {
