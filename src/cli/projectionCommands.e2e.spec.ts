@@ -123,6 +123,11 @@ describe('projection commands', () => {
 
     const rebuilt = await tributary(['rebuild', 'cli_totals'], { PROJECTION_VERSION: '2' });
     expect(rebuilt.stderr + rebuilt.stdout).toMatch(/Rebuilt cli_totals v2 \(40 events\) and swapped it in/);
+    // The progress bar (a line per frame when not on a terminal) ends on every event done.
+    expect(rebuilt.stderr.trim().split('\n').at(-1)).toMatch(
+      /rebuild cli_totals v2 .* 40\/40 events .* ETA 0s$/,
+    );
+    expect(rebuilt.stderr).not.toMatch(/ETA (NF|LL)/);
     expect(await total()).toBe((40 * 41) / 2 - 13);
     expect((await tributary(['status'], { PROJECTION_VERSION: '2' })).stdout).toMatch(
       /cli_totals\s+running\s+2\s/,
