@@ -27,7 +27,7 @@ export function runCli(
       [BIN, ...args],
       {
         cwd: options.cwd,
-        env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', ...options.env },
+        env: cliEnv(options.env),
         timeout: options.timeoutMs ?? 120_000,
       },
       (error, stdout, stderr) => {
@@ -35,4 +35,14 @@ export function runCli(
       },
     );
   });
+}
+
+/** The environment of a CLI run: this process's, quieter, with `overrides` (undefined removes a variable). */
+export function cliEnv(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn' };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
 }
