@@ -16,7 +16,7 @@ const POSTGRES_HINTS: Array<[RegExp, string]> = [
 export async function describeCliError(error: unknown): Promise<string> {
   if (isTributaryError(error)) return `tributary: ${error.describe()}`;
   const { isConnectionError } = await import('../db/index.js');
-  const message = error instanceof Error ? error.message : String(error);
+  const message = messageOf(error);
   if (isConnectionError(error)) {
     return `tributary: cannot reach PostgreSQL: ${message}\n  → Check DATABASE_URL (or database.url in tributary.config.ts) and that the server accepts connections.`;
   }
@@ -36,4 +36,12 @@ export async function describeCliError(error: unknown): Promise<string> {
 function postgresCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  const message = (error as { message?: unknown } | null)?.message;
+  if (typeof message === 'string') return message;
+  if (typeof error === 'string' || typeof error === 'number') return String(error);
+  return 'unexpected failure';
 }
