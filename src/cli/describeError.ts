@@ -20,6 +20,9 @@ export async function describeCliError(error: unknown): Promise<string> {
   if (isConnectionError(error)) {
     return `tributary: cannot reach PostgreSQL: ${message}\n  → Check DATABASE_URL (or database.url in tributary.config.ts) and that the server accepts connections.`;
   }
+  if ((error as { code?: unknown } | null)?.code === 'EADDRINUSE') {
+    return `tributary: ${message}\n  → Another process listens on that port: stop it, or choose another port (--port, api.port or TRIBUTARY_API_PORT; 0 picks a free one).`;
+  }
   const sqlState = postgresCode(error);
   if (sqlState !== undefined) {
     const detail = (error as { detail?: string }).detail;

@@ -34,6 +34,15 @@ describe('what the CLI prints for an error', () => {
     );
   });
 
+  it('a port in use: what to change', async () => {
+    const error = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:4000'), {
+      code: 'EADDRINUSE',
+    });
+    expect(await describeCliError(error)).toMatch(
+      /^tributary: listen EADDRINUSE: address already in use 127\.0\.0\.1:4000\n {2}→ Another process listens on that port/,
+    );
+  });
+
   it('anything else: a message and a hint, whatever was thrown', async () => {
     expect(await describeCliError(new Error('boom', { cause: new Error('underneath') }))).toMatch(
       /^tributary: boom \(underneath\)\n {2}→ This is unexpected/,
