@@ -81,12 +81,14 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
     });
 
   const owner = `replay:${randomUUID().slice(0, 8)}`;
-  const tookOverFrom = await takeOver(pool, projection, owner, leaseTimeoutMs);
-  if (tookOverFrom) logger.info('took the projection over from its worker', { worker: tookOverFrom });
   const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
   client.on('error', () => {});
+  let leased = false;
   try {
+    const tookOverFrom = await takeOver(pool, projection, owner, leaseTimeoutMs);
+    leased = true;
+    if (tookOverFrom) logger.info('took the projection over from its worker', { worker: tookOverFrom });
     const { rows } = await client.query<{ position: string }>(
       'select position from tributary.projections where name = $1',
       [projection.name],
@@ -181,7 +183,7 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
     return { events: done, tookOverFrom };
   } finally {
     client.release();
-    await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
+    if (leased) await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
   }
 }
 
