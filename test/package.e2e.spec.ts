@@ -198,6 +198,15 @@ console.log(JSON.stringify({
 }));
 `;
 
+// A config and Tributary itself share one copy of the package (so its classes are the same).
+const IDENTITY_CONFIG = `import { TributaryError } from 'tributary';
+export default { marker: TributaryError };
+`;
+const IDENTITY = `import { loadConfig, TributaryError } from 'tributary';
+const { config } = await loadConfig({ file: 'identity.config.ts' });
+console.log(JSON.stringify({ same: config.marker === TributaryError }));
+`;
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'tributary-package-'));
   // The embedded server runs as `postgres` when the tests run as root: it must reach the app.
@@ -240,6 +249,8 @@ beforeAll(async () => {
   await writeFile(path.join(app, 'consumer.ts'), CONSUMER);
   await writeFile(path.join(app, 'tributary.config.ts'), CONFIG);
   await writeFile(path.join(app, 'imports.mjs'), IMPORTS);
+  await writeFile(path.join(app, 'identity.config.ts'), IDENTITY_CONFIG);
+  await writeFile(path.join(app, 'identity.mjs'), IDENTITY);
 }, 900_000);
 
 afterAll(async () => {
@@ -323,6 +334,10 @@ describe('the packed package', () => {
         given: 'function',
         testStream: 'function',
       });
+
+      const identity = await run(node, ['identity.mjs'], { cwd: app, runtime });
+      expect(identity.code, identity.stderr).toBe(0);
+      expect(JSON.parse(identity.stdout)).toEqual({ same: true });
 
       const help = await run('npx', ['--no-install', 'tributary', '--help'], { cwd: app, runtime });
       expect(help.code, help.stderr).toBe(0);

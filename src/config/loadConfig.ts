@@ -83,8 +83,10 @@ function isCompiledEsModule(value: unknown): value is { default?: unknown; confi
  */
 export type TypeScriptLoader = 'tsx' | 'node' | 'none';
 
+/** tsx's Node API: its ES-module and CommonJS hooks. */
 interface Tsx {
-  tsImport(specifier: string, parentUrl: string): Promise<unknown>;
+  esm: { register(): () => Promise<void> };
+  cjs: { register(): () => void };
 }
 
 async function findTsx(configFile: string): Promise<Tsx | undefined> {
@@ -93,17 +95,41 @@ async function findTsx(configFile: string): Promise<Tsx | undefined> {
     (error as { code?: string }).code === 'MODULE_NOT_FOUND';
   try {
     // Where Tributary is installed (tsx is its optional peer dependency)...
-    return (await import('tsx/esm/api')) as Tsx;
+    return {
+      esm: (await import('tsx/esm/api')) as Tsx['esm'],
+      cjs: (await import('tsx/cjs/api')) as Tsx['cjs'],
+    };
   } catch (error) {
     if (!missing(error)) throw error;
   }
   try {
     // ...or in the project of the config file.
-    const entry = createRequire(configFile).resolve('tsx/esm/api');
-    return (await import(pathToFileURL(entry).href)) as Tsx;
+    const resolve = createRequire(configFile).resolve;
+    return {
+      esm: (await import(pathToFileURL(resolve('tsx/esm/api')).href)) as Tsx['esm'],
+      cjs: (await import(pathToFileURL(resolve('tsx/cjs/api')).href)) as Tsx['cjs'],
+    };
   } catch (error) {
     if (!missing(error)) throw error;
     return undefined;
+  }
+}
+
+/**
+ * Imports the config with tsx's hooks on for that import only: Tributary's own modules are
+ * loaded already (plain JavaScript), and the config's `import ... from 'tributary'` resolves
+ * to those same modules, not to a second copy of the package. (tsx's scoped `tsImport` would
+ * load every module the config imports again, Tributary included.)
+ */
+async function importWithTsx(tsx: Tsx, url: string): Promise<unknown> {
+  const unregisterEsm = tsx.esm.register();
+  // A TypeScript config in a package without "type": "module" is loaded as CommonJS.
+  const unregisterCjs = tsx.cjs.register();
+  try {
+    return await import(url);
+  } finally {
+    unregisterCjs();
+    await unregisterEsm();
   }
 }
 
@@ -116,8 +142,7 @@ async function importConfigFile(file: string, loader?: TypeScriptLoader): Promis
   const url = pathToFileURL(file).href;
   if (!/\.m?ts$/.test(file)) return import(url);
   const tsx = loader === undefined || loader === 'tsx' ? await findTsx(file) : undefined;
-  // Only the config file (and what it imports) goes through tsx; Tributary itself is plain JavaScript.
-  if (tsx) return tsx.tsImport(url, import.meta.url);
+  if (tsx) return importWithTsx(tsx, url);
   if (loader === 'node' || (loader === undefined && nodeStripsTypes())) return import(url);
   throw new ConfigError(
     `${file} is TypeScript, and no TypeScript loader is available to load it (Node ${process.versions.node}).`,
