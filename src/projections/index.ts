@@ -33,6 +33,7 @@ export {
   type Projection,
   type ProjectionDefinition,
   projectionOfView,
+  type ReplaySafety,
   type RetryPolicy,
   type Row,
   type RowFor,
@@ -45,6 +46,7 @@ export {
   ProjectionErrorCodes,
   ProjectionFailedError,
   ProjectionHandlerError,
+  ReplayNotSafeError,
 } from './errors.js';
 export {
   type Progress,
@@ -54,7 +56,7 @@ export {
   shadowSchema,
 } from './rebuild.js';
 export { ensureViewTables, type RegistrationStatus } from './registry.js';
-export { positionAtTime, type ReplayOptions, replayProjection } from './replay.js';
+export { positionAtTime, type ReplayOptions, type ReplayResult, replayProjection } from './replay.js';
 export {
   type RunnerOptions,
   type StartWorkersOptions,

@@ -77,9 +77,12 @@ async function readCheckpoint(
   const quiet = notifyAfterCommit
     ? `, set_config('${NOTIFY_AFTER_COMMIT_SETTING}', 'on', true) as quiet`
     : '';
+  // The checkpoint row is locked before any view table is touched. A rebuild's swap (and a
+  // replay, a dead-letter retry) lock this row first and the view tables after it; taking the
+  // view tables first here, the row at commit, would deadlock with them.
   const { rows } = await client.query<CheckpointRow>(
     `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state${quiet}
-     from ${TABLE[target.kind]} where name = $1`,
+     from ${TABLE[target.kind]} where name = $1 for no key update`,
     [target.projection.name, target.owner],
   );
   return rows[0];

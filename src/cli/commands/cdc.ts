@@ -1,100 +1,79 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
-import { cdcStatus, dropSource, type SourceStatus, startCapture } from '../../ingest/index.js';
-import { openContext } from '../context.js';
+import { cdcStatus, dropSource, type SourceStatus } from '../../ingest/index.js';
+import { openContext, runUntilStopped } from '../context.js';
+import { startSources } from './start.js';
 
-export function registerCdc(program: Command) {
-  const cdc = program
-    .command('cdc')
-    .description('Change data capture: run it, see where each source stands, drop a source.');
+export async function cdcStatusCommand(options: { json?: boolean }, command: Command): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    const statuses = await cdcStatus({ sources: context.loaded.config.sources, db: pool });
+    if (options.json) console.log(JSON.stringify(statuses, null, 2));
+    else if (statuses.length === 0)
+      console.log('No sources configured (add `sources` to tributary.config.ts).');
+    else for (const status of statuses) console.log(formatStatus(status));
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
+}
 
-  cdc
-    .command('status')
-    .description(
-      'Per source: whether capture runs, slot, confirmed LSN, lag and WAL held on the source, snapshot progress, last error, warnings.',
-    )
-    .option('--json', 'print JSON instead of a table')
-    .action(async (options: { json?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const pool = createPool(context.database.url, { max: 2 });
-      try {
-        const statuses = await cdcStatus({ sources: context.loaded.config.sources, db: pool });
-        if (options.json) console.log(JSON.stringify(statuses, null, 2));
-        else if (statuses.length === 0)
-          console.log('No sources configured (add `sources` to tributary.config.ts).');
-        else for (const status of statuses) console.log(formatStatus(status));
-      } finally {
-        await pool.end();
-        await context.database.stop();
-      }
-    });
-
-  cdc
-    .command('drop <source>')
-    .description(
-      "Forget a source's checkpoint, and drop its replication slot and publication if this log created them (the log keeps its events); the next run takes a new snapshot.",
-    )
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(async (name: string, options: { yes?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const pool = createPool(context.database.url, { max: 2 });
-      try {
-        if (!options.yes) {
-          if (!process.stdin.isTTY) {
-            console.error(
-              'tributary: refusing to drop without confirmation on a non-interactive input; pass --yes.',
-            );
-            process.exitCode = 1;
-            return;
-          }
-          const rl = createInterface({ input: process.stdin, output: process.stdout });
-          const answer = await rl.question(
-            `Drop the slot and publication of source '${name}'? Changes made meanwhile will not be captured, and the next run takes a new snapshot. Type the source name to confirm: `,
-          );
-          rl.close();
-          if (answer.trim() !== name) {
-            console.log('Not dropped.');
-            return;
-          }
-        }
-        const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
-        const slot = result.slotDropped
-          ? 'dropped'
-          : result.slotKept
-            ? `left in place: it ${result.slotKept}`
-            : 'was already gone';
-        const publication = result.publicationDropped
-          ? 'dropped'
-          : result.publicationKept
-            ? `left in place (${result.publicationKept})`
-            : 'was already gone';
-        console.log(
-          `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
+export async function cdcDropCommand(
+  name: string,
+  options: { yes?: boolean },
+  command: Command,
+): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    if (!options.yes) {
+      if (!process.stdin.isTTY) {
+        console.error(
+          'tributary: refusing to drop without confirmation on a non-interactive input; pass --yes.',
         );
-      } finally {
-        await pool.end();
-        await context.database.stop();
+        process.exitCode = 1;
+        return;
       }
-    });
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl.question(
+        `Drop the slot and publication of source '${name}'? Changes made meanwhile will not be captured, and the next run takes a new snapshot. Type the source name to confirm: `,
+      );
+      rl.close();
+      if (answer.trim() !== name) {
+        console.log('Not dropped.');
+        return;
+      }
+    }
+    const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
+    const slot = result.slotDropped
+      ? 'dropped'
+      : result.slotKept
+        ? `left in place: it ${result.slotKept}`
+        : 'was already gone';
+    const publication = result.publicationDropped
+      ? 'dropped'
+      : result.publicationKept
+        ? `left in place (${result.publicationKept})`
+        : 'was already gone';
+    console.log(
+      `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
+    );
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
+}
 
-  cdc
-    .command('run')
-    .description('Capture the configured sources into the log until stopped (Ctrl-C).')
-    .action(async (_options, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      context.lifecycle.handleSignals();
-      const capture = startCapture({
-        sources: context.loaded.config.sources,
-        url: context.database.url,
-        logger: context.logger,
-      });
-      context.lifecycle.add(() => capture.stop());
-      void capture.failure.then((error) => context.lifecycle.fail(error));
-      context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
-      await context.lifecycle.stopped;
-      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
-    });
+export async function cdcRunCommand(command: Command): Promise<void> {
+  await runUntilStopped(command.optsWithGlobals(), async (context) => {
+    const sources = context.loaded.config.sources;
+    if (!sources || Object.keys(sources).length === 0) {
+      context.logger.warn('no sources configured; add `sources` to tributary.config.ts');
+    }
+    await startSources(context);
+  });
 }
 
 function formatStatus(s: SourceStatus, now = Date.now()): string {
