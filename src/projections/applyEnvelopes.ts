@@ -1,6 +1,7 @@
 import type { Queryable } from '../db/index.js';
 import type { Envelope, Position } from '../ingest/index.js';
 import type { BatchTransaction, FailurePolicy, Projection, RetryPolicy } from './defineProjection.js';
+import { keysToPrefetch, learnFromMisses } from './keyPrefetch.js';
 import type { ViewWriter } from './viewWriter.js';
 
 /** Failed attempts per envelope position, kept by a worker across batches. */
@@ -96,6 +97,8 @@ export async function applyEnvelopes(
     if (timer === undefined || at < timer) timer = at;
   });
   const withTimer = (result: ApplyResult): ApplyResult => (timer ? { ...result, timer } : result);
+  // The rows the handlers are expected to read, in one statement per view.
+  await writer.prefetch(keysToPrefetch(projection, envelopes));
 
   if (projection.handleBatch) {
     const first = envelopes[0];
@@ -147,7 +150,12 @@ export async function applyEnvelopes(
     writer.beginEvent();
     try {
       await handle(envelope, writer.ctx);
+      if (learnFromMisses(projection, envelope, writer.takeMisses())) {
+        // Where the keys are is known now: the rest of the batch is read in one statement.
+        await writer.prefetch(keysToPrefetch(projection, envelopes.slice(i + 1)));
+      }
     } catch (error) {
+      writer.takeMisses();
       const attempts = (known?.attempts ?? 0) + 1;
       failures.set(envelope.position, { attempts, error });
       if (writer.flushedDuringEvent) {

@@ -120,6 +120,13 @@ export interface ProjectionDefinition<Views extends readonly AnyView[] = readonl
    */
   handleBatch?: (envelopes: readonly Envelope[], tx: BatchTransaction) => Promise<void>;
   /**
+   * The view keys the handler will read (`get`, `patch`, `delete`) for an envelope, so the
+   * runner reads a whole batch's rows in one statement per view. Optional: without it the
+   * runner learns where the keys are from the handler's reads (the stream id or a data field).
+   * A key given here that the handler does not read costs a lookup, never a wrong row.
+   */
+  prefetch?: (envelope: Envelope) => Iterable<PrefetchKey>;
+  /**
    * Processing-time timer hook. The runner calls it, under the lease and in its own
    * transaction (committed with a lease renewal, checkpoint unchanged), as soon as it
    * holds the projection and then whenever the time it returned has come, even when
@@ -139,6 +146,12 @@ export interface ProjectionDefinition<Views extends readonly AnyView[] = readonl
    * @default undefined (replay refused unless forced)
    */
   replay?: ReplaySafety;
+}
+
+/** A key `prefetch` says the handler will read: the view (or its name) and the key columns. */
+export interface PrefetchKey {
+  view: AnyView | string;
+  key: Record<string, unknown>;
 }
 
 /** See `ProjectionDefinition.replay`. */

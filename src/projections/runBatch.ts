@@ -11,6 +11,7 @@ import {
 import { NOTIFY_AFTER_COMMIT_SETTING } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
+import { DEFAULT_CACHE_BYTES } from './rowCache.js';
 import { clearCache, createViewWriter, preloadCache, type RowCache, type ViewWriter } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
@@ -26,6 +27,8 @@ export interface CheckpointTarget {
 
 export interface WorkerMemory {
   cache: RowCache;
+  /** Memory the cached rows may use. @default DEFAULT_CACHE_BYTES (256 MiB) */
+  cacheBytes?: number;
   failures: FailureMemory;
   /** What this worker last committed; anything else means someone else wrote. */
   position?: Position;
@@ -218,6 +221,7 @@ async function batch(
       views: projection.views,
       schema: target.schema,
       cache: memory.cache,
+      ...(memory.cacheBytes !== undefined ? { cacheBytes: memory.cacheBytes } : {}),
     });
     const step =
       kind.step === 'timer'
@@ -343,7 +347,13 @@ async function claim(
     memory.generation = row.generation;
   }
   if (!memory.preloaded) {
-    await preloadCache(client, target.schema, projection.views, memory.cache);
+    await preloadCache(
+      client,
+      target.schema,
+      projection.views,
+      memory.cache,
+      memory.cacheBytes ?? DEFAULT_CACHE_BYTES,
+    );
     memory.preloaded = true;
   }
   return row.position;

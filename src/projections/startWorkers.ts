@@ -29,6 +29,11 @@ export interface RunnerOptions {
   pollIntervalMs?: number;
   /** Schema of the view tables. @default 'tributary_views' */
   viewSchema?: string;
+  /**
+   * Memory each projection's row cache may use, in bytes; the least recently used rows go
+   * first past it. @default 268435456 (256 MiB)
+   */
+  cacheBytes?: number;
 }
 
 export interface StartWorkersOptions extends RunnerOptions {
@@ -269,6 +274,7 @@ async function holdProjection(
   const memory: WorkerMemory = {
     cache: new Map(),
     failures: new Map(),
+    ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
   const client = await pool.connect();

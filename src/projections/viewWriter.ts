@@ -3,91 +3,24 @@ import { ValidationError } from '../errors.js';
 import { appendChanges, changeLine } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
 import {
+  cachedRow,
+  cacheKey,
+  cacheRow,
+  DEFAULT_CACHE_BYTES,
+  type RowCache,
+  type ViewRows,
+  viewRows,
+} from './rowCache.js';
+import {
   type CanonicalValue,
   canonicalJson,
   canonicalSelectList,
   toCanonical,
   ValueTypeError,
 } from './values.js';
-import type { ColumnType } from './view.js';
+import { SQL_TYPES } from './view.js';
 
-/**
- * Rows a worker remembers between batches, per view and key (null: known absent).
- * It mirrors committed table state only while this worker is the sole writer, so
- * the runner clears it whenever that may not hold (failed commit, foreign write).
- */
-export type RowCache = Map<string, ViewRows>;
-
-/** Cached rows of one view; `complete` means every row of the table is in it (a miss is an absent row). */
-export interface ViewRows extends Map<string, Row | null> {
-  complete?: boolean;
-}
-
-/** Forgets every cached row (they may no longer match the tables). */
-export function clearCache(cache: RowCache): void {
-  for (const rows of cache.values()) {
-    rows.clear();
-    rows.complete = false;
-  }
-}
-
-/**
- * Loads whole view tables into the cache when they are small (at most `limit` rows),
- * so that a miss needs no query: a run from the start of the log reads nothing.
- */
-export async function preloadCache(
-  client: Queryable,
-  schema: string,
-  views: readonly AnyView[],
-  cache: RowCache,
-  limit = 20_000,
-): Promise<void> {
-  for (const view of views) {
-    let rows = cache.get(view.name);
-    if (!rows) {
-      rows = new Map();
-      cache.set(view.name, rows);
-    }
-    if (rows.complete) continue;
-    // Only keys whose value has one written form (numeric 1.5 and 1.50 are the same key).
-    if (view.primaryKey.some((c) => !EXACT_KEY_TYPES.has(view.columns[c]!.type))) continue;
-    const table = qualified(schema, view.name);
-    const { rows: counted } = await client.query<{ n: number }>(
-      `select count(*)::int as n from (select 1 from ${table} limit $1) t`,
-      [limit + 1],
-    );
-    if ((counted[0]?.n ?? limit + 1) > limit) continue;
-    const { rows: all } = await client.query<Row>(
-      `select ${canonicalSelectList(view.columns)} from ${table}`,
-    );
-    rows.clear();
-    for (const row of all) rows.set(cacheKey(view, row), row);
-    rows.complete = true;
-  }
-}
-
-const EXACT_KEY_TYPES = new Set<ColumnType>(['text', 'integer', 'bigint', 'boolean', 'timestamptz']);
-
-/**
- * The cache key form of one canonical key column value. Numeric keys drop trailing
- * fractional zeros: 1.5 and 1.50 are the same key to PostgreSQL.
- */
-function keyPart(type: ColumnType, value: unknown): string {
-  if (typeof value !== 'string') return JSON.stringify(value);
-  return type === 'numeric' && value.includes('.') ? value.replace(TRAILING_ZEROS, '') : value;
-}
-
-const TRAILING_ZEROS = /\.?0+$/;
-
-/**
- * The cache key of a row (or key object) whose key columns are normalized: the value itself
- * for a one-column key (one column has one type, so its values cannot collide), else a JSON array.
- */
-function cacheKey(view: AnyView, values: Row): string {
-  const { primaryKey, columns } = view;
-  if (primaryKey.length === 1) return keyPart(columns[primaryKey[0]!]!.type, values[primaryKey[0]!]);
-  return JSON.stringify(primaryKey.map((column) => keyPart(columns[column]!.type, values[column])));
-}
+export { clearCache, preloadCache, type RowCache, type ViewRows } from './rowCache.js';
 
 interface PendingWrite {
   /** Row after the batch; null when deleted. */
@@ -106,7 +39,7 @@ interface ViewTarget {
   columnJson: ColumnJson[];
   keyJson: ColumnJson[];
   /** The flush statements and the canonical select list, built once. */
-  sql: { delete: string; upsert: string };
+  sql: { delete: string; upsert: string; read: string };
   select: string;
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
@@ -118,8 +51,8 @@ export interface ViewWriterOptions {
   views: readonly AnyView[];
   schema: string;
   cache: RowCache;
-  /** @default 100_000 rows per view; past it the view's cache starts over. */
-  maxCachedRows?: number;
+  /** Memory the cached rows may use, shared evenly by the views. @default 256 MiB */
+  cacheBytes?: number;
   replaying?: boolean;
 }
 
@@ -141,18 +74,22 @@ export interface ViewWriter {
   readonly changes: number;
   /** True when a flush happened since `beginEvent` (the event's writes then cannot be undone alone). */
   readonly flushedDuringEvent: boolean;
+  /**
+   * Reads the rows of these keys that are neither cached nor pending, one statement per
+   * view, so the handlers' reads of them cost no round trip. Unknown views are ignored.
+   */
+  prefetch(keys: ReadonlyMap<string, readonly Record<string, unknown>[]>): Promise<void>;
+  /** The keys read from the tables one by one (cache misses) since the last call. */
+  takeMisses(): Array<{ view: string; key: Row }>;
 }
 
 export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const { client, schema } = options;
-  const maxCachedRows = options.maxCachedRows ?? 100_000;
+  const budget = (options.cacheBytes ?? DEFAULT_CACHE_BYTES) / Math.max(1, options.views.length);
   const targets = new Map<string, ViewTarget>();
+  let misses: Array<{ view: string; key: Row }> = [];
   for (const view of options.views) {
-    let cache = options.cache.get(view.name);
-    if (!cache) {
-      cache = new Map();
-      options.cache.set(view.name, cache);
-    }
+    const cache = viewRows(options.cache, view.name);
     targets.set(view.name, {
       view,
       table: qualified(schema, view.name),
@@ -192,31 +129,64 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const current = async (t: ViewTarget, key: string, keyValues: Row): Promise<Row | null> => {
     const pending = t.pending.get(key);
     if (pending) return pending.row;
-    const cached = t.cache.get(key);
+    const cached = cachedRow(t.cache, key);
     if (cached !== undefined) return cached;
     if (t.cache.complete) return null;
-    const where = t.key.map((column, i) => `${quoteIdentifier(column)} = $${i + 1}`).join(' and ');
+    const keyRow: Row = {};
+    for (const column of t.key) keyRow[column] = normalize(t, column, keyValues[column]);
+    misses.push({ view: t.view.name, key: keyRow });
     const { rows } = await client.query<Row>(
-      `select ${t.select} from ${t.table} where ${where}`,
-      t.key.map((column) => normalize(t, column, keyValues[column])),
+      t.sql.read,
+      t.key.map((column) => keyRow[column]),
     );
     const row = rows[0] ?? null;
     remember(t, key, row);
     return row;
   };
 
-  const remember = (t: ViewTarget, key: string, row: Row | null) => {
-    if (t.cache.size >= maxCachedRows) {
-      t.cache.clear();
-      t.cache.complete = false;
+  const remember = (t: ViewTarget, key: string, row: Row | null) => cacheRow(t.cache, key, row, budget);
+
+  /** Caches the rows of `keys` not yet known, read in one statement; absent keys as null. */
+  const prefetchTarget = async (t: ViewTarget, keys: readonly Record<string, unknown>[]) => {
+    if (t.cache.complete) return;
+    const wanted = new Map<string, Row>();
+    for (const values of keys) {
+      let key: string;
+      const keyRow: Row = {};
+      try {
+        for (const column of t.key) keyRow[column] = keyValue(t, column, values);
+        key = cacheKey(t.view, keyRow);
+      } catch {
+        continue; // a guess that is not a valid key: the handler will say so if it uses it
+      }
+      if (!t.pending.has(key) && !t.cache.has(key)) wanted.set(key, keyRow);
     }
-    t.cache.set(key, row);
+    if (wanted.size === 0) return;
+    const list = [...wanted.values()];
+    const { rows } =
+      t.key.length === 1
+        ? await client.query<Row>(
+            `select ${t.select} from ${t.table} where ${quoteIdentifier(t.key[0]!)} = any($1::${SQL_TYPES[t.view.columns[t.key[0]!]!.type]}[])`,
+            [list.map((row) => row[t.key[0]!])],
+          )
+        : await client.query<Row>(
+            `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
+             where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
+               (select ${t.key.map(quoteIdentifier).join(', ')} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
+            [`[${list.map((row) => membersJson(t.keyJson, row)).join(',')}]`],
+          );
+    for (const row of rows) {
+      const key = cacheKey(t.view, row);
+      if (wanted.delete(key)) remember(t, key, row);
+    }
+    for (const key of wanted.keys()) remember(t, key, null);
   };
 
   const write = (t: ViewTarget, key: string, row: Row | null) => {
     const previous = t.pending.get(key);
     journal?.push({ target: t, key, previous });
-    const old = previous ? previous.old : (t.cache.get(key) ?? (t.cache.complete ? null : undefined));
+    const cached = t.cache.get(key);
+    const old = previous ? previous.old : cached !== undefined ? cached : t.cache.complete ? null : undefined;
     t.pending.set(key, { row, old, position });
   };
 
@@ -367,11 +337,22 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     get flushedDuringEvent() {
       return flushedDuringEvent;
     },
+    async prefetch(keys) {
+      for (const [view, list] of keys) {
+        const t = targets.get(view);
+        if (t && list.length > 0) await prefetchTarget(t, list);
+      }
+    },
+    takeMisses() {
+      const taken = misses;
+      misses = [];
+      return taken;
+    },
   };
 }
 
 /** The statements that delete and upsert a batch of rows given as a JSON array. */
-function flushStatements(view: AnyView, table: string): { delete: string; upsert: string } {
+function flushStatements(view: AnyView, table: string): { delete: string; upsert: string; read: string } {
   const columns = Object.keys(view.columns);
   const columnList = columns.map(quoteIdentifier).join(', ');
   const keyList = view.primaryKey.map(quoteIdentifier).join(', ');
@@ -385,6 +366,8 @@ function flushStatements(view: AnyView, table: string): { delete: string; upsert
   return {
     delete: `delete from ${table} where (${keyList}) in
       (select ${keyList} from jsonb_populate_recordset(null::${table}, $1::jsonb))`,
+    read: `select ${canonicalSelectList(view.columns)} from ${table}
+      where ${view.primaryKey.map((column, i) => `${quoteIdentifier(column)} = $${i + 1}`).join(' and ')}`,
     upsert: `insert into ${table} (${columnList})
       select ${columnList} from jsonb_populate_recordset(null::${table}, $1::jsonb)
       on conflict (${keyList}) ${onConflict}`,
