@@ -126,6 +126,7 @@ export {
   type HandlerContext,
   type IndexDefinition,
   listDeadLetters,
+  type PrefetchKey,
   type Progress,
   type Projection,
   type ProjectionDefinition,

@@ -30,6 +30,7 @@ export {
   defineProjection,
   type FailurePolicy,
   type HandlerContext,
+  type PrefetchKey,
   type Projection,
   type ProjectionDefinition,
   projectionOfView,
