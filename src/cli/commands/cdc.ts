@@ -1,8 +1,20 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
-import { cdcStatus, dropSource, type SourceStatus, startCapture } from '../../ingest/index.js';
+import { createPool, type Pool } from '../../db/index.js';
+import {
+  cancelSnapshots,
+  cdcStatus,
+  dropSource,
+  findSource,
+  type IncrementalSnapshotStatus,
+  readSnapshotStatuses,
+  requestSnapshots,
+  type SourceStatus,
+  startCapture,
+} from '../../ingest/index.js';
+import { sleep } from '../../sleep.js';
 import { openContext } from '../context.js';
+import { createProgressBar } from '../progress.js';
 
 export function registerCdc(program: Command) {
   const cdc = program
@@ -79,6 +91,56 @@ export function registerCdc(program: Command) {
     });
 
   cdc
+    .command('snapshot <source> [tables...]')
+    .description(
+      "Take an incremental snapshot of the source's tables (all of them, or those named) while the capture runs: streaming goes on, no table is locked. The running capture takes it; this command shows its progress.",
+    )
+    .option('--no-wait', 'return once the snapshot is requested')
+    .option('--cancel', "cancel the source's requested or running snapshots (of the tables named, or all)")
+    .action(
+      async (
+        name: string,
+        tables: string[],
+        options: { wait: boolean; cancel?: boolean },
+        command: Command,
+      ) => {
+        const context = await openContext(command.optsWithGlobals());
+        const pool = createPool(context.database.url, { max: 2 });
+        try {
+          const source = findSource(context.loaded.config.sources, name);
+          if (options.cancel) {
+            const cancelled = await cancelSnapshots(pool, source.name, tables);
+            console.log(
+              `Source '${name}': ${cancelled} snapshot(s) cancelled (a chunk being read finishes first; rows already appended stay in the log).`,
+            );
+            return;
+          }
+          const ids = await requestSnapshots(pool, source, tables);
+          const requested = await readSnapshotStatuses(pool, source.name, ids);
+          console.log(
+            `Source '${name}': incremental snapshot of ${requested.map((s) => `${s.table} (#${s.id})`).join(', ')} requested.`,
+          );
+          const [status] = await cdcStatus({
+            sources: { [name]: context.loaded.config.sources![name]! },
+            db: pool,
+          });
+          if (!status?.running) {
+            console.log(
+              `No capture of '${name}' is running: the snapshot starts when one runs (\`tributary cdc run\` or \`tributary start\`).`,
+            );
+          }
+          if (!options.wait) return;
+          const finished = await followSnapshots(pool, source.name, ids);
+          for (const s of finished) console.log(describeSnapshot(s));
+          if (finished.some((s) => s.state === 'failed')) process.exitCode = 1;
+        } finally {
+          await pool.end();
+          await context.database.stop();
+        }
+      },
+    );
+
+  cdc
     .command('run')
     .description('Capture the configured sources into the log until stopped (Ctrl-C).')
     .action(async (_options, command: Command) => {
@@ -95,6 +157,51 @@ export function registerCdc(program: Command) {
       await context.lifecycle.stopped;
       if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
     });
+}
+
+/** Shows a progress bar until every snapshot is done, cancelled or failed (Ctrl-C stops following only). */
+async function followSnapshots(
+  pool: Pool,
+  source: string,
+  ids: number[],
+): Promise<IncrementalSnapshotStatus[]> {
+  const bar = createProgressBar('snapshot');
+  const stop = new AbortController();
+  const onSignal = () => {
+    bar.stop();
+    console.log(
+      'Stopped following: the snapshot goes on in the capture (`tributary cdc status` shows it; `--cancel` stops it).',
+    );
+    stop.abort();
+  };
+  process.once('SIGINT', onSignal);
+  try {
+    for (;;) {
+      const statuses = await readSnapshotStatuses(pool, source, ids);
+      const done = statuses.reduce((sum, s) => sum + s.rowsRead, 0);
+      const total = statuses.reduce((sum, s) => sum + Math.max(s.rowsTotal ?? 0, s.rowsRead), 0);
+      if (statuses.some((s) => s.state === 'running' || done > 0)) bar.update({ done, total, position: '' });
+      if (statuses.every((s) => s.state !== 'requested' && s.state !== 'running')) {
+        bar.stop();
+        return statuses;
+      }
+      await sleep(500, stop.signal);
+      if (stop.signal.aborted) process.exit(130);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+  }
+}
+
+function describeSnapshot(s: IncrementalSnapshotStatus): string {
+  const stale = s.rowsRead - s.rowsWritten;
+  const rows = `${s.rowsRead} rows read, ${s.rowsWritten} appended${stale > 0 ? ` (${stale} had a newer change in the stream)` : ''}`;
+  const when = s.finishedAt
+    ? ` at ${s.finishedAt.toISOString()}`
+    : s.startedAt
+      ? ` since ${s.startedAt.toISOString()}`
+      : '';
+  return `  ${s.table} #${s.id}  ${s.state}${when}: ${rows}${s.lastError ? ` — ${s.lastError}` : ''}`;
 }
 
 function formatStatus(s: SourceStatus, now = Date.now()): string {
@@ -125,6 +232,15 @@ function formatStatus(s: SourceStatus, now = Date.now()): string {
     `  snapshot      ${snapshot}`,
     `  transactions  ${s.transactions}`,
   ];
+  for (const snapshot of s.incrementalSnapshots) {
+    const progress =
+      snapshot.state === 'running' || snapshot.state === 'requested'
+        ? `${snapshot.rowsRead} / ~${Math.max(snapshot.rowsTotal ?? 0, snapshot.rowsRead)} rows`
+        : `${snapshot.rowsRead} rows read, ${snapshot.rowsWritten} appended`;
+    lines.push(
+      `  incremental   ${snapshot.table} #${snapshot.id} ${snapshot.state} (${snapshot.reason}): ${progress}${snapshot.lastError ? ` — ${snapshot.lastError}` : ''}`,
+    );
+  }
   if (s.lastError)
     lines.push(`  last error    ${s.lastErrorAt ? `${at(s.lastErrorAt)}: ` : ''}${s.lastError}`);
   for (const warning of s.warnings) lines.push(`  WARNING       ${warning}`);

@@ -12,6 +12,12 @@ import {
   writeProgress,
 } from './checkpoints.js';
 import { CdcSourceError, isPermanentCaptureError, SlotLostError, SlotMismatchError } from './errors.js';
+import {
+  backfillAddedTables,
+  type IncrementalProgress,
+  recordKnownTables,
+  runIncrementalSnapshots,
+} from './incrementalSnapshots.js';
 import { compareLsn, type Lsn } from './lsn.js';
 import { resolveSources } from './resolveSources.js';
 import {
@@ -21,8 +27,10 @@ import {
   notePublicationCreated,
   readSlotClaim,
 } from './slotOwnership.js';
+import { createSnapshotWindows } from './snapshotWindows.js';
 import { resolveSourceNames } from './sourceNames.js';
 import {
+  checkOutboxTables,
   checkSourceTables,
   connectSource,
   describeSourceServer,
@@ -62,6 +70,8 @@ export interface LiveSourceStatus {
   checkpointLsn: Lsn | null;
   checkpointTime: Date | null;
   snapshot: SnapshotProgress | null;
+  /** The incremental snapshot being taken while the stream runs, if any. */
+  incremental: IncrementalProgress | null;
   caughtUpAt: Date | null;
   lastError: string | null;
   lastErrorAt: Date | null;
@@ -109,6 +119,7 @@ export function startCapture(options: CaptureOptions): Capture {
       checkpointLsn: null,
       checkpointTime: null,
       snapshot: null,
+      incremental: null,
       caughtUpAt: null,
       lastError: null,
       lastErrorAt: null,
@@ -133,7 +144,12 @@ export function startCapture(options: CaptureOptions): Capture {
       })();
       return stopping;
     },
-    status: () => lives.map((live) => ({ ...live, snapshot: live.snapshot && { ...live.snapshot } })),
+    status: () =>
+      lives.map((live) => ({
+        ...live,
+        snapshot: live.snapshot && { ...live.snapshot },
+        incremental: live.incremental && { ...live.incremental },
+      })),
     failure,
   };
 }
@@ -245,7 +261,10 @@ async function runOnce(
     // Refused here, before anything is created or streamed: a table that cannot be captured
     // stops the whole source rather than leaving a hole in the log.
     const tables = await checkSourceTables(client, source);
+    await checkOutboxTables(client, source);
+    const watermarks = watermarkMode(source, server);
     let checkpoint = await readCheckpoint(pool, source.name);
+    const resumed = checkpoint !== undefined;
     const claim =
       (await readSlotClaim(pool, source.name)) ??
       (await claimNames(pool, source, server, checkpoint?.startLsn ?? null));
@@ -321,6 +340,8 @@ async function runOnce(
       }
       checkpoint = (await readCheckpoint(pool, source.name)) as Checkpoint;
     }
+    // A table added to `tables` since the log holds this source: back-filled while streaming.
+    if (resumed) await backfillAddedTables(pool, source, logger);
     live.checkpointLsn = checkpoint.commitLsn ?? checkpoint.startLsn;
     live.checkpointTime = checkpoint.commitTime;
     if (source.heartbeatIntervalMs > 0) {
@@ -335,33 +356,80 @@ async function runOnce(
       slot: source.slot,
       from: checkpoint.endLsn ?? checkpoint.startLsn,
     });
-    await streamChanges({
+    const windows = createSnapshotWindows();
+    // Incremental snapshots run beside the stream, which puts their chunks into the log.
+    const snapshots = new AbortController();
+    const stopSnapshots = () => snapshots.abort();
+    signal.addEventListener('abort', stopSnapshots);
+    const snapshotting = runIncrementalSnapshots({
       source,
-      checkpoint,
+      tables,
       pool,
+      windows,
       resolveTypes,
-      keyColumns: new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.keyColumns])),
+      watermarks,
       logger,
-      signal,
-      ...(tuning === undefined ? {} : { tuning }),
-      hooks: {
-        onConfirmed(lsn, caughtUp) {
-          live.confirmedLsn = lsn;
-          if (caughtUp) live.caughtUpAt = new Date();
-          onStreaming();
-        },
-        onCheckpoint(last) {
-          live.checkpointLsn = last.commitLsn;
-          live.checkpointTime = last.commitTime;
-          live.confirmedLsn = last.endLsn;
-          onStreaming();
-        },
+      signal: snapshots.signal,
+      onProgress: (progress) => {
+        live.incremental = progress;
       },
     });
+    try {
+      await streamChanges({
+        source,
+        checkpoint,
+        pool,
+        resolveTypes,
+        keyColumns: new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.keyColumns])),
+        outboxes: new Map(source.outbox.map((o) => [`${o.schema}.${o.table}`, o])),
+        windows,
+        messages: watermarks === 'message',
+        logger,
+        signal,
+        ...(tuning === undefined ? {} : { tuning }),
+        hooks: {
+          onConfirmed(lsn, caughtUp) {
+            live.confirmedLsn = lsn;
+            if (caughtUp) live.caughtUpAt = new Date();
+            onStreaming();
+          },
+          onCheckpoint(last) {
+            live.checkpointLsn = last.commitLsn;
+            live.checkpointTime = last.commitTime;
+            live.confirmedLsn = last.endLsn;
+            onStreaming();
+          },
+        },
+      });
+    } finally {
+      signal.removeEventListener('abort', stopSnapshots);
+      snapshots.abort();
+      await snapshotting;
+      live.incremental = null;
+    }
   } finally {
     if (heartbeat !== undefined) clearInterval(heartbeat);
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * How incremental snapshots mark their windows: logical decoding messages need the pgoutput
+ * `messages` option, which came with PostgreSQL 14; before it, rows in a signalling table.
+ */
+function watermarkMode(source: SourceSettings, server: SourceServer): 'message' | 'table' {
+  if (source.watermarks === 'table') return 'table';
+  if (server.version >= 140000) return 'message';
+  if (source.watermarks === 'message') {
+    throw new CdcSourceError(
+      source.name,
+      'watermarks: message needs a source on PostgreSQL 14 or later (pgoutput streams logical decoding messages from 14 on).',
+      {
+        hint: `Leave watermarks out of sources.${source.name} (or set it to 'table'): a signalling table is used instead.`,
+      },
+    );
+  }
+  return 'table';
 }
 
 /** Two ints naming Tributary's advisory locks on a source: this class, and the slot name's hash. */
@@ -458,6 +526,7 @@ async function createSlotWithoutSnapshot(
       startLsn: consistentPoint,
       snapshotRows: 0,
     });
+    await recordKnownTables(pool, source.name, source.tables);
   } finally {
     await replication.end().catch(() => {});
   }
