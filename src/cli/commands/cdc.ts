@@ -5,10 +5,14 @@ import {
   cancelSnapshots,
   cdcStatus,
   dropSource,
+  type EventStoreDbSourceStatus,
+  eventStoreDbStatus,
   findSource,
+  forgetEventStoreDbSource,
   type IncrementalSnapshotStatus,
   readSnapshotStatuses,
   requestSnapshots,
+  resolveEventStoreDbSources,
   type SourceStatus,
   startCapture,
 } from '../../ingest/index.js';
@@ -31,11 +35,24 @@ export function registerCdc(program: Command) {
       const context = await openContext(command.optsWithGlobals());
       const pool = createPool(context.database.url, { max: 2 });
       try {
-        const statuses = await cdcStatus({ sources: context.loaded.config.sources, db: pool });
+        const { sources } = context.loaded.config;
+        const [postgres, eventStores] = await Promise.all([
+          cdcStatus({ sources, db: pool }),
+          eventStoreDbStatus({ sources, db: pool }),
+        ]);
+        // In the order of the config.
+        const order = Object.keys(sources ?? {});
+        const statuses = [...postgres, ...eventStores].sort(
+          (a, b) => order.indexOf(a.source) - order.indexOf(b.source),
+        );
         if (options.json) console.log(JSON.stringify(statuses, null, 2));
         else if (statuses.length === 0)
           console.log('No sources configured (add `sources` to tributary.config.ts).');
-        else for (const status of statuses) console.log(formatStatus(status));
+        else
+          for (const status of statuses)
+            console.log(
+              status.kind === 'eventstoredb' ? formatEventStoreDbStatus(status) : formatStatus(status),
+            );
       } finally {
         await pool.end();
         await context.database.stop();
@@ -69,6 +86,13 @@ export function registerCdc(program: Command) {
             console.log('Not dropped.');
             return;
           }
+        }
+        if (resolveEventStoreDbSources(context.loaded.config.sources).some((s) => s.name === name)) {
+          await forgetEventStoreDbSource(pool, name);
+          console.log(
+            `Source '${name}': checkpoint forgotten. The next run reads $all again from its start (or end, with from: 'end'); events whose ids are already in their log streams are skipped.`,
+          );
+          return;
         }
         const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
         const slot = result.slotDropped
@@ -153,7 +177,9 @@ export function registerCdc(program: Command) {
       });
       context.lifecycle.add(() => capture.stop());
       void capture.failure.then((error) => context.lifecycle.fail(error));
-      context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
+      context.logger.info('capture running', {
+        sources: [...capture.status(), ...capture.eventStoreDb()].map((s) => s.source),
+      });
       await context.lifecycle.stopped;
       if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
     });
@@ -241,6 +267,28 @@ function formatStatus(s: SourceStatus, now = Date.now()): string {
       `  incremental   ${snapshot.table} #${snapshot.id} ${snapshot.state} (${snapshot.reason}): ${progress}${snapshot.lastError ? ` — ${snapshot.lastError}` : ''}`,
     );
   }
+  if (s.lastError)
+    lines.push(`  last error    ${s.lastErrorAt ? `${at(s.lastErrorAt)}: ` : ''}${s.lastError}`);
+  for (const warning of s.warnings) lines.push(`  WARNING       ${warning}`);
+  return lines.join('\n');
+}
+
+function formatEventStoreDbStatus(s: EventStoreDbSourceStatus, now = Date.now()): string {
+  const at = (time: Date) => `${time.toISOString()}, ${ago(now - time.getTime())}`;
+  const position = (p: { commit: string; prepare: string } | null) =>
+    p ? `C:${p.commit}/P:${p.prepare}` : '-';
+  const capture = s.running
+    ? `running (reported ${ago(now - s.updatedAt!.getTime())})`
+    : s.updatedAt
+      ? `not running (last report ${at(s.updatedAt)})`
+      : 'not running (never ran against this log)';
+  const lines = [
+    `${s.source}  [${s.state}]  eventstoredb ${s.server}`,
+    `  capture       ${capture}`,
+    `  position      ${position(s.position)}${s.checkpointTime ? ` (event of ${s.checkpointTime.toISOString()})` : ''}   head ${position(s.head)}`,
+    `  lag           ${s.lagBytes === null ? '-' : `${s.lagBytes} bytes of the server's log`}${s.lagSeconds === null ? '' : `, ${s.lagSeconds.toFixed(1)} s`}`,
+    `  events        ${s.events}`,
+  ];
   if (s.lastError)
     lines.push(`  last error    ${s.lastErrorAt ? `${at(s.lastErrorAt)}: ` : ''}${s.lastError}`);
   for (const warning of s.warnings) lines.push(`  WARNING       ${warning}`);

@@ -121,7 +121,9 @@ describe('resolveSources', () => {
       /same slot/,
     );
     expect(() => resolveSources({ shop: { ...base, retainedWalWarningBytes: -1 } })).toThrow(/retainedWal/);
-    expect(() => resolveSources({ shop: { ...base, kind: 'mysql' as 'postgres' } })).toThrow(/kind is 'mysql'/);
+    expect(() => resolveSources({ shop: { ...base, kind: 'mysql' as 'postgres' } })).toThrow(
+      /kind is 'mysql'/,
+    );
     expect(() => resolveSources({ shop: { ...base, watermarks: 'wal' as 'table' } })).toThrow(/watermarks/);
   });
 

@@ -3,6 +3,13 @@ import { createPool, type Pool } from '../../db/index.js';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { sleep } from '../../sleep.js';
+import {
+  type EsdbFeed,
+  type EventStoreDbSettings,
+  type LiveEventStoreDbStatus,
+  resolveEventStoreDbSources,
+  runEventStoreDbSource,
+} from '../eventstoredb/index.js';
 import { createTypeResolver } from './changeEvents.js';
 import {
   type Checkpoint,
@@ -58,6 +65,8 @@ export interface CaptureOptions {
   /** @default silentLogger */
   logger?: Logger;
   tuning?: StreamTuning;
+  /** How EventStoreDB sources are read. @default @eventstore/db-client */
+  eventStoreDbFeed?: (source: EventStoreDbSettings) => EsdbFeed;
 }
 
 /** What the running capture knows about one source, without asking the source. */
@@ -80,7 +89,10 @@ export interface LiveSourceStatus {
 export interface Capture {
   /** Stops every source: an open log transaction rolls back, the slots keep their position. */
   stop(): Promise<void>;
+  /** The PostgreSQL sources. */
   status(): LiveSourceStatus[];
+  /** The EventStoreDB sources. */
+  eventStoreDb(): LiveEventStoreDbStatus[];
   /**
    * Settles, with the error, when a source stops on an error that retrying cannot fix: its
    * setup (a table without a key, wal_level, rights), a lost slot, or a slot that is not
@@ -99,6 +111,7 @@ export interface Capture {
  */
 export function startCapture(options: CaptureOptions): Capture {
   const sources = resolveSources(options.sources);
+  const eventStores = resolveEventStoreDbSources(options.sources);
   const logger = options.logger ?? silentLogger;
   if (options.pool === undefined && options.url === undefined) {
     throw new Error('startCapture needs the pool or the url of the Tributary database');
@@ -134,6 +147,31 @@ export function startCapture(options: CaptureOptions): Capture {
       fail,
     }),
   );
+  const esdbLives = eventStores.map(
+    (source): LiveEventStoreDbStatus => ({
+      source: source.name,
+      server: source.server,
+      state: 'starting',
+      position: null,
+      events: 0,
+      caughtUpAt: null,
+      lastError: null,
+      lastErrorAt: null,
+    }),
+  );
+  runners.push(
+    ...eventStores.map((source, index) =>
+      runEventStoreDbSource({
+        source,
+        pool,
+        logger: logger.child({ source: source.name }),
+        signal: controller.signal,
+        live: esdbLives[index]!,
+        fail,
+        ...(options.eventStoreDbFeed === undefined ? {} : { feed: options.eventStoreDbFeed }),
+      }),
+    ),
+  );
   let stopping: Promise<void> | undefined;
   return {
     stop() {
@@ -150,6 +188,7 @@ export function startCapture(options: CaptureOptions): Capture {
         snapshot: live.snapshot && { ...live.snapshot },
         incremental: live.incremental && { ...live.incremental },
       })),
+    eventStoreDb: () => esdbLives.map((live) => ({ ...live })),
     failure,
   };
 }

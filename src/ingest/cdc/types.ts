@@ -1,3 +1,4 @@
+import type { EventStoreDbSourceConfig } from '../eventstoredb/types.js';
 import type { IncrementalSnapshotStatus } from './incrementalSnapshots.js';
 import type { Lsn } from './lsn.js';
 
@@ -68,7 +69,11 @@ export interface CdcSourceConfig {
   retainedWalWarningBytes?: number;
 }
 
-export type CdcSourcesConfig = Readonly<Record<string, CdcSourceConfig>>;
+/**
+ * `sources` of tributary.config.ts: PostgreSQL databases (logical replication) and
+ * EventStoreDB/KurrentDB servers (`kind: 'eventstoredb'`), by source name.
+ */
+export type CdcSourcesConfig = Readonly<Record<string, CdcSourceConfig | EventStoreDbSourceConfig>>;
 
 export interface TableName {
   schema: string;
