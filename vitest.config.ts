@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 import { PG15_BIN, runPg15Source } from './test/sourceVersions.js';
 
@@ -13,7 +14,17 @@ if (!pg15) {
 export default defineConfig({
   // Node resolves `graphql` to its CommonJS build (no "exports" map), Vite to index.mjs: two
   // copies whose classes fail each other's instanceof checks. Tests use the one Node uses.
-  resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
+  // Examples import 'tributary' as an app would; in tests that is the source, not the build.
+  resolve: {
+    alias: [
+      { find: /^graphql$/, replacement: 'graphql/index.js' },
+      { find: /^tributary$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      {
+        find: /^tributary\/testing$/,
+        replacement: fileURLToPath(new URL('./src/testing/index.ts', import.meta.url)),
+      },
+    ],
+  },
   test: {
     pool: 'forks',
     // TRIBUTARY_TEST_REPORT=<file> also writes a JSON report (CI prints its totals).
@@ -41,7 +52,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e.spec.ts', 'src/**/*.e2e.spec.ts'],
-          globalSetup: ['test/globalSetup.ts'],
+          // The compiled CLI is what end-to-end tests run: build it first when it is stale.
+          globalSetup: ['test/buildSetup.ts', 'test/globalSetup.ts'],
           testTimeout: 300_000,
           hookTimeout: 120_000,
         },

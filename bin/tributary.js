@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly (and lets tributary.config.ts be imported) through tsx.
-// Both hooks: a config file in a CommonJS package (no "type": "module") is loaded by the CJS loader.
-import { register as registerCjs } from 'tsx/cjs/api';
-import { register } from 'tsx/esm/api';
+// The `tributary` command: the compiled CLI in dist/ (a checkout builds it with `npm run build`).
+import { existsSync } from 'node:fs';
 
-registerCjs();
-register();
-await import('../src/cli/main.ts');
+const main = new URL('../dist/cli/main.js', import.meta.url);
+if (!existsSync(main)) {
+  console.error('tributary: the CLI is not built (dist/cli/main.js is missing).\n  → Run `npm run build`.');
+  process.exit(1);
+}
+await import(main.href);

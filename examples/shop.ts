@@ -1,6 +1,6 @@
 // The demo domain: orders are event-sourced (appended through the GraphQL appendEvents
 // mutation), products live in an ordinary table captured by CDC, and one projection joins both.
-import { defineProjection, defineView, type Envelope, type ViewContext } from '../src/index.js';
+import { defineProjection, defineView, type Envelope, type ViewContext } from 'tributary';
 
 export const products = defineView({
   name: 'products',
@@ -92,6 +92,9 @@ async function onOrder(event: Envelope, ctx: ViewContext) {
   const data = event.data as Data;
   const orderId = String(data.orderId);
   if (event.type === 'OrderPlaced') {
+    // An order is placed once: seeing it again (a replay) changes nothing, and its sale is not
+    // counted twice. This guard is what makes the projection safe to replay.
+    if (await ctx.get(orderLines, { order_id: orderId })) return;
     const productId = Number(data.productId);
     const quantity = Number(data.quantity);
     const product = await ctx.get(products, { id: productId });
@@ -124,6 +127,9 @@ export const shop = defineProjection({
   version: 1,
   views: [products, orderLines, productSales],
   filter: { typePrefixes: ['Order', 'public.products.'] },
+  // Re-delivered events leave the views as they are: an order already recorded is skipped, a
+  // shipment or cancellation applies only to a placed order, products are upserts of their row.
+  replay: 'idempotent',
   async handle(event, ctx) {
     if (event.type.startsWith('public.products.')) await onProduct(event, ctx);
     else await onOrder(event, ctx);

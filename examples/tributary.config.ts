@@ -2,7 +2,7 @@
 // the shop domain of examples/shop.ts, served by the GraphQL API on port 4000. Products are
 // captured from the public.products table; `tributary dev` points the source at its own
 // database when `url` is empty.
-import { defineConfig } from '../src/index.js';
+import { defineConfig } from 'tributary';
 import { shop } from './shop.js';
 
 export default defineConfig({

@@ -119,27 +119,44 @@ const gql = async (
 const codeOf = (result: Result) => result.errors?.[0]?.extensions?.code;
 
 /**
- * Runs each attack request in turn and, while it is in flight, probes /healthz: returns the
- * slowest probe in ms. (Client and server share this process, so one request at a time
- * measures the server, not the test's own client.)
+ * Runs each attack request in turn and, while it is in flight, probes /healthz. Returns the
+ * slowest probe in ms, and the most CPU time one attack took in this process (server and
+ * test client together). Client and server share this process, so one request at a time
+ * measures the server, not the test's own client.
+ *
+ * A busy machine can stall any probe now and then, so the round is run up to three times
+ * and the best one counts: a server that blocks on the attack fails all three.
  */
-async function healthzDuring(attacks: readonly (() => Promise<unknown>)[]): Promise<number> {
+async function healthzDuring(
+  attacks: readonly (() => Promise<unknown>)[],
+): Promise<{ slowestProbeMs: number; mostCpuMs: number }> {
+  // A first pass warms up the code paths (compiling them costs CPU once, not per request).
+  for (const attack of attacks) await attack();
   await fetch(`${base}/healthz`);
-  let slowest = 0;
-  for (const attack of attacks) {
-    let running = true;
-    const attacking = attack().finally(() => {
-      running = false;
-    });
-    do {
-      const started = performance.now();
-      const response = await fetch(`${base}/healthz`);
-      expect(response.status).toBe(200);
-      slowest = Math.max(slowest, performance.now() - started);
-    } while (running);
-    await attacking;
+  const best = { slowestProbeMs: Number.POSITIVE_INFINITY, mostCpuMs: Number.POSITIVE_INFINITY };
+  for (let round = 0; round < 3 && (best.slowestProbeMs >= 100 || best.mostCpuMs >= 50); round++) {
+    let slowestProbeMs = 0;
+    let mostCpuMs = 0;
+    for (const attack of attacks) {
+      let running = true;
+      const cpu = process.cpuUsage();
+      const attacking = attack().finally(() => {
+        running = false;
+      });
+      do {
+        const started = performance.now();
+        const response = await fetch(`${base}/healthz`);
+        expect(response.status).toBe(200);
+        slowestProbeMs = Math.max(slowestProbeMs, performance.now() - started);
+      } while (running);
+      await attacking;
+      const used = process.cpuUsage(cpu);
+      mostCpuMs = Math.max(mostCpuMs, (used.user + used.system) / 1000);
+    }
+    best.slowestProbeMs = Math.min(best.slowestProbeMs, slowestProbeMs);
+    best.mostCpuMs = Math.min(best.mostCpuMs, mostCpuMs);
   }
-  return slowest;
+  return best;
 }
 
 /**
@@ -156,7 +173,9 @@ function rawPost(
       method: 'POST',
       headers: { 'content-type': 'application/json', accept, 'content-length': body.length, ...headers },
     });
+    let answered = false;
     req.on('response', (response) => {
+      answered = true;
       let text = '';
       response.on('data', (chunk: Buffer) => {
         text += chunk.toString();
@@ -165,7 +184,8 @@ function rawPost(
       });
       response.on('close', () => resolve({ status: response.statusCode!, text }));
     });
-    req.on('error', reject);
+    // A server that answers before reading the whole body may close while it is still being sent.
+    req.on('error', (error) => (answered ? undefined : reject(error)));
     req.end(body);
   });
 }
@@ -184,7 +204,9 @@ describe('requests that would cost the server more than they cost the caller', (
     const slowest = await healthzDuring(
       documents.map((document, i) => async () => expect(codeOf(await gql(document))).toBe(expected[i])),
     );
-    expect(slowest).toBeLessThan(100);
+    expect(slowest.slowestProbeMs).toBeLessThan(100);
+    // Well under 50 ms of CPU for the whole request, client included.
+    expect(slowest.mostCpuMs).toBeLessThan(50);
     // Without credentials the same documents are refused before they are even read.
     const anonymous = await post({ query: documents[0] }, {});
     expect(anonymous.status).toBe(401);
@@ -226,7 +248,8 @@ describe('requests that would cost the server more than they cost the caller', (
         expect(closed).toBe(true);
       }),
     );
-    expect(slowest).toBeLessThan(100);
+    expect(slowest.slowestProbeMs).toBeLessThan(100);
+    // (No CPU bound here: the test's own client spends it sending megabytes.)
   });
 
   it('refuses large variables: without credentials before reading them, with credentials before coercing them', async () => {
@@ -248,7 +271,8 @@ describe('requests that would cost the server more than they cost the caller', (
         });
       },
     ]);
-    expect(slowest).toBeLessThan(100);
+    expect(slowest.slowestProbeMs).toBeLessThan(100);
+    expect(slowest.mostCpuMs).toBeLessThan(100);
     // Nesting is refused before anything walks it.
     let deep: Record<string, unknown> = { id: { eq: 'x' } };
     for (let i = 0; i < 2000; i++) deep = { not: deep };
@@ -271,7 +295,8 @@ describe('requests that would cost the server more than they cost the caller', (
         expect(text).toMatch(/"code":"VALIDATION_FAILED"/);
       }),
     );
-    expect(slowest).toBeLessThan(100);
+    expect(slowest.slowestProbeMs).toBeLessThan(100);
+    expect(slowest.mostCpuMs).toBeLessThan(100);
     // Within the byte budget but above the term limit: refused by the same rule as a query's where.
     const terms = { or: Array.from({ length: 65 }, (_, i) => ({ id: { eq: `o${i}` } })) };
     const socket = await openSocket({ authorization: READER.authorization });

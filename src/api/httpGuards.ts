@@ -7,6 +7,8 @@ import {
 } from 'node:http';
 import type { Socket } from 'node:net';
 import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Authenticator, Identity } from './auth.js';
 
 /** Connection limits and timeouts of the HTTP server (which also carries the WebSockets). */
 export interface ConnectionLimits {
@@ -119,11 +121,17 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   });
 }
 
+/** How long a refused request's unread body is drained (and dropped) before its connection closes. */
+const LINGER_MS = 1000;
+
 /**
- * Answers with a GraphQL error and no further work. The connection is closed when the
- * request's body was not read, so no unread bytes are taken for the next request.
+ * Answers with a GraphQL error and no further work. When the request's body was not read,
+ * the connection is closed after the answer: for a moment what the client still sends is
+ * read and dropped (closing a socket with unread data would reset it, and a reset can
+ * destroy the answer before the client reads it), then the socket goes.
  */
 export function refuse(
+  req: IncomingMessage,
   res: ServerResponse,
   status: number,
   error: { code: string; message: string; hint?: string },
@@ -138,5 +146,84 @@ export function refuse(
     ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
   });
   res.end(body);
-  if (closeConnection) res.once('finish', () => res.socket?.destroy());
+  if (!closeConnection) return;
+  res.once('finish', () => {
+    const socket = res.socket ?? req.socket;
+    req.resume();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  });
+}
+
+const AUTH_HINT =
+  'Send `Authorization: Bearer <API key or JWT>` (over WebSocket: the `authorization` connection parameter).';
+
+export interface RequestHandlerOptions {
+  /** Serves what passes the guards. */
+  yoga: { handle(req: IncomingMessage, res: ServerResponse): unknown };
+  /** The GraphQL path; other paths (health, metrics) go straight to `yoga`. */
+  path: string;
+  authenticate: Authenticator;
+  maxBodyBytes: number;
+  /** Whether GraphiQL is served: its page is the one thing served without credentials. */
+  graphiql: boolean;
+  /** Told of each request refused here. */
+  onRefused: (status: number, seconds: number) => void;
+  logger: Logger;
+}
+
+/**
+ * The Node request handler, and what it does before GraphQL sees a request: its credentials
+ * are checked from its headers (an unauthenticated request costs no more than its headers),
+ * and its body is read up to maxBodyBytes however it is framed. `identityOf` gives the
+ * identity it found, for the GraphQL context.
+ */
+export function createRequestHandler(options: RequestHandlerOptions): {
+  handle: (req: IncomingMessage, res: ServerResponse) => void;
+  identityOf: (req: IncomingMessage) => Identity | undefined;
+} {
+  const { yoga, path, authenticate, maxBodyBytes } = options;
+  const identities = new WeakMap<IncomingMessage, Identity>();
+  const serve = async (req: IncomingMessage, res: ServerResponse) => {
+    const startedAt = performance.now();
+    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (pathname !== path || req.method === 'OPTIONS') return yoga.handle(req, res);
+    const reject = (status: number, error: Parameters<typeof refuse>[3], close: boolean) => {
+      refuse(req, res, status, error, close);
+      options.onRefused(status, (performance.now() - startedAt) / 1000);
+    };
+    const identity = await authenticate(credentialsOf(req.headers));
+    const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+    const page = options.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
+    if (!identity.principal && !identity.open && !page) {
+      const message = identity.error ?? 'Authentication required.';
+      return reject(401, { code: 'UNAUTHENTICATED', message, hint: AUTH_HINT }, hasBody);
+    }
+    if (hasBody) {
+      const tooLarge = { code: 'PAYLOAD_TOO_LARGE', message: `Request body exceeds ${maxBodyBytes} bytes.` };
+      if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) return reject(413, tooLarge, true);
+      const body = await readBody(req, maxBodyBytes);
+      if (body === undefined) return reject(413, tooLarge, true);
+      // Yoga's Node adapter takes a body already read from `req.body`, as an async iterable:
+      // given a Buffer there, it would list the Buffer's keys, one per byte.
+      (req as IncomingMessage & { body?: unknown }).body = {
+        bytes: body.length,
+        async *[Symbol.asyncIterator]() {
+          yield body;
+        },
+      };
+    }
+    identities.set(req, identity);
+    return yoga.handle(req, res);
+  };
+  return {
+    handle: (req, res) => {
+      serve(req, res).catch((error: unknown) => {
+        options.logger.warn('request failed before GraphQL', { error });
+        if (!res.headersSent)
+          refuse(req, res, 400, { code: 'BAD_REQUEST', message: 'The request could not be read.' }, true);
+        else res.destroy();
+      });
+    },
+    identityOf: (req) => identities.get(req),
+  };
 }

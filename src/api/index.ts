@@ -1,27 +1,11 @@
 export type { ApiConfig, ApiKeyConfig, ApiLimitsConfig, AuthConfig, JwtConfig, Scope } from './apiConfig.js';
 export { type Authenticator, createAuthenticator, type Identity, type Principal } from './auth.js';
-export { type ApiContext, buildSchema, fieldName, type SchemaOptions, typeName } from './buildSchema.js';
-export { type ChangeTailer, createChangeTailer, VIEW_CHANGES_CHANNEL } from './changeTailer.js';
 export { type Api, type CreateApiOptions, createApi } from './createApi.js';
 export { matchesWhere, type Where } from './filter.js';
 export { type ApiMetrics, createApiMetrics } from './metrics.js';
 export { countRows, type OrderBy, type Page, type PageArgs, queryByKey, queryPage } from './queryView.js';
-export {
-  assertCursorRetained,
-  type ChangeOp,
-  CURSOR_EXPIRED,
-  CursorExpiredError,
-  pruneChanges,
-  type ReadChangesResult,
-  readChanges,
-  type ViewChange,
-} from './readChanges.js';
-export {
-  type CaptureSourceStatus,
-  READ_YOUR_WRITES_TIMEOUT,
-  type StatusProvider,
-  waitForProjections,
-} from './status.js';
+export { type ApiContext, buildSchema, fieldName, type SchemaOptions, typeName } from './schema/index.js';
+export type { CaptureSourceStatus, StatusProvider } from './status.js';
 export {
   type ChangeMessage,
   SUBSCRIPTION_OVERFLOW,

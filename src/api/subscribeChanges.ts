@@ -1,17 +1,17 @@
 import { isConnectionError, type Pool } from '../db/index.js';
 import { TributaryError, ValidationError } from '../errors.js';
 import { formatPosition, type Position } from '../ingest/index.js';
-import type { AnyView } from './anyView.js';
-import type { ChangeTailer } from './changeTailer.js';
-import { compilePredicate, parseWhere, type Where } from './filter.js';
-import { queryPage } from './queryView.js';
 import {
   assertCursorRetained,
   assertResumableCursor,
   type ChangeOp,
+  type ChangeTailer,
   readChanges,
   type ViewChange,
-} from './readChanges.js';
+} from '../projections/index.js';
+import type { AnyView } from './anyView.js';
+import { compilePredicate, parseWhere, type Where } from './filter.js';
+import { queryPage } from './queryView.js';
 
 export const SUBSCRIPTION_OVERFLOW = 'SUBSCRIPTION_OVERFLOW';
 

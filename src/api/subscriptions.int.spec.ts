@@ -7,17 +7,14 @@ import { createViewTable, writeChanges } from '../../test/support/viewTables.js'
 import { waitFor } from '../../test/support/waitFor.js';
 import { createPool, type Pool } from '../db/index.js';
 import { START } from '../ingest/index.js';
-import { defineView } from '../projections/index.js';
 import {
-  type Api,
-  type ChangeMessage,
   type ChangeTailer,
-  createApi,
+  defineView,
   pruneChanges,
   readChanges,
-  subscribeChanges,
   type ViewChange,
-} from './index.js';
+} from '../projections/index.js';
+import { type Api, type ChangeMessage, createApi, subscribeChanges } from './index.js';
 
 const items = defineView({
   name: 'items',

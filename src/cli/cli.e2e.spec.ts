@@ -1,33 +1,16 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliRun, runCli } from '../../test/support/cli.js';
 import { createEmptyDatabase, type TestDatabase } from '../../test/support/database.js';
 
-const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
 let cwd: string;
 let databaseUrl: string;
 let database: TestDatabase;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function tributary(args: string[], env: Record<string, string> = {}, dir = cwd): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd: dir, env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
-      (error, stdout, stderr) => {
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-      },
-    );
-  });
+function tributary(args: string[], env: Record<string, string> = {}, dir = cwd): Promise<CliRun> {
+  return runCli(args, { cwd: dir, env });
 }
 
 beforeAll(async () => {

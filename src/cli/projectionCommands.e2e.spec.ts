@@ -1,39 +1,25 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, PACKAGE_ENTRY, runCli } from '../../test/support/cli.js';
 import { createEmptyDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { migrate } from '../db/index.js';
 
-const BIN = fileURLToPath(new URL('../../bin/tributary.js', import.meta.url));
-const INDEX = fileURLToPath(new URL('../index.ts', import.meta.url));
 let cwd: string;
 let databaseUrl: string;
 let database: TestDatabase;
 let pool: pg.Pool;
 
 function tributary(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        cwd,
-        env: { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', DATABASE_URL: databaseUrl, ...env },
-        timeout: 120_000,
-      },
-      (error, stdout, stderr) =>
-        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+  return runCli(args, { cwd, env: { DATABASE_URL: databaseUrl, ...env } });
 }
 
-const CONFIG = `import { defineConfig, defineProjection, defineView } from ${JSON.stringify(INDEX)};
+const CONFIG = `import { defineConfig, defineProjection, defineView } from ${JSON.stringify(PACKAGE_ENTRY)};
 const totals = defineView({
   name: 'cli_totals',
   columns: { key: { type: 'text' }, total: { type: 'bigint', nullable: false } },
@@ -101,7 +87,7 @@ describe('projection commands', () => {
   );
 
   it('start runs the workers until SIGTERM; status, deadletters, rebuild and replay work on them', async () => {
-    const start = spawn(process.execPath, [BIN, 'start'], {
+    const start = spawn(process.execPath, [BIN, 'start', '--no-api'], {
       cwd,
       env: { ...process.env, DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'warn' },
       stdio: 'ignore',
@@ -117,8 +103,9 @@ describe('projection commands', () => {
       expect(json[0]).toMatchObject({ name: 'cli_totals', state: 'running', lagEvents: 0, deadLetters: 1 });
       expect(json[0].leaseOwner).toEqual(expect.any(String));
     } finally {
+      const exited = start.exitCode === null ? once(start, 'exit') : Promise.resolve([start.exitCode]);
       start.kill('SIGTERM');
-      const [code] = await once(start, 'exit');
+      const [code] = await exited;
       expect(code).toBe(0);
     }
     const { rows } = await pool.query(
@@ -136,13 +123,27 @@ describe('projection commands', () => {
 
     const rebuilt = await tributary(['rebuild', 'cli_totals'], { PROJECTION_VERSION: '2' });
     expect(rebuilt.stderr + rebuilt.stdout).toMatch(/Rebuilt cli_totals v2 \(40 events\) and swapped it in/);
+    // The progress bar (a line per frame when not on a terminal) ends on every event done.
+    expect(rebuilt.stderr.trim().split('\n').at(-1)).toMatch(
+      /rebuild cli_totals v2 .* 40\/40 events .* ETA 0s$/,
+    );
+    expect(rebuilt.stderr).not.toMatch(/ETA (NF|LL)/);
     expect(await total()).toBe((40 * 41) / 2 - 13);
     expect((await tributary(['status'], { PROJECTION_VERSION: '2' })).stdout).toMatch(
       /cli_totals\s+running\s+2\s/,
     );
     expect((await tributary(['status'])).stdout).toMatch(/cli_totals\s+running\s+2 \(config: 1\)/);
 
-    const replayed = await tributary(['replay', 'cli_totals', '--from', '2000-01-01T00:00:00Z'], {
+    // Its handler adds: a replay would count again, so it is refused unless forced.
+    const refused = await tributary(['replay', 'cli_totals', '--from', '2000-01-01T00:00:00Z'], {
+      PROJECTION_VERSION: '2',
+    });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /does not declare replay: 'idempotent'[\s\S]*→ Run `tributary rebuild cli_totals`[\s\S]*--force/,
+    );
+    expect(await total()).toBe((40 * 41) / 2 - 13);
+    const replayed = await tributary(['replay', 'cli_totals', '--from', '2000-01-01T00:00:00Z', '--force'], {
       PROJECTION_VERSION: '2',
     });
     expect(replayed.stdout, replayed.stderr).toMatch(/Replayed 40 events to cli_totals/);

@@ -1,3 +1,5 @@
+import { sleep } from '../sleep.js';
+
 /**
  * Subscribes to one view's changes and keeps the subscription going across dropped
  * connections, resuming each time right after the last change it delivered: every change
@@ -200,16 +202,4 @@ async function* iterate(
     signal?.removeEventListener('abort', onAbort);
     unsubscribe();
   }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
@@ -23,7 +24,13 @@ export interface LoadedConfig {
  * applies environment overrides (`DATABASE_URL`, `TRIBUTARY_PGDATA`, `TRIBUTARY_PG_PORT`).
  */
 export async function loadConfig(
-  options: { cwd?: string; file?: string; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    cwd?: string;
+    file?: string;
+    env?: NodeJS.ProcessEnv;
+    /** How a TypeScript config file is loaded. @default detectTypeScriptLoader() */
+    typescript?: TypeScriptLoader;
+  } = {},
 ): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
@@ -40,14 +47,18 @@ export async function loadConfig(
   if (file) {
     let mod: { default?: unknown; config?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as typeof mod;
+      mod = (await importConfigFile(file, options.typescript)) as typeof mod;
     } catch (cause) {
+      if (cause instanceof ConfigError) throw cause;
       throw new ConfigError(`Cannot load ${file}: ${(cause as Error).message}`, {
         hint: 'Fix the error in the config file; it must `export default defineConfig({...})`.',
         cause,
       });
     }
-    const exported = mod.default ?? mod.config;
+    let exported = mod.default ?? mod.config;
+    // A TypeScript config outside an ES-module package is compiled to CommonJS: its exports
+    // object arrives as the default export.
+    if (isCompiledEsModule(exported)) exported = exported.default ?? exported.config;
     if (exported === null || typeof exported !== 'object') {
       throw new ConfigError(`${file} does not export a configuration object.`, {
         hint: "Write `export default defineConfig({ ... })` with defineConfig imported from 'tributary'.",
@@ -56,6 +67,89 @@ export async function loadConfig(
     config = exported as TributaryConfig;
   }
   return { config: validateConfig(applyEnvironment(config, env), file ?? 'the environment'), file };
+}
+
+function isCompiledEsModule(value: unknown): value is { default?: unknown; config?: unknown } {
+  return (
+    typeof value === 'object' && value !== null && (value as { __esModule?: unknown }).__esModule === true
+  );
+}
+
+/**
+ * How a `.ts`/`.mts` config file is imported: through tsx when it is installed (an optional
+ * peer dependency; it handles everything TypeScript allows, such as `./shop.js` meaning
+ * `./shop.ts`), else through Node's own type stripping (on by default from Node 22.18,
+ * behind `--experimental-strip-types` before), else not at all.
+ */
+export type TypeScriptLoader = 'tsx' | 'node' | 'none';
+
+/** tsx's Node API: its ES-module and CommonJS hooks. */
+interface Tsx {
+  esm: { register(): () => Promise<void> };
+  cjs: { register(): () => void };
+}
+
+async function findTsx(configFile: string): Promise<Tsx | undefined> {
+  const missing = (error: unknown) =>
+    (error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' ||
+    (error as { code?: string }).code === 'MODULE_NOT_FOUND';
+  try {
+    // Where Tributary is installed (tsx is its optional peer dependency)...
+    return {
+      esm: (await import('tsx/esm/api')) as Tsx['esm'],
+      cjs: (await import('tsx/cjs/api')) as Tsx['cjs'],
+    };
+  } catch (error) {
+    if (!missing(error)) throw error;
+  }
+  try {
+    // ...or in the project of the config file.
+    const resolve = createRequire(configFile).resolve;
+    return {
+      esm: (await import(pathToFileURL(resolve('tsx/esm/api')).href)) as Tsx['esm'],
+      cjs: (await import(pathToFileURL(resolve('tsx/cjs/api')).href)) as Tsx['cjs'],
+    };
+  } catch (error) {
+    if (!missing(error)) throw error;
+    return undefined;
+  }
+}
+
+/**
+ * Imports the config with tsx's hooks on for that import only: Tributary's own modules are
+ * loaded already (plain JavaScript), and the config's `import ... from 'tributary'` resolves
+ * to those same modules, not to a second copy of the package. (tsx's scoped `tsImport` would
+ * load every module the config imports again, Tributary included.)
+ */
+async function importWithTsx(tsx: Tsx, url: string): Promise<unknown> {
+  const unregisterEsm = tsx.esm.register();
+  // A TypeScript config in a package without "type": "module" is loaded as CommonJS.
+  const unregisterCjs = tsx.cjs.register();
+  try {
+    return await import(url);
+  } finally {
+    unregisterCjs();
+    await unregisterEsm();
+  }
+}
+
+/** Whether this Node strips TypeScript types itself (Node 22.18+, or earlier with the flag). */
+function nodeStripsTypes(): boolean {
+  return Boolean((process.features as { typescript?: string | false }).typescript);
+}
+
+async function importConfigFile(file: string, loader?: TypeScriptLoader): Promise<unknown> {
+  const url = pathToFileURL(file).href;
+  if (!/\.m?ts$/.test(file)) return import(url);
+  const tsx = loader === undefined || loader === 'tsx' ? await findTsx(file) : undefined;
+  if (tsx) return importWithTsx(tsx, url);
+  if (loader === 'node' || (loader === undefined && nodeStripsTypes())) return import(url);
+  throw new ConfigError(
+    `${file} is TypeScript, and no TypeScript loader is available to load it (Node ${process.versions.node}).`,
+    {
+      hint: 'Install tsx in your project (`npm install --save-dev tsx`), or use Node 22.18 or later (Node 22.6 to 22.17 with `--experimental-strip-types`), or write the config as tributary.config.js.',
+    },
+  );
 }
 
 export function applyEnvironment(config: TributaryConfig, env: NodeJS.ProcessEnv): TributaryConfig {

@@ -111,6 +111,37 @@ describe('loadConfig', () => {
     expect(error.hint).toBeTruthy();
   });
 
+  it('refuses a TypeScript config when no TypeScript loader is available, saying what to install', async () => {
+    const cwd = await project({ 'tributary.config.ts': typedConfig });
+    const error = await loadConfig({ cwd, env: {}, typescript: 'none' }).catch((e) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toMatch(
+      /tributary\.config\.ts is TypeScript, and no TypeScript loader is available/,
+    );
+    expect(error.hint).toMatch(/npm install --save-dev tsx[\s\S]*Node 22\.18[\s\S]*tributary\.config\.js/);
+    // JavaScript needs no loader.
+    const js = await project({ 'tributary.config.mjs': 'export default { embedded: { port: 7002 } };' });
+    expect((await loadConfig({ cwd: js, env: {}, typescript: 'none' })).config.embedded).toEqual({
+      port: 7002,
+    });
+  });
+
+  it('reads a TypeScript config outside an ES-module package (compiled to CommonJS by tsx)', async () => {
+    const cwd = await project({
+      'package.json': '{}',
+      'tributary.config.ts': 'const port: number = 7003;\nexport default { embedded: { port } };\n',
+    });
+    expect((await loadConfig({ cwd, env: {}, typescript: 'tsx' })).config.embedded).toEqual({ port: 7003 });
+  });
+
+  const stripsTypes = Boolean((process.features as { typescript?: unknown }).typescript);
+  it.skipIf(!stripsTypes)('reads a TypeScript config through Node type stripping without tsx', async () => {
+    const cwd = await project({
+      'tributary.config.mts': 'const port: number = 7004;\nexport default { embedded: { port } };\n',
+    });
+    expect((await loadConfig({ cwd, env: {}, typescript: 'node' })).config.embedded).toEqual({ port: 7004 });
+  });
+
   it('refuses a TRIBUTARY_PG_PORT that is not a number', async () => {
     const cwd = await project({});
     await expect(loadConfig({ cwd, env: { TRIBUTARY_PG_PORT: 'abc' } })).rejects.toBeInstanceOf(ConfigError);

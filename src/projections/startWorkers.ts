@@ -4,13 +4,19 @@ import { createPool, isConnectionError, type Pool, type PoolClient } from '../db
 import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
+import { VIEW_CHANGES_CHANNEL } from './changelog/index.js';
 import { type Clock, systemClock } from './clock.js';
 import { type Projection, validateProjections } from './defineProjection.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { ensureViewTables } from './registry.js';
-import { type BatchResult, type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
+import {
+  type BatchResult,
+  type CheckpointTarget,
+  runBatch,
+  runTimerBatch,
+  type WorkerMemory,
+} from './runBatch.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
-import { VIEW_CHANGES_CHANNEL } from './viewChanges.js';
 
 export interface RunnerOptions {
   /** Events per batch transaction, at most. @default 1000 */
@@ -288,7 +294,7 @@ async function holdProjection(
       };
       let result: BatchResult;
       if (projection.onTimer && memory.nextTimer && clock.now() >= memory.nextTimer) {
-        result = await runBatch(client, target, memory, { ...batchOptions, timerOnly: true });
+        result = await runTimerBatch(client, target, memory, batchOptions);
       } else {
         result = await runBatch(client, target, memory, batchOptions);
       }

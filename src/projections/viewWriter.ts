@@ -1,5 +1,6 @@
-import { copyIn, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
+import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
+import { appendChanges, changeLine } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
 import {
   type CanonicalValue,
@@ -317,24 +318,27 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     // The changelog is encoded while the upsert runs; its error surfaces at the await below.
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
-    // One COPY line per key: view, op, key, row, old, position (null as \N). No field holds a
-    // tab, newline or carriage return (JSON text escapes them; views are identifiers, positions
-    // hex), so escaping for COPY only doubles the backslashes of the JSON fields.
     let lines = '';
     let logged = 0;
     for (const [, write] of entries) {
       const old = write.old ?? null;
       if (write.row === null && old === null) continue;
-      const oldJson = old === null ? '\\N' : copyField(rowJson(t, old));
-      if (write.row === null) {
-        lines += `${t.view.name}\tdelete\t${copyField(membersJson(t.keyJson, old!))}\t\\N\t${oldJson}\t${write.position}\n`;
-      } else {
-        lines += `${t.view.name}\tupsert\t${copyField(membersJson(t.keyJson, write.row))}\t${copyField(rowJson(t, write.row))}\t${oldJson}\t${write.position}\n`;
-      }
+      const oldJson = old === null ? null : rowJson(t, old);
+      lines +=
+        write.row === null
+          ? changeLine(t.view.name, 'delete', membersJson(t.keyJson, old!), null, oldJson, write.position)
+          : changeLine(
+              t.view.name,
+              'upsert',
+              membersJson(t.keyJson, write.row),
+              rowJson(t, write.row),
+              oldJson,
+              write.position,
+            );
       logged++;
     }
     await upserted;
-    if (logged > 0) await copyIn(client, CHANGELOG_COPY, lines);
+    await appendChanges(client, lines);
     changes += logged;
   };
 
@@ -364,13 +368,6 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       return flushedDuringEvent;
     },
   };
-}
-
-const CHANGELOG_COPY = 'copy tributary.view_changes (view, op, key, row, old, log_position) from stdin';
-
-/** JSON text as a COPY text field: its backslashes doubled (it holds no raw tab, newline or CR). */
-function copyField(json: string): string {
-  return json.indexOf('\\') === -1 ? json : json.replaceAll('\\', '\\\\');
 }
 
 /** The statements that delete and upsert a batch of rows given as a JSON array. */

@@ -1,3 +1,11 @@
 // `tributary/testing`: helpers for testing projections and aggregates against a real PostgreSQL.
+// Listed by name, like the package's main entry (src/index.unit.spec.ts snapshots both).
 export { cdcChange, type Given, type GivenEvent, given, type When, type WhenOptions } from './given.js';
-export * from './testStream.js';
+export {
+  type TestElement,
+  type TestPane,
+  type TestStream,
+  type TestStreamOptions,
+  type TestStreamResult,
+  testStream,
+} from './testStream.js';

@@ -14,175 +14,140 @@ import {
   requestSnapshots,
   resolveEventStoreDbSources,
   type SourceStatus,
-  startCapture,
 } from '../../ingest/index.js';
 import { sleep } from '../../sleep.js';
-import { openContext } from '../context.js';
+import { openContext, runUntilStopped } from '../context.js';
 import { createProgressBar } from '../progress.js';
+import { startSources } from './start.js';
 
-export function registerCdc(program: Command) {
-  const cdc = program
-    .command('cdc')
-    .description('Change data capture: run it, see where each source stands, drop a source.');
-
-  cdc
-    .command('status')
-    .description(
-      'Per source: whether capture runs, slot, confirmed LSN, lag and WAL held on the source, snapshot progress, last error, warnings.',
-    )
-    .option('--json', 'print JSON instead of a table')
-    .action(async (options: { json?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const pool = createPool(context.database.url, { max: 2 });
-      try {
-        const { sources } = context.loaded.config;
-        const [postgres, eventStores] = await Promise.all([
-          cdcStatus({ sources, db: pool }),
-          eventStoreDbStatus({ sources, db: pool }),
-        ]);
-        // In the order of the config.
-        const order = Object.keys(sources ?? {});
-        const statuses = [...postgres, ...eventStores].sort(
-          (a, b) => order.indexOf(a.source) - order.indexOf(b.source),
-        );
-        if (options.json) console.log(JSON.stringify(statuses, null, 2));
-        else if (statuses.length === 0)
-          console.log('No sources configured (add `sources` to tributary.config.ts).');
-        else
-          for (const status of statuses)
-            console.log(
-              status.kind === 'eventstoredb' ? formatEventStoreDbStatus(status) : formatStatus(status),
-            );
-      } finally {
-        await pool.end();
-        await context.database.stop();
-      }
-    });
-
-  cdc
-    .command('drop <source>')
-    .description(
-      "Forget a source's checkpoint, and drop its replication slot and publication if this log created them (the log keeps its events); the next run takes a new snapshot.",
-    )
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(async (name: string, options: { yes?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const pool = createPool(context.database.url, { max: 2 });
-      try {
-        if (!options.yes) {
-          if (!process.stdin.isTTY) {
-            console.error(
-              'tributary: refusing to drop without confirmation on a non-interactive input; pass --yes.',
-            );
-            process.exitCode = 1;
-            return;
-          }
-          const rl = createInterface({ input: process.stdin, output: process.stdout });
-          const answer = await rl.question(
-            `Drop the slot and publication of source '${name}'? Changes made meanwhile will not be captured, and the next run takes a new snapshot. Type the source name to confirm: `,
-          );
-          rl.close();
-          if (answer.trim() !== name) {
-            console.log('Not dropped.');
-            return;
-          }
-        }
-        if (resolveEventStoreDbSources(context.loaded.config.sources).some((s) => s.name === name)) {
-          await forgetEventStoreDbSource(pool, name);
-          console.log(
-            `Source '${name}': checkpoint forgotten. The next run reads $all again from its start (or end, with from: 'end'); events whose ids are already in their log streams are skipped.`,
-          );
-          return;
-        }
-        const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
-        const slot = result.slotDropped
-          ? 'dropped'
-          : result.slotKept
-            ? `left in place: it ${result.slotKept}`
-            : 'was already gone';
-        const publication = result.publicationDropped
-          ? 'dropped'
-          : result.publicationKept
-            ? `left in place (${result.publicationKept})`
-            : 'was already gone';
-        console.log(
-          `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
-        );
-      } finally {
-        await pool.end();
-        await context.database.stop();
-      }
-    });
-
-  cdc
-    .command('snapshot <source> [tables...]')
-    .description(
-      "Take an incremental snapshot of the source's tables (all of them, or those named) while the capture runs: streaming goes on, no table is locked. The running capture takes it; this command shows its progress.",
-    )
-    .option('--no-wait', 'return once the snapshot is requested')
-    .option('--cancel', "cancel the source's requested or running snapshots (of the tables named, or all)")
-    .action(
-      async (
-        name: string,
-        tables: string[],
-        options: { wait: boolean; cancel?: boolean },
-        command: Command,
-      ) => {
-        const context = await openContext(command.optsWithGlobals());
-        const pool = createPool(context.database.url, { max: 2 });
-        try {
-          const source = findSource(context.loaded.config.sources, name);
-          if (options.cancel) {
-            const cancelled = await cancelSnapshots(pool, source.name, tables);
-            console.log(
-              `Source '${name}': ${cancelled} snapshot(s) cancelled (a chunk being read finishes first; rows already appended stay in the log).`,
-            );
-            return;
-          }
-          const ids = await requestSnapshots(pool, source, tables);
-          const requested = await readSnapshotStatuses(pool, source.name, ids);
-          console.log(
-            `Source '${name}': incremental snapshot of ${requested.map((s) => `${s.table} (#${s.id})`).join(', ')} requested.`,
-          );
-          const [status] = await cdcStatus({
-            sources: { [name]: context.loaded.config.sources![name]! },
-            db: pool,
-          });
-          if (!status?.running) {
-            console.log(
-              `No capture of '${name}' is running: the snapshot starts when one runs (\`tributary cdc run\` or \`tributary start\`).`,
-            );
-          }
-          if (!options.wait) return;
-          const finished = await followSnapshots(pool, source.name, ids);
-          for (const s of finished) console.log(describeSnapshot(s));
-          if (finished.some((s) => s.state === 'failed')) process.exitCode = 1;
-        } finally {
-          await pool.end();
-          await context.database.stop();
-        }
-      },
+export async function cdcStatusCommand(options: { json?: boolean }, command: Command): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    const { sources } = context.loaded.config;
+    const [postgres, eventStores] = await Promise.all([
+      cdcStatus({ sources, db: pool }),
+      eventStoreDbStatus({ sources, db: pool }),
+    ]);
+    // In the order of the config.
+    const order = Object.keys(sources ?? {});
+    const statuses = [...postgres, ...eventStores].sort(
+      (a, b) => order.indexOf(a.source) - order.indexOf(b.source),
     );
+    if (options.json) console.log(JSON.stringify(statuses, null, 2));
+    else if (statuses.length === 0)
+      console.log('No sources configured (add `sources` to tributary.config.ts).');
+    else
+      for (const status of statuses)
+        console.log(status.kind === 'eventstoredb' ? formatEventStoreDbStatus(status) : formatStatus(status));
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
+}
 
-  cdc
-    .command('run')
-    .description('Capture the configured sources into the log until stopped (Ctrl-C).')
-    .action(async (_options, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      context.lifecycle.handleSignals();
-      const capture = startCapture({
-        sources: context.loaded.config.sources,
-        url: context.database.url,
-        logger: context.logger,
-      });
-      context.lifecycle.add(() => capture.stop());
-      void capture.failure.then((error) => context.lifecycle.fail(error));
-      context.logger.info('capture running', {
-        sources: [...capture.status(), ...capture.eventStoreDb()].map((s) => s.source),
-      });
-      await context.lifecycle.stopped;
-      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
+export async function cdcDropCommand(
+  name: string,
+  options: { yes?: boolean },
+  command: Command,
+): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    if (!options.yes) {
+      if (!process.stdin.isTTY) {
+        console.error(
+          'tributary: refusing to drop without confirmation on a non-interactive input; pass --yes.',
+        );
+        process.exitCode = 1;
+        return;
+      }
+      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const answer = await rl.question(
+        `Drop the slot and publication of source '${name}'? Changes made meanwhile will not be captured, and the next run takes a new snapshot. Type the source name to confirm: `,
+      );
+      rl.close();
+      if (answer.trim() !== name) {
+        console.log('Not dropped.');
+        return;
+      }
+    }
+    if (resolveEventStoreDbSources(context.loaded.config.sources).some((s) => s.name === name)) {
+      await forgetEventStoreDbSource(pool, name);
+      console.log(
+        `Source '${name}': checkpoint forgotten. The next run reads $all again from its start (or end, with from: 'end'); events whose ids are already in their log streams are skipped.`,
+      );
+      return;
+    }
+    const result = await dropSource({ sources: context.loaded.config.sources, source: name, db: pool });
+    const slot = result.slotDropped
+      ? 'dropped'
+      : result.slotKept
+        ? `left in place: it ${result.slotKept}`
+        : 'was already gone';
+    const publication = result.publicationDropped
+      ? 'dropped'
+      : result.publicationKept
+        ? `left in place (${result.publicationKept})`
+        : 'was already gone';
+    console.log(
+      `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
+    );
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
+}
+
+export async function cdcSnapshotCommand(
+  name: string,
+  tables: string[],
+  options: { wait: boolean; cancel?: boolean },
+  command: Command,
+): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    const source = findSource(context.loaded.config.sources, name);
+    if (options.cancel) {
+      const cancelled = await cancelSnapshots(pool, source.name, tables);
+      console.log(
+        `Source '${name}': ${cancelled} snapshot(s) cancelled (a chunk being read finishes first; rows already appended stay in the log).`,
+      );
+      return;
+    }
+    const ids = await requestSnapshots(pool, source, tables);
+    const requested = await readSnapshotStatuses(pool, source.name, ids);
+    console.log(
+      `Source '${name}': incremental snapshot of ${requested.map((s) => `${s.table} (#${s.id})`).join(', ')} requested.`,
+    );
+    const [status] = await cdcStatus({
+      sources: { [name]: context.loaded.config.sources![name]! },
+      db: pool,
     });
+    if (!status?.running) {
+      console.log(
+        `No capture of '${name}' is running: the snapshot starts when one runs (\`tributary cdc run\` or \`tributary start\`).`,
+      );
+    }
+    if (!options.wait) return;
+    const finished = await followSnapshots(pool, source.name, ids);
+    for (const s of finished) console.log(describeSnapshot(s));
+    if (finished.some((s) => s.state === 'failed')) process.exitCode = 1;
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
+}
+
+export async function cdcRunCommand(command: Command): Promise<void> {
+  await runUntilStopped(command.optsWithGlobals(), async (context) => {
+    const sources = context.loaded.config.sources;
+    if (!sources || Object.keys(sources).length === 0) {
+      context.logger.warn('no sources configured; add `sources` to tributary.config.ts');
+    }
+    await startSources(context);
+  });
 }
 
 /** Shows a progress bar until every snapshot is done, cancelled or failed (Ctrl-C stops following only). */

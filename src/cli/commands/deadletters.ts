@@ -41,64 +41,46 @@ async function selectIds(
   ).map((d) => d.id);
 }
 
-export function registerDeadLetters(program: Command) {
-  const deadletters = program
-    .command('deadletters')
-    .description('Inspect, retry or discard events that a projection with onError: "dead-letter" set aside.');
+export async function listDeadLettersCommand(
+  options: { projection?: string; json?: boolean },
+  command: Command,
+): Promise<void> {
+  await withPool(command, async (_context, pool) => {
+    const letters = await listDeadLetters(pool, options.projection ? { projection: options.projection } : {});
+    if (options.json) return console.log(JSON.stringify(letters, null, 2));
+    if (letters.length === 0) return console.log('No dead letters.');
+    for (const d of letters) {
+      console.log(
+        `#${d.id}  ${d.projection}  ${d.position}  ${d.envelope.type} on ${d.envelope.streamId}  (${d.attempts} attempts, ${d.createdAt.toISOString()})\n    ${d.error.message}`,
+      );
+    }
+  });
+}
 
-  deadletters
-    .command('list')
-    .description('List dead letters in log order.')
-    .option('-p, --projection <name>', 'only this projection')
-    .option('--json', 'print JSON (with the envelopes)')
-    .action(async (options: { projection?: string; json?: boolean }, command: Command) => {
-      await withPool(command, async (_context, pool) => {
-        const letters = await listDeadLetters(
-          pool,
-          options.projection ? { projection: options.projection } : {},
-        );
-        if (options.json) return console.log(JSON.stringify(letters, null, 2));
-        if (letters.length === 0) return console.log('No dead letters.');
-        for (const d of letters) {
-          console.log(
-            `#${d.id}  ${d.projection}  ${d.position}  ${d.envelope.type} on ${d.envelope.streamId}  (${d.attempts} attempts, ${d.createdAt.toISOString()})\n    ${d.error.message}`,
-          );
-        }
-      });
+export async function retryDeadLettersCommand(
+  ids: string[],
+  options: { all?: boolean; projection?: string },
+  command: Command,
+): Promise<void> {
+  await withPool(command, async (context, pool) => {
+    const selected = await selectIds(pool, ids, options);
+    const outcomes = await retryDeadLetters(pool, context.loaded.config.projections ?? [], selected, {
+      ...(context.loaded.config.runner?.viewSchema
+        ? { viewSchema: context.loaded.config.runner.viewSchema }
+        : {}),
     });
+    for (const o of outcomes) console.log(o.ok ? `#${o.id} applied` : `#${o.id} failed again: ${o.error}`);
+    if (outcomes.some((o) => !o.ok)) process.exitCode = 1;
+  });
+}
 
-  deadletters
-    .command('retry')
-    .description(
-      'Run the handler again on these dead letters; each one that succeeds is applied and removed.',
-    )
-    .argument('[ids...]', 'dead-letter ids')
-    .option('--all', 'every dead letter (of --projection, if given)')
-    .option('-p, --projection <name>', 'with --all: only this projection')
-    .action(async (ids: string[], options: { all?: boolean; projection?: string }, command: Command) => {
-      await withPool(command, async (context, pool) => {
-        const selected = await selectIds(pool, ids, options);
-        const outcomes = await retryDeadLetters(pool, context.loaded.config.projections ?? [], selected, {
-          ...(context.loaded.config.runner?.viewSchema
-            ? { viewSchema: context.loaded.config.runner.viewSchema }
-            : {}),
-        });
-        for (const o of outcomes)
-          console.log(o.ok ? `#${o.id} applied` : `#${o.id} failed again: ${o.error}`);
-        if (outcomes.some((o) => !o.ok)) process.exitCode = 1;
-      });
-    });
-
-  deadletters
-    .command('discard')
-    .description('Delete these dead letters for good.')
-    .argument('[ids...]', 'dead-letter ids')
-    .option('--all', 'every dead letter (of --projection, if given)')
-    .option('-p, --projection <name>', 'with --all: only this projection')
-    .action(async (ids: string[], options: { all?: boolean; projection?: string }, command: Command) => {
-      await withPool(command, async (_context, pool) => {
-        const count = await discardDeadLetters(pool, await selectIds(pool, ids, options));
-        console.log(`Discarded ${count} dead letter(s).`);
-      });
-    });
+export async function discardDeadLettersCommand(
+  ids: string[],
+  options: { all?: boolean; projection?: string },
+  command: Command,
+): Promise<void> {
+  await withPool(command, async (_context, pool) => {
+    const count = await discardDeadLetters(pool, await selectIds(pool, ids, options));
+    console.log(`Discarded ${count} dead letter(s).`);
+  });
 }

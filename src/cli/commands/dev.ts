@@ -3,46 +3,49 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { CONFIG_FILES } from '../../config/index.js';
-import { type CommandContext, openContext } from '../context.js';
+import { ConfigError } from '../../errors.js';
+import { type CommandContext, type GlobalOptions, runUntilStopped } from '../context.js';
+import { recordInstance } from '../instance.js';
 import { startApi } from './serve.js';
 import { startProjections, startSources } from './start.js';
 
-/** The demo `npm start` runs when the current directory has no tributary.config.ts. */
-const EXAMPLE_DIR = fileURLToPath(new URL('../../../examples/', import.meta.url));
+/**
+ * The demo `tributary dev` runs when the current directory has no tributary.config.ts: the
+ * compiled examples/ of this package (dist/examples, next to dist/cli).
+ */
+const DEMO_DIR = new URL('../../examples/', import.meta.url);
 
-export function registerDev(program: Command) {
-  program
-    .command('dev')
-    .description(
-      'Run everything locally for development: the embedded PostgreSQL (unless DATABASE_URL is set), migrated, the projections and the GraphQL API WITHOUT authentication. Without a tributary.config.ts in the current directory it runs the shop demo of examples/ with a generated workload.',
-    )
-    .option('-p, --port <port>', 'API port (default: api.port or 4000; a free one if taken)', (v) =>
-      Number(v),
-    )
-    .option('--no-workload', 'with the demo: do not generate orders and product changes')
-    .action(async (options: { port?: number; workload: boolean }, command: Command) => {
-      const globals = command.optsWithGlobals<{ config?: string }>();
-      const demo =
-        !globals.config && !CONFIG_FILES.some((file) => existsSync(path.join(process.cwd(), file)));
-      const context = await openContext(
-        demo ? { ...globals, config: path.join(EXAMPLE_DIR, 'tributary.config.ts') } : globals,
-        { handleSignals: true },
-      );
-      if (context.lifecycle.stopping) return context.lifecycle.stopped;
-      try {
-        await run(context, demo, options);
-      } catch (error) {
-        await context.lifecycle.shutdown('startup failed');
-        throw error;
-      }
-      await context.lifecycle.stopped;
-      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
+/** What the demo's workload module (examples/workload.ts) exports. */
+interface DemoWorkload {
+  ensureProducts(databaseUrl: string): Promise<void>;
+  startWorkload(options: { apiUrl: string; databaseUrl: string; onError?: (error: unknown) => void }): {
+    stop(): Promise<void>;
+  };
+}
+
+export async function devCommand(
+  options: { port?: number; workload: boolean },
+  command: Command,
+): Promise<void> {
+  const globals = command.optsWithGlobals<GlobalOptions>();
+  const demo = !globals.config && !CONFIG_FILES.some((file) => existsSync(path.join(process.cwd(), file)));
+  const config = demo ? fileURLToPath(new URL('tributary.config.js', DEMO_DIR)) : globals.config;
+  if (demo && !existsSync(config!)) {
+    throw new ConfigError('No tributary.config.ts here, and the demo is not built.', {
+      hint: 'Write a tributary.config.ts, or run `npm run build` in the Tributary checkout.',
     });
+  }
+  // This command is the instance the others look for; it never attaches to another one.
+  await runUntilStopped(
+    { ...globals, ...(config ? { config } : {}) },
+    (context) => run(context, demo, options),
+    { useInstance: false },
+  );
 }
 
 async function run(context: CommandContext, demo: boolean, options: { port?: number; workload: boolean }) {
   const { logger, database } = context;
-  const workload = demo ? await import('../../../examples/workload.js') : undefined;
+  const workload = demo ? ((await import(new URL('workload.js', DEMO_DIR).href)) as DemoWorkload) : undefined;
   if (workload) {
     await workload.ensureProducts(database.url);
     // The demo captures its products table from Tributary's own database.
@@ -82,6 +85,17 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
     });
     context.lifecycle.add(() => running.stop());
   }
+  const forget = await recordInstance(process.cwd(), {
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    config: context.loaded.file,
+    databaseUrl: database.url,
+    apiUrl: url,
+    sources: Object.fromEntries(
+      Object.entries(context.loaded.config.sources ?? {}).map(([name, source]) => [name, source.url]),
+    ),
+  });
+  context.lifecycle.add(forget);
   logger.info('tributary dev is running', {
     database: database.kind === 'embedded' ? `${database.url} (embedded)` : 'DATABASE_URL',
     api: url,

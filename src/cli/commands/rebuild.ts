@@ -5,49 +5,44 @@ import { openContext } from '../context.js';
 import { createProgressBar } from '../progress.js';
 import { findProjection } from '../projectionsOf.js';
 
-export function registerRebuild(program: Command) {
-  program
-    .command('rebuild')
-    .description(
-      'Rebuild a projection from the start of the log into shadow tables while the current views keep serving, then swap them in atomically. Interrupted, it continues where it stopped.',
-    )
-    .argument('<projection>', 'projection name')
-    .option(
-      '--in-place',
-      'truncate the live views and replay into them (development only: readers see a partial view)',
-    )
-    .action(async (name: string, options: { inPlace?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const projection = findProjection(context.loaded.config, name);
-      const pool = createPool(context.database.url, { max: 3 });
-      const abort = new AbortController();
-      const onSignal = () => abort.abort();
-      process.once('SIGINT', onSignal);
-      const bar = createProgressBar(`rebuild ${name} v${projection.version}`);
-      try {
-        const { runner } = context.loaded.config;
-        const result = await rebuildProjection({
-          pool,
-          projection,
-          logger: context.logger,
-          inPlace: options.inPlace === true,
-          signal: abort.signal,
-          onProgress: (progress) => bar.update(progress),
-          ...(runner?.viewSchema ? { viewSchema: runner.viewSchema } : {}),
-          ...(runner?.leaseTimeoutMs ? { leaseTimeoutMs: runner.leaseTimeoutMs } : {}),
-          ...(runner?.batchSize ? { batchSize: runner.batchSize } : {}),
-        });
-        bar.stop();
-        console.log(
-          options.inPlace
-            ? `Rebuilt ${name} v${projection.version} in place: ${result.events} events.`
-            : `Rebuilt ${name} v${projection.version} (${result.events} events${result.resumed ? ', resumed' : ''}) and swapped it in.`,
-        );
-      } finally {
-        bar.stop();
-        process.off('SIGINT', onSignal);
-        await pool.end();
-        await context.database.stop();
-      }
-    });
+export async function rebuildCommand(
+  name: string,
+  options: { inPlace?: boolean },
+  command: Command,
+): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 3 });
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once('SIGINT', onSignal);
+  try {
+    const projection = findProjection(context.loaded.config, name);
+    const bar = createProgressBar(`rebuild ${name} v${projection.version}`);
+    try {
+      const { runner } = context.loaded.config;
+      const result = await rebuildProjection({
+        pool,
+        projection,
+        logger: context.logger,
+        inPlace: options.inPlace === true,
+        signal: abort.signal,
+        onProgress: (progress) => bar.update(progress),
+        ...(runner?.viewSchema ? { viewSchema: runner.viewSchema } : {}),
+        ...(runner?.leaseTimeoutMs ? { leaseTimeoutMs: runner.leaseTimeoutMs } : {}),
+        ...(runner?.batchSize ? { batchSize: runner.batchSize } : {}),
+      });
+      bar.finish(result.events);
+      console.log(
+        options.inPlace
+          ? `Rebuilt ${name} v${projection.version} in place: ${result.events} events.`
+          : `Rebuilt ${name} v${projection.version} (${result.events} events${result.resumed ? ', resumed' : ''}) and swapped it in.`,
+      );
+    } finally {
+      bar.stop();
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    await pool.end();
+    await context.database.stop();
+  }
 }

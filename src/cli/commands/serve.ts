@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { createApi } from '../../api/index.js';
+import { type AuthConfig, createApi } from '../../api/index.js';
+import type { TributaryConfig } from '../../config/index.js';
 import { ConfigError } from '../../errors.js';
-import { type CommandContext, openContext } from '../context.js';
+import { type CommandContext, runUntilStopped } from '../context.js';
 
 export interface ApiOverrides {
   port?: number;
@@ -10,6 +11,17 @@ export interface ApiOverrides {
   open?: boolean;
   /** What GraphiQL shows when it opens. */
   graphiqlDefaultQuery?: string;
+}
+
+/** How the API authenticates callers; a ConfigError when the config gives it no way to. */
+export function apiAuth(config: TributaryConfig, overrides: Pick<ApiOverrides, 'open'> = {}): AuthConfig {
+  const auth = overrides.open ? { ...config.api?.auth, open: true } : config.api?.auth;
+  if (!auth?.open && !auth?.apiKeys?.length && !auth?.jwt) {
+    throw new ConfigError('The API has no way to authenticate callers.', {
+      hint: 'Configure api.auth.apiKeys or api.auth.jwt in tributary.config.ts, or set api.auth.open = true to serve without authentication (`tributary start --no-api` runs without the API).',
+    });
+  }
+  return auth;
 }
 
 /** Starts the GraphQL API of the configured projections' views; stops with the lifecycle. */
@@ -25,12 +37,7 @@ export async function startApi(
   }
   const port = overrides.port ?? (envPort !== undefined ? Number(envPort) : (api.port ?? 4000));
   const host = overrides.host ?? process.env.TRIBUTARY_API_HOST ?? api.host ?? '127.0.0.1';
-  const auth = overrides.open ? { ...api.auth, open: true } : api.auth;
-  if (!auth?.open && !auth?.apiKeys?.length && !auth?.jwt) {
-    throw new ConfigError('The API has no way to authenticate callers.', {
-      hint: 'Configure api.auth.apiKeys or api.auth.jwt in tributary.config.ts, or set api.auth.open = true to serve without authentication (`tributary start --no-api` runs without the API).',
-    });
-  }
+  const auth = apiAuth(config, overrides);
   const server = await createApi({
     connectionString: context.database.url,
     projections: config.projections ?? [],
@@ -55,26 +62,12 @@ export async function startApi(
   return { url };
 }
 
-export function registerServe(program: Command) {
-  program
-    .command('serve')
-    .description(
-      'Serve the GraphQL API only (queries, subscriptions over SSE and WebSocket, appendEvents, /healthz, /readyz, /metrics); projections run elsewhere (`tributary start`).',
-    )
-    .option('-p, --port <port>', 'port to listen on (default: api.port, TRIBUTARY_API_PORT or 4000)', (v) =>
-      Number(v),
-    )
-    .option('--host <host>', 'address to bind (default: api.host, TRIBUTARY_API_HOST or 127.0.0.1)')
-    .action(async (options: { port?: number; host?: string }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals(), { handleSignals: true });
-      if (context.lifecycle.stopping) return context.lifecycle.stopped;
-      try {
-        const { url } = await startApi(context, options);
-        console.log(`GraphQL API: ${url}`);
-      } catch (error) {
-        await context.lifecycle.shutdown('startup failed');
-        throw error;
-      }
-      await context.lifecycle.stopped;
-    });
+export async function serveCommand(
+  options: { port?: number; host?: string },
+  command: Command,
+): Promise<void> {
+  await runUntilStopped(command.optsWithGlobals(), async (context) => {
+    const { url } = await startApi(context, options);
+    console.log(`GraphQL API: ${url}`);
+  });
 }

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { startCapture } from '../../ingest/index.js';
 import { startWorkers } from '../../projections/index.js';
-import { type CommandContext, openContext } from '../context.js';
-import { startApi } from './serve.js';
+import { type CommandContext, runUntilStopped } from '../context.js';
+import { apiAuth, startApi } from './serve.js';
 
 /**
  * Each service `tributary start` runs: it starts, registers its own stop with the
@@ -49,7 +49,9 @@ export const startSources: Service = async (context) => {
   context.lifecycle.add(() => capture.stop());
   // A source that cannot be captured stops the process (exit code 1) instead of retrying forever.
   void capture.failure.then((error) => context.lifecycle.fail(error));
-  context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
+  context.logger.info('capture running', {
+    sources: [...capture.status(), ...capture.eventStoreDb()].map((s) => s.source),
+  });
 };
 
 /** The GraphQL API, on api.port. */
@@ -59,21 +61,13 @@ export const startApiService: Service = async (context) => {
 
 export const SERVICES: Service[] = [startSources, startProjections, startApiService];
 
-export function registerStart(program: Command) {
-  program
-    .command('start')
-    .description(
-      'Run the change data capture of the configured sources, the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
-    )
-    .option('--no-api', 'run the capture and the projection workers only, without the GraphQL API')
-    .action(async (options: { api: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      context.lifecycle.handleSignals();
-      for (const service of SERVICES) {
-        if (service === startApiService && !options.api) continue;
-        await service(context);
-      }
-      await context.lifecycle.stopped;
-      if (context.lifecycle.failure !== undefined) throw context.lifecycle.failure;
-    });
+export async function startCommand(options: { api: boolean }, command: Command): Promise<void> {
+  await runUntilStopped(command.optsWithGlobals(), async (context) => {
+    // Refused before anything starts: a config the API cannot serve fails at once.
+    if (options.api) apiAuth(context.loaded.config);
+    for (const service of SERVICES) {
+      if (service === startApiService && !options.api) continue;
+      await service(context);
+    }
+  });
 }

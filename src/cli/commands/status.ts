@@ -3,25 +3,17 @@ import { createPool } from '../../db/index.js';
 import { getProjectionStatuses, type ProjectionStatus } from '../../projections/index.js';
 import { openContext } from '../context.js';
 
-export function registerStatus(program: Command) {
-  program
-    .command('status')
-    .description(
-      'Show each projection: state, version, position, lag, throughput, lease holder and last error.',
-    )
-    .option('--json', 'print JSON instead of a table')
-    .action(async (options: { json?: boolean }, command: Command) => {
-      const context = await openContext(command.optsWithGlobals());
-      const pool = createPool(context.database.url, { max: 2 });
-      try {
-        const statuses = await getProjectionStatuses(pool, context.loaded.config.projections ?? []);
-        if (options.json) console.log(JSON.stringify(statuses, null, 2));
-        else console.log(formatStatusTable(statuses));
-      } finally {
-        await pool.end();
-        await context.database.stop();
-      }
-    });
+export async function statusCommand(options: { json?: boolean }, command: Command): Promise<void> {
+  const context = await openContext(command.optsWithGlobals());
+  const pool = createPool(context.database.url, { max: 2 });
+  try {
+    const statuses = await getProjectionStatuses(pool, context.loaded.config.projections ?? []);
+    if (options.json) console.log(JSON.stringify(statuses, null, 2));
+    else console.log(formatStatusTable(statuses));
+  } finally {
+    await pool.end();
+    await context.database.stop();
+  }
 }
 
 export function formatStatusTable(statuses: readonly ProjectionStatus[]): string {

@@ -1,13 +1,14 @@
 import { formatPosition } from './position.js';
 import type { Envelope, JsonObject } from './types.js';
 
-/** The columns every log read selects, in the shape `toEnvelope` expects. */
-export const ENVELOPE_COLUMNS = `e.transaction_id::text as xid, e.global_position::text as gp, e.stream_id,
-  e.stream_position::int as stream_position, e.event_id, e.type, e.data, e.metadata, e.event_time, e.recorded_at`;
+/** The columns every log read selects (from the alias `r`), in the shape `toEnvelope` expects. */
+export const ENVELOPE_COLUMNS = `r.transaction_id::text as xid, r.global_position::text as seq, r.stream_id,
+  r.stream_position::int as stream_position, r.event_id, r.type, r.data, r.metadata, r.event_time, r.recorded_at`;
 
 export interface EventRow {
   xid: string;
-  gp: string;
+  /** The global position. */
+  seq: string;
   stream_id: string;
   stream_position: number;
   event_id: string;
@@ -20,7 +21,7 @@ export interface EventRow {
 
 export function toEnvelope(row: EventRow): Envelope {
   return {
-    position: formatPosition(row.xid, row.gp),
+    position: formatPosition(row.xid, row.seq),
     streamId: row.stream_id,
     streamPosition: row.stream_position,
     eventId: row.event_id,

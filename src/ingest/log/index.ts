@@ -25,4 +25,11 @@ export {
   validateExpectedVersion,
   validateStreamId,
 } from './validation.js';
+export {
+  readVisible,
+  type TailOptions,
+  tailVisible,
+  type VisibleRead,
+  type VisibleTable,
+} from './visible.js';
 export { createWakeUp, type WakeUp } from './wakeSubscribers.js';

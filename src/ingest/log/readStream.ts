@@ -19,9 +19,9 @@ export async function readStream(
   }
   const forwards = direction === 'forwards';
   const { rows } = await db.query<EventRow>(
-    `select ${ENVELOPE_COLUMNS} from tributary.events e
-     where e.stream_id = $1 and ($2::bigint is null or e.stream_position ${forwards ? '>=' : '<='} $2)
-     order by e.stream_position ${forwards ? 'asc' : 'desc'}
+    `select ${ENVELOPE_COLUMNS} from tributary.events r
+     where r.stream_id = $1 and ($2::bigint is null or r.stream_position ${forwards ? '>=' : '<='} $2)
+     order by r.stream_position ${forwards ? 'asc' : 'desc'}
      limit $3`,
     [streamId, from ?? null, limit],
   );

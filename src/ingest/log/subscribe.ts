@@ -1,12 +1,12 @@
 import { isConnectionError, type Queryable } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
-import { sleep } from '../../sleep.js';
 import type { Notifier } from './notifier.js';
 import { type Position, parsePosition, START } from './position.js';
 import { readAll } from './readAll.js';
 import { validateLimit } from './readStream.js';
 import type { Envelope, SubscribeOptions, Subscription } from './types.js';
+import { tailVisible } from './visible.js';
 
 /**
  * Catch-up, then live. Pull-based: a batch is read only when the consumer has taken
@@ -39,41 +39,28 @@ export function subscribe(
   notifier.start();
 
   async function* events(): AsyncGenerator<Envelope> {
-    let failures = 0;
-    let heldDelayMs = 2;
-    while (!abort.signal.aborted) {
-      let batch: Awaited<ReturnType<typeof readAll>>;
-      // Taken before the read: a notification arriving during it makes the wait below return at once.
-      const generation = notifier.generation;
-      try {
-        batch = await readAll(db, position, { limit: batchSize, filter: options.filter });
-        failures = 0;
-      } catch (error) {
-        if (!isConnectionError(error)) throw error;
-        const delay = Math.min(100 * 2 ** failures++, 5000);
-        logger.warn('log read failed; retrying from the last position', {
-          position,
-          error,
-          retryInMs: delay,
-        });
-        await sleep(delay, abort.signal);
-        continue;
-      }
-      for (const event of batch.events) {
+    const batches = tailVisible({
+      read: async (after) => {
+        const batch = await readAll(db, after, { limit: batchSize, filter: options.filter });
+        return { items: batch.events, next: batch.next, held: batch.held };
+      },
+      from: position,
+      batchSize,
+      notifier,
+      pollIntervalMs,
+      heldPollMaxMs,
+      signal: abort.signal,
+      retry: isConnectionError,
+      onRetry: (error, at, retryInMs) =>
+        logger.warn('log read failed; retrying from the last position', { position: at, error, retryInMs }),
+    });
+    for await (const batch of batches) {
+      for (const event of batch.items) {
         if (abort.signal.aborted) return;
         position = event.position;
         yield event;
       }
       position = batch.next;
-      if (batch.events.length === batchSize) continue;
-      if (batch.held) {
-        // Committed events wait on an older open transaction, which may never notify: poll soon.
-        await sleep(heldDelayMs, abort.signal);
-        heldDelayMs = Math.min(heldDelayMs * 2, heldPollMaxMs);
-        continue;
-      }
-      heldDelayMs = 2;
-      await notifier.wait(pollIntervalMs, abort.signal, generation);
     }
   }
 

@@ -110,6 +110,8 @@ export interface WindowedAggregate {
   readonly filter: LogFilter | undefined;
   readonly onError: 'stop' | 'dead-letter' | undefined;
   readonly retry: WindowedAggregateOptions['retry'];
+  /** A replay leaves the windows alone (their state already holds the events), so it is safe. */
+  readonly replay: 'idempotent';
   readonly config: EngineConfig & { watermark: WatermarkSpec };
   /** `<name>_panes`, `<name>_results` and `<name>_late` (elements dropped as too late). */
   readonly views: readonly [PanesView, ResultsView, LateView];
@@ -213,6 +215,7 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
     filter: options.filter,
     onError: options.onError,
     retry: options.retry,
+    replay: 'idempotent',
     config: {
       window: options.window,
       allowedLatenessMs: toMillis(options.allowedLateness ?? 0, 'allowedLateness'),

@@ -1,17 +1,14 @@
-import { isConnectionError, type Pool } from '../db/index.js';
-import { createNotifier, formatPosition, type Position } from '../ingest/index.js';
-import { type Logger, silentLogger } from '../logger.js';
-import { VIEW_CHANGES_CHANNEL } from '../projections/index.js';
-import { sleep } from '../sleep.js';
+import { isConnectionError, type Pool } from '../../db/index.js';
+import { createNotifier, formatPosition, type Position, tailVisible } from '../../ingest/index.js';
+import { type Logger, silentLogger } from '../../logger.js';
+import { VIEW_CHANGES_CHANNEL } from './channel.js';
 import { readChanges, type ViewChange } from './readChanges.js';
-
-export { VIEW_CHANGES_CHANNEL };
 
 export type ChangeListener = (changes: readonly ViewChange[], next: Position) => void;
 
 /**
  * One reader of the changelog per process, shared by every subscription: woken by the
- * NOTIFY of migration 0005 (with a polling fallback), it reads each new batch once and
+ * notification sent after each batch commits (with a polling fallback), it reads each new batch once and
  * hands it to every listener synchronously, together with the position it reached. A
  * listener attached in the same tick as it read `position` therefore misses nothing.
  */
@@ -53,43 +50,35 @@ export function createChangeTailer(options: ChangeTailerOptions): ChangeTailer {
 
   const loop = (async () => {
     await ready;
-    let failures = 0;
-    let heldDelayMs = 2;
-    while (!abort.signal.aborted) {
-      // Registered before the read, so a notification that arrives during it is not lost.
-      const woken = notifier.wait(pollIntervalMs, abort.signal);
-      let batch: Awaited<ReturnType<typeof readChanges>>;
-      try {
-        batch = await readChanges(options.pool, position, { limit: batchSize });
-        failures = 0;
-      } catch (error) {
-        if (abort.signal.aborted) return;
-        const delay = Math.min(100 * 2 ** failures++, 5000);
+    const batches = tailVisible({
+      read: async (after) => {
+        const batch = await readChanges(options.pool, after, { limit: batchSize });
+        return { items: batch.changes, next: batch.next, held: batch.held };
+      },
+      from: position,
+      batchSize,
+      notifier,
+      pollIntervalMs,
+      heldPollMaxMs: pollIntervalMs,
+      signal: abort.signal,
+      // One reader serves every subscriber: it keeps trying, whatever failed.
+      retry: () => true,
+      onRetry: (error, _at, retryInMs) =>
         logger[isConnectionError(error) ? 'warn' : 'error']('changelog read failed; retrying', {
           error,
-          retryInMs: delay,
-        });
-        await sleep(delay, abort.signal);
-        continue;
-      }
+          retryInMs,
+        }),
+    });
+    for await (const batch of batches) {
       position = batch.next;
-      if (batch.changes.length > 0 || listeners.size > 0) {
-        for (const listener of [...listeners]) {
-          try {
-            listener(batch.changes, batch.next);
-          } catch (error) {
-            logger.error('change listener failed', { error });
-          }
+      if (batch.items.length === 0 && listeners.size === 0) continue;
+      for (const listener of [...listeners]) {
+        try {
+          listener(batch.items, batch.next);
+        } catch (error) {
+          logger.error('change listener failed', { error });
         }
       }
-      if (batch.changes.length === batchSize) continue;
-      if (batch.held) {
-        await sleep(heldDelayMs, abort.signal);
-        heldDelayMs = Math.min(heldDelayMs * 2, pollIntervalMs);
-        continue;
-      }
-      heldDelayMs = 2;
-      await woken;
     }
   })();
   loop.catch((error: unknown) => logger.error('changelog tailer stopped', { error }));

@@ -1,35 +1,6 @@
-import type { Queryable } from '../db/index.js';
-import { TributaryError, ValidationError } from '../errors.js';
-import {
-  formatPosition,
-  type JsonObject,
-  maxPosition,
-  type Position,
-  parsePosition,
-} from '../ingest/index.js';
-
-export type ChangeOp = 'upsert' | 'delete' | 'reset';
-
-/** One entry of `tributary.view_changes`, as subscriptions deliver it. */
-export interface ViewChange {
-  /** Opaque, totally ordered; resume a subscription after it. Same format as log positions. */
-  cursor: Position;
-  view: string;
-  op: ChangeOp;
-  key: JsonObject;
-  row: JsonObject | null;
-  old: JsonObject | null;
-  /** Transaction id, kept for snapshot-visibility checks. */
-  transactionId: bigint;
-}
-
-export interface ReadChangesResult {
-  changes: ViewChange[];
-  /** Where to read next; may be past the last change (the visibility bound). */
-  next: Position;
-  /** Committed changes exist past `next` but an older open transaction holds them back. */
-  held: boolean;
-}
+import type { Queryable } from '../../db/index.js';
+import { TributaryError, ValidationError } from '../../errors.js';
+import { type Position, parsePosition } from '../../ingest/index.js';
 
 export const CURSOR_EXPIRED = 'CURSOR_EXPIRED';
 
@@ -46,69 +17,6 @@ export class CursorExpiredError extends TributaryError {
       },
     );
   }
-}
-
-/**
- * Reads the changelog after `from` in (transaction_id, seq) order, only from transactions
- * below the snapshot's xmin, so that no change can later commit before what was returned.
- * One statement: the changes, the bound and `held` come from the same snapshot.
- */
-export async function readChanges(
-  db: Queryable,
-  from: Position,
-  options: { views?: readonly string[]; limit?: number } = {},
-): Promise<ReadChangesResult> {
-  const { transactionId, globalPosition: seq } = parsePosition(from);
-  const limit = options.limit ?? 1000;
-  const params: unknown[] = [transactionId.toString(), seq.toString(), limit];
-  let viewFilter = '';
-  if (options.views) {
-    params.push(options.views);
-    viewFilter = `and c.view = any ($${params.length}::text[])`;
-  }
-  const { rows } = await db.query<{
-    bound: string;
-    held: boolean | null;
-    xid: string | null;
-    seq: string | null;
-    view: string;
-    op: ChangeOp;
-    key: JsonObject;
-    row: JsonObject | null;
-    old: JsonObject | null;
-  }>(
-    `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
-     select b.xmin::text as bound,
-            exists (select 1 from tributary.view_changes h where h.transaction_id >= b.xmin) as held,
-            c.*
-     from bound b
-     left join lateral (
-       select c.transaction_id::text as xid, c.seq::text as seq, c.view, c.op, c.key, c.row, c.old
-       from tributary.view_changes c
-       where (c.transaction_id, c.seq) > ($1::xid8, $2::bigint)
-         and c.transaction_id < b.xmin
-         ${viewFilter}
-       order by c.transaction_id, c.seq
-       limit $3
-     ) c on true`,
-    params,
-  );
-  const first = rows[0]!;
-  const changes: ViewChange[] =
-    first.xid == null
-      ? []
-      : rows.map((row) => ({
-          cursor: formatPosition(row.xid!, row.seq!),
-          view: row.view,
-          op: row.op,
-          key: row.key,
-          row: row.row,
-          old: row.old,
-          transactionId: BigInt(row.xid!),
-        }));
-  const last = changes.at(-1)?.cursor ?? from;
-  const next = changes.length === limit ? last : maxPosition(last, formatPosition(first.bound, 0n));
-  return { changes, next, held: first.held === true };
 }
 
 /**

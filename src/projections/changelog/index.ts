@@ -1,0 +1,21 @@
+// The changelog (tributary.view_changes): every net change of a view, per key and batch, in
+// the order of the visibility rule. Written by the runner and rebuilds, in their
+// transactions; read, tailed and pruned for subscriptions (and sinks). This folder is its
+// one owner: everything else goes through these functions.
+
+export {
+  type ChangeListener,
+  type ChangeTailer,
+  type ChangeTailerOptions,
+  createChangeTailer,
+} from './changeTailer.js';
+export { NOTIFY_AFTER_COMMIT_SETTING, VIEW_CHANGES_CHANNEL } from './channel.js';
+export { type ChangeOp, type ReadChangesResult, readChanges, type ViewChange } from './readChanges.js';
+export {
+  assertCursorRetained,
+  assertResumableCursor,
+  CURSOR_EXPIRED,
+  CursorExpiredError,
+  pruneChanges,
+} from './retention.js';
+export { appendChanges, appendResets, changeLine } from './writeChanges.js';
