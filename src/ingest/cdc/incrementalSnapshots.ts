@@ -372,90 +372,98 @@ async function takeIncrementalSnapshot(
   let chunkNumber = 0;
   let lastLog = Date.now();
   options.onProgress({ id: snapshot.id, table: snapshot.table, rowsRead, rowsTotal });
-  for (;;) {
-    if (signal.aborted) return;
-    const { rows: state } = await pool.query<{ state: string }>(
-      'select state from tributary.cdc_snapshots where id = $1',
-      [snapshot.id],
-    );
-    if (state[0]?.state !== 'running') {
-      logger.info('incremental snapshot stopped', {
-        table: snapshot.table,
-        state: state[0]?.state ?? 'gone',
-      });
-      return;
-    }
-    const windowId = `${runId}-${snapshot.id}-${chunkNumber++}`;
-    const done = windows.expect(windowId, snapshot.table);
-    done.catch(() => {}); // awaited below; a stream that stops rejects it meanwhile
-    let last: boolean;
-    let readKey: string[] | null;
-    let read: number;
-    try {
-      await emitWatermark(client, options.watermarks, source, windowId, 'low');
-      await client.query('begin isolation level repeatable read read only');
-      const { rows: snap } = await client.query<{ snapshot: string }>(
-        'select pg_current_snapshot()::text as snapshot',
+  // The table's changes are kept between chunks too, until the snapshot ends.
+  const unfollow = windows.follow(snapshot.table);
+  try {
+    for (;;) {
+      if (signal.aborted) return;
+      const { rows: state } = await pool.query<{ state: string }>(
+        'select state from tributary.cdc_snapshots where id = $1',
+        [snapshot.id],
       );
-      const result = await client.query<Array<string | null>>({
-        text: `select * from ${name}${lastKey === null ? '' : ` where (${columns}) > (${after})`} order by ${columns} limit ${chunkSize}`,
-        values: lastKey ?? [],
-        rowMode: 'array',
-        types: RAW_TEXT,
-      });
-      await client.query('commit');
-      const names = result.fields.map((f) => f.name);
-      const keyIndexes = table.keyColumns.map((column) => names.indexOf(column));
-      const relation = describeRelation({
-        oid: table.oid,
-        schema: table.schema,
-        name: table.table,
-        columns: result.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, isKey: false })),
-        kinds: await options.resolveTypes(result.fields.map((f) => f.dataTypeID)),
-        keyIndexes,
-      });
-      const lastRow = result.rows[result.rows.length - 1];
-      readKey = lastRow === undefined ? null : keyIndexes.map((index) => lastRow[index] as string);
-      last = result.rows.length < chunkSize;
-      read = result.rows.length;
-      windows.ready(windowId, {
-        snapshotId: snapshot.id,
-        table: snapshot.table,
-        relation,
-        rows: result.rows,
-        keyIndexes,
-        inProgress: inProgressXids(snap[0]!.snapshot),
-        lastKey: readKey,
-        last,
-        rowsBefore: rowsRead,
-      });
-      await emitWatermark(client, options.watermarks, source, windowId, 'high');
-    } catch (error) {
-      windows.forget(windowId);
-      await client.query('rollback').catch(() => {});
-      throw error;
+      if (state[0]?.state !== 'running') {
+        logger.info('incremental snapshot stopped', {
+          table: snapshot.table,
+          state: state[0]?.state ?? 'gone',
+        });
+        return;
+      }
+      const windowId = `${runId}-${snapshot.id}-${chunkNumber++}`;
+      const done = windows.expect(windowId, snapshot.table);
+      done.catch(() => {}); // awaited below; a stream that stops rejects it meanwhile
+      let last: boolean;
+      let readKey: string[] | null;
+      let read: number;
+      try {
+        await emitWatermark(client, options.watermarks, source, windowId, 'low');
+        await client.query('begin isolation level repeatable read read only');
+        const { rows: snap } = await client.query<{ snapshot: string }>(
+          'select pg_current_snapshot()::text as snapshot',
+        );
+        const result = await client.query<Array<string | null>>({
+          text: `select * from ${name}${lastKey === null ? '' : ` where (${columns}) > (${after})`} order by ${columns} limit ${chunkSize}`,
+          values: lastKey ?? [],
+          rowMode: 'array',
+          types: RAW_TEXT,
+        });
+        await client.query('commit');
+        const names = result.fields.map((f) => f.name);
+        const keyIndexes = table.keyColumns.map((column) => names.indexOf(column));
+        const relation = describeRelation({
+          oid: table.oid,
+          schema: table.schema,
+          name: table.table,
+          columns: result.fields.map((f) => ({ name: f.name, typeOid: f.dataTypeID, isKey: false })),
+          kinds: await options.resolveTypes(result.fields.map((f) => f.dataTypeID)),
+          keyIndexes,
+        });
+        const lastRow = result.rows[result.rows.length - 1];
+        readKey = lastRow === undefined ? null : keyIndexes.map((index) => lastRow[index] as string);
+        last = result.rows.length < chunkSize;
+        read = result.rows.length;
+        windows.ready(windowId, {
+          snapshotId: snapshot.id,
+          table: snapshot.table,
+          relation,
+          rows: result.rows,
+          keyIndexes,
+          inProgress: inProgressXids(snap[0]!.snapshot),
+          lastKey: readKey,
+          last,
+          rowsBefore: rowsRead,
+        });
+        await emitWatermark(client, options.watermarks, source, windowId, 'high');
+      } catch (error) {
+        windows.forget(windowId);
+        await client.query('rollback').catch(() => {});
+        throw error;
+      }
+      const outcome = await done;
+      if (options.watermarks === 'table') {
+        await client.query(`delete from ${signalName(source)} where id = $1`, [windowId]);
+      }
+      // A change of unknown key in the window, or a transaction the read did not see whose changes
+      // are not known: read the chunk again.
+      if (!outcome.applied) continue;
+      lastKey = readKey ?? lastKey;
+      rowsRead += read;
+      options.onProgress({ id: snapshot.id, table: snapshot.table, rowsRead, rowsTotal });
+      if (Date.now() - lastLog > 2000) {
+        lastLog = Date.now();
+        logger.info('incremental snapshot progress', {
+          table: snapshot.table,
+          rows: rowsRead,
+          estimatedTotal: rowsTotal,
+        });
+      }
+      if (last) {
+        logger.info('incremental snapshot done', { table: snapshot.table, id: snapshot.id, rows: rowsRead });
+        options.onProgress(null);
+        return;
+      }
     }
-    const outcome = await done;
-    if (options.watermarks === 'table') {
-      await client.query(`delete from ${signalName(source)} where id = $1`, [windowId]);
-    }
-    if (!outcome.applied) continue; // a change of unknown key in the window: read the chunk again
-    lastKey = readKey ?? lastKey;
-    rowsRead += read;
-    options.onProgress({ id: snapshot.id, table: snapshot.table, rowsRead, rowsTotal });
-    if (Date.now() - lastLog > 2000) {
-      lastLog = Date.now();
-      logger.info('incremental snapshot progress', {
-        table: snapshot.table,
-        rows: rowsRead,
-        estimatedTotal: rowsTotal,
-      });
-    }
-    if (last) {
-      logger.info('incremental snapshot done', { table: snapshot.table, id: snapshot.id, rows: rowsRead });
-      options.onProgress(null);
-      return;
-    }
+  } finally {
+    unfollow();
   }
 }
 

@@ -73,6 +73,8 @@ interface RecentChange {
 }
 
 const RECENT_LIMIT = 4096;
+/** Decoded transactions remembered (xid and where they began), for the same race. */
+const DECODED_LIMIT = 65_536;
 
 /**
  * The stream side of DBLog's watermark algorithm. For each chunk, the snapshot reader
@@ -86,18 +88,43 @@ const RECENT_LIMIT = 4096;
  * One more case is covered: PostgreSQL writes a transaction's commit record before making it
  * visible, so a transaction decoded just before the low watermark can still be invisible to the
  * chunk's read. Its changes are kept for a while, and keys of transactions the chunk's
- * snapshot saw in progress are dropped too.
+ * snapshot saw in progress are dropped too. The snapshot reader follows the table for the whole
+ * snapshot (changes between chunks are kept as well); a transaction in progress for the chunk
+ * that began before its changes were kept (before the table was followed, or whose changes
+ * were since forgotten) makes the chunk untrusted: it is read again.
  */
 export function createSnapshotWindows() {
   const windows = new Map<string, Window>();
   const tracked = new Map<string, number>();
   let recent: RecentChange[] = [];
   let seq = 0;
+  /** Changes before this sequence number may be missing from `recent`, per followed table. */
+  const keptFrom = new Map<string, number>();
+  let recentFloor = 0;
+  /** Every decoded transaction, in a ring: its xid and the sequence number of its begin. */
+  const decodedXids = new Uint32Array(DECODED_LIMIT);
+  const decodedBegins = new Float64Array(DECODED_LIMIT).fill(-1);
+  let decodedCount = 0;
+  let current: { xid: number; seq: number } | null = null;
+  /** Where `xid` began, if it was decoded (committed) before sequence number `before`. */
+  const decodedBegin = (xid: number, before: number): number | undefined => {
+    const oldest = Math.max(0, decodedCount - DECODED_LIMIT);
+    for (let i = decodedCount - 1; i >= oldest; i--) {
+      const slot = i % DECODED_LIMIT;
+      if (decodedXids[slot] === xid && decodedBegins[slot]! < before) return decodedBegins[slot];
+    }
+    return undefined;
+  };
 
   const track = (table: string, delta: number) => {
     const count = (tracked.get(table) ?? 0) + delta;
-    if (count <= 0) tracked.delete(table);
-    else tracked.set(table, count);
+    if (count <= 0) {
+      tracked.delete(table);
+      keptFrom.delete(table);
+    } else {
+      tracked.set(table, count);
+      if (!keptFrom.has(table)) keptFrom.set(table, seq);
+    }
     if (tracked.size === 0) recent = [];
   };
   const close = (window: Window) => {
@@ -111,6 +138,19 @@ export function createSnapshotWindows() {
     },
     isTracked(table: string): boolean {
       return tracked.has(table);
+    },
+    /**
+     * Keeps noting the table's changes for the whole snapshot, between chunks too: a transaction
+     * that races a chunk's low watermark may be decoded before that chunk's window exists.
+     * Returns the function that stops it.
+     */
+    follow(table: string): () => void {
+      track(table, 1);
+      let followed = true;
+      return () => {
+        if (followed) track(table, -1);
+        followed = false;
+      };
     },
     /** Registers a chunk's window before its low watermark is written. */
     expect(id: string, table: string): Promise<ChunkResult> {
@@ -146,6 +186,18 @@ export function createSnapshotWindows() {
       const window = windows.get(id);
       if (window !== undefined) close(window);
     },
+    /** The stream decoded a transaction's begin (any transaction, tracked tables or not). */
+    begin(xid: number): void {
+      current = { xid, seq: seq++ };
+    },
+    /** The stream decoded the commit of the transaction begun last. */
+    commit(): void {
+      if (current === null) return;
+      const slot = decodedCount++ % DECODED_LIMIT;
+      decodedXids[slot] = current.xid;
+      decodedBegins[slot] = current.seq;
+      current = null;
+    },
     /** A change of a tracked table: `keys` are its row keys (old and new), null when unknown. */
     change(table: string, xid: number, keys: string[] | null): void {
       for (const window of windows.values()) {
@@ -154,7 +206,10 @@ export function createSnapshotWindows() {
         else for (const key of keys) window.changed.add(key);
       }
       recent.push({ seq: seq++, xid, table, keys });
-      if (recent.length > RECENT_LIMIT * 2) recent = recent.slice(-RECENT_LIMIT);
+      if (recent.length > RECENT_LIMIT * 2) {
+        recent = recent.slice(-RECENT_LIMIT);
+        recentFloor = recent[0]!.seq;
+      }
     },
     truncate(table: string): void {
       for (const window of windows.values()) {
@@ -190,6 +245,17 @@ export function createSnapshotWindows() {
       }
       const dropped = window.changed;
       if (chunk.inProgress.size > 0) {
+        // A transaction the chunk's read did not see, decoded before the low watermark: its
+        // changes of the table must be known, or the chunk is read again.
+        const known = Math.max(keptFrom.get(window.table) ?? window.lowSeq, recentFloor);
+        for (const xid of chunk.inProgress) {
+          const began = decodedBegin(xid, window.lowSeq);
+          if (began !== undefined && began < known) {
+            close(window);
+            window.resolve({ applied: false, rowsWritten: 0 });
+            return undefined;
+          }
+        }
         for (const change of recent) {
           if (change.seq >= window.lowSeq || change.table !== window.table) continue;
           if (!chunk.inProgress.has(change.xid)) continue;

@@ -365,6 +365,7 @@ export async function streamChanges(options: {
     switch (message.tag) {
       case 'begin':
         txn = { ...openTransaction(source.name, message), skip: isApplied(message.finalLsn), output: false };
+        windows.begin(message.xid);
         return;
       case 'relation':
         return toRelation(message, resolveTypes, keyColumns).then((relation) => {
@@ -414,6 +415,7 @@ export async function streamChanges(options: {
       case 'commit': {
         const current = txn;
         txn = null;
+        windows.commit();
         if (current === null || current.skip || (current.ordinal === 0 && !current.output)) {
           // Already in the log, or nothing captured: the slot may pass it once nothing is in flight.
           if (log === null && compareLsn(message.endLsn, confirmable) > 0) confirmable = message.endLsn;
