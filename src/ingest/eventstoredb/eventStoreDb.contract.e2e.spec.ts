@@ -66,6 +66,18 @@ beforeAll(async () => {
   }
   client = EventStoreDBClient.connectionString(url);
   teardowns.push(() => client.dispose());
+  // A server just started (`docker compose up -d eventstoredb`) takes a few seconds to answer.
+  await waitFor(
+    async () => {
+      try {
+        for await (const _ of client.readAll({ maxCount: 1 })) break;
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 90_000, intervalMs: 1000, what: `the EventStoreDB server at ${url}` },
+  );
   db = await createTestDatabase();
   pool = createPool(db.url);
   dir = await mkdtemp(path.join(tmpdir(), 'tributary-esdb-'));
