@@ -4,7 +4,14 @@ import type { AddressInfo } from 'node:net';
 import type { GraphQLSchema } from 'graphql';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import type { WebSocketServer } from 'ws';
-import { createPool, type Pool } from '../db/index.js';
+import {
+  createPool,
+  createReadRouter,
+  type Pool,
+  primaryOnly,
+  type ReadRouter,
+  type ReplicaOptions,
+} from '../db/index.js';
 import {
   type CdcSourcesConfig,
   cdcStatus,
@@ -45,6 +52,8 @@ export interface CreateApiOptions {
   config?: ApiConfig;
   /** Where appendEvents writes. @default the PostgreSQL log of `connectionString` */
   store?: Pick<EventStore, 'append'>;
+  /** Hot-standby replicas that queries of views may read (writes and subscriptions use the primary). */
+  replicas?: ReplicaOptions;
   /** Limits of appended events (`log` of tributary.config.ts), enforced on `appendEvents`. */
   log?: LimitOptions;
   /** CDC sources (`sources` of tributary.config.ts), for the `sources` field and the CDC lag metrics. */
@@ -63,6 +72,8 @@ export interface Api {
   schema: GraphQLSchema;
   metrics: ApiMetrics;
   tailer: ChangeTailer;
+  /** The replicas queries may read, and how each one stands. */
+  replicas: Pick<ReadRouter, 'status'>;
   /** Node request handler (HTTP and SSE); WebSockets need `listen` or `attach`. */
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** Serves GraphQL over HTTP, SSE and graphql-ws on one port. */
@@ -99,12 +110,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     pollIntervalMs: config.pollIntervalMs ?? 1000,
     logger,
   });
+  const reads: ReadRouter = options.replicas?.urls.length
+    ? createReadRouter(pool, { logger, ...options.replicas })
+    : primaryOnly(pool);
   const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
   const defaultPageSize = limits.defaultPageSize ?? 50;
   const schema = buildSchema({
     views,
     viewSchema: config.viewSchema ?? DEFAULT_VIEW_SCHEMA,
     pool,
+    reads,
     tailer,
     store,
     status,
@@ -206,6 +221,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     schema,
     metrics,
     tailer,
+    replicas: reads,
     handle: requests.handle,
     async listen(port = config.port ?? 4000, host = config.host ?? '127.0.0.1') {
       server = createLimitedServer(requests.handle, limits);
@@ -227,6 +243,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
       await tailer.close();
+      await reads.close();
       await yoga.dispose();
       if (ownedStore) await ownedStore.close();
       if (ownsPool) await pool.end();

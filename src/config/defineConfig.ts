@@ -7,6 +7,16 @@ export interface DatabaseConfig {
   url?: string;
   /** @default 10 */
   poolSize?: number;
+  /**
+   * Hot-standby replicas of this database (streaming replication). GraphQL queries of views
+   * read them; writes, subscriptions and projections use the primary. Read-your-writes
+   * (`minPosition`) holds: a replica must have replayed the commit, else the primary answers.
+   */
+  replicas?: readonly string[];
+  /** A replica more than this many bytes of WAL behind is taken out of rotation. @default 16 MiB */
+  replicaMaxLagBytes?: number;
+  /** How long a read-your-writes query waits for a replica before reading the primary. @default 1000 */
+  replicaWaitMs?: number;
 }
 
 export interface EmbeddedConfig {

@@ -34,6 +34,16 @@ export function validateConfig(config: TributaryConfig, source = 'the configurat
     }
   }
   integer('database.poolSize', database.poolSize, 1, 1000);
+  if (database.replicas !== undefined) {
+    if (
+      !Array.isArray(database.replicas) ||
+      database.replicas.some((url) => typeof url !== 'string' || !/^postgres(ql)?:\/\//.test(url))
+    ) {
+      fail('database.replicas', 'a list of postgres:// connection strings', database.replicas);
+    }
+  }
+  integer('database.replicaMaxLagBytes', database.replicaMaxLagBytes, 0, Number.MAX_SAFE_INTEGER);
+  integer('database.replicaWaitMs', database.replicaWaitMs, 0, 600_000);
 
   const embedded = section('embedded');
   if (embedded.dataDir !== undefined && (typeof embedded.dataDir !== 'string' || embedded.dataDir === '')) {

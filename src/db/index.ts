@@ -18,3 +18,11 @@ export {
   type Queryable,
   withTransaction,
 } from './pool.js';
+export {
+  createReadRouter,
+  parseLsn,
+  primaryOnly,
+  type ReadRouter,
+  type ReplicaOptions,
+  type ReplicaStatus,
+} from './replicas.js';

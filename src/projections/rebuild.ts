@@ -15,7 +15,7 @@ import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { type CheckpointTarget, runBatch, runBatchInTransaction, type WorkerMemory } from './runBatch.js';
-import { countEventsAfter } from './status.js';
+import { countEventsAfter, measureLag } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewTables, ensureSchema, viewsFingerprint } from './viewTables.js';
 
@@ -145,7 +145,7 @@ async function catchUp(
       remainingAt = {
         time: Date.now(),
         done,
-        remaining: await countEventsAfter(client, position, target.projection.filter),
+        remaining: (await measureLag(client, position, target.projection.filter)).events,
       };
     }
     const remaining = Math.max(0, remainingAt.remaining - (done - remainingAt.done));

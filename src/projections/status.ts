@@ -12,8 +12,10 @@ export interface ProjectionStatus {
   /** Version in this process's config; differs from `version` until a rebuild swaps it in. */
   configuredVersion: number | undefined;
   position: Position;
-  /** Visible events after the checkpoint that the projection's filter selects. */
+  /** Events still to apply; beyond 10,000 an estimate from positions (see `lagEstimated`). */
   lagEvents: number;
+  /** `lagEvents` is estimated from log positions, not counted. */
+  lagEstimated: boolean;
   /** Age of the oldest unprocessed event, in seconds (0 when caught up). */
   lagSeconds: number;
   /** Recent throughput reported by the worker holding the lease (0 when idle). */
@@ -86,6 +88,7 @@ export async function getProjectionStatuses(
       configuredVersion: projection.version,
       position,
       lagEvents: lag.events,
+      lagEstimated: lag.estimated,
       lagSeconds: lag.seconds,
       eventsPerSecond: row?.fresh ? Math.round(row.events_per_second) : 0,
       eventsProcessed: Number(row?.events_processed ?? 0),
@@ -106,14 +109,53 @@ export async function getProjectionStatuses(
   return statuses;
 }
 
-/** Events after `from` that `filter` selects, below the visibility bound, and the age of the oldest. */
+/** Past this many events behind, the lag is estimated from positions instead of counted. */
+const EXACT_LAG_UP_TO = 10_000;
+
+/**
+ * Events after `from` that `filter` selects, below the visibility bound, and the age of the
+ * oldest. Cheap whatever the backlog: at most EXACT_LAG_UP_TO events are read (in position
+ * order, so the oldest is among them); a longer backlog is estimated from the positions
+ * (events appended since `from`, scaled by the share the filter selected in what was read),
+ * and `estimated` says so.
+ */
 export async function measureLag(
   db: Queryable,
   from: Position,
   filter: LogFilter | undefined,
-): Promise<{ events: number; seconds: number }> {
+): Promise<{ events: number; seconds: number; estimated: boolean }> {
   const { transactionId, globalPosition } = parsePosition(from);
-  const params: unknown[] = [transactionId.toString(), globalPosition.toString()];
+  const params: unknown[] = [transactionId.toString(), globalPosition.toString(), EXACT_LAG_UP_TO + 1];
+  const wanted = filterSql(filter, params);
+  const { rows } = await db.query<{
+    scanned: number;
+    events: number;
+    seconds: number | null;
+    last: string | null;
+  }>(
+    `with ahead as (
+       select e.recorded_at, ${wanted} as wanted
+       from tributary.events e
+       where (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
+         and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+       order by e.transaction_id, e.global_position
+       limit $3
+     )
+     select count(*)::int as scanned, count(*) filter (where wanted)::int as events,
+            extract(epoch from now() - min(recorded_at) filter (where wanted))::float8 as seconds,
+            pg_sequence_last_value(pg_get_serial_sequence('tributary.events', 'global_position'))::text as last
+     from ahead`,
+    params,
+  );
+  const row = rows[0]!;
+  const seconds = Math.max(0, Math.round(row.seconds ?? 0));
+  if (row.scanned <= EXACT_LAG_UP_TO) return { events: row.events, seconds, estimated: false };
+  const appended = Number(BigInt(row.last ?? '0') - globalPosition);
+  return { events: Math.round(appended * (row.events / row.scanned)), seconds, estimated: true };
+}
+
+/** A SQL boolean for "the event `e` is one `filter` selects" (true for no filter). */
+function filterSql(filter: LogFilter | undefined, params: unknown[]): string {
   const clauses: string[] = [];
   const typeClauses: string[] = [];
   if (filter?.types?.length) {
@@ -133,24 +175,26 @@ export async function measureLag(
       `exists (select 1 from unnest($${params.length}::text[]) p where starts_with(e.stream_id, p))`,
     );
   }
-  const { rows } = await db.query<{ events: string; seconds: number | null }>(
-    `select count(*)::text as events, extract(epoch from now() - min(e.recorded_at))::float8 as seconds
-     from tributary.events e
-     where (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
-       and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-       ${clauses.map((c) => `and ${c}`).join(' ')}`,
-    params,
-  );
-  return { events: Number(rows[0]?.events ?? 0), seconds: Math.max(0, Math.round(rows[0]?.seconds ?? 0)) };
+  return clauses.length ? clauses.join(' and ') : 'true';
 }
 
-/** Events visible after `from` for `filter` (progress totals). */
+/** Events visible after `from` for `filter`, counted exactly (a rebuild's total, once). */
 export async function countEventsAfter(
   db: Queryable,
   from: Position,
   filter: LogFilter | undefined,
 ): Promise<number> {
-  return (await measureLag(db, from, filter)).events;
+  const { transactionId, globalPosition } = parsePosition(from);
+  const params: unknown[] = [transactionId.toString(), globalPosition.toString()];
+  const wanted = filterSql(filter, params);
+  const { rows } = await db.query<{ events: string }>(
+    `select count(*)::text as events from tributary.events e
+     where (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
+       and e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+       and ${wanted}`,
+    params,
+  );
+  return Number(rows[0]?.events ?? 0);
 }
 
 export const READ_YOUR_WRITES_TIMEOUT = 'READ_YOUR_WRITES_TIMEOUT';

@@ -2,7 +2,7 @@ import type { AnyView } from '../anyView.js';
 import { queryByKey } from '../queryView.js';
 import { type Builder, SCALAR_OF } from './builder.js';
 import { type SchemaOptions, scoped } from './context.js';
-import { readYourWrites } from './readYourWrites.js';
+import { readView } from './readYourWrites.js';
 import type { RowType } from './rows.js';
 
 /** `<view>ByKey(<key columns>, minPosition)`: one row, or null. */
@@ -27,8 +27,9 @@ export function byKeyField(
         minPosition: t.arg.string({ required: false }),
       },
       resolve: scoped('read', async (_root, args, context) => {
-        await readYourWrites(options, view.name, args.minPosition as string | undefined, context);
-        return queryByKey(options.pool, options.viewSchema, view, args as Record<string, unknown>);
+        return readView(options, view.name, args.minPosition as string | undefined, context, (db) =>
+          queryByKey(db, options.viewSchema, view, args as Record<string, unknown>),
+        );
       }),
     }),
   );

@@ -1,4 +1,5 @@
 import type { ObjectRef } from '@pothos/core';
+import type { Queryable } from '../../db/index.js';
 import type { AnyView } from '../anyView.js';
 import type { Where } from '../filter.js';
 import { countRows, type Page, type PageArgs, queryPage } from '../queryView.js';
@@ -6,7 +7,7 @@ import type { Builder, Row, SchemaTypes } from './builder.js';
 import { type SchemaOptions, scoped } from './context.js';
 import type { WhereInput } from './filters.js';
 import type { OrderByInput } from './ordering.js';
-import { MIN_POSITION_DESCRIPTION, readYourWrites } from './readYourWrites.js';
+import { MIN_POSITION_DESCRIPTION, readView } from './readYourWrites.js';
 import type { RowType } from './rows.js';
 
 export type PageInfoType = ObjectRef<PothosSchemaTypes.ExtendDefaultTypes<SchemaTypes>, Page['pageInfo']>;
@@ -33,6 +34,8 @@ export function connectionField(
   interface Connection {
     page: Page;
     where: Where | null | undefined;
+    /** Where the page was read: the count reads the same database. */
+    db: Queryable;
   }
   const edge = builder.objectRef<{ cursor: string; node: Row }>(`${names.type}Edge`).implement({
     fields: (t) => ({
@@ -47,7 +50,7 @@ export function connectionField(
       pageInfo: t.field({ type: types.pageInfo, resolve: (c) => c.page.pageInfo }),
       totalCount: t.int({
         description: 'Rows matching `where` (a separate count query: ask only when needed).',
-        resolve: (c) => countRows(options.pool, options.viewSchema, view, c.where),
+        resolve: (c) => countRows(c.db, options.viewSchema, view, c.where),
       }),
     }),
   });
@@ -65,12 +68,13 @@ export function connectionField(
         minPosition: t.arg.string({ required: false, description: MIN_POSITION_DESCRIPTION }),
       },
       resolve: scoped('read', async (_root, args, context) => {
-        await readYourWrites(options, view.name, args.minPosition, context);
-        const page = await queryPage(options.pool, options.viewSchema, view, args as PageArgs, {
-          defaultPageSize: options.defaultPageSize,
-          maxPageSize: options.maxPageSize,
+        return readView(options, view.name, args.minPosition, context, async (db) => {
+          const page = await queryPage(db, options.viewSchema, view, args as PageArgs, {
+            defaultPageSize: options.defaultPageSize,
+            maxPageSize: options.maxPageSize,
+          });
+          return { page, where: args.where, db };
         });
-        return { page, where: args.where };
       }),
     }),
   );

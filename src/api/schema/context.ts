@@ -1,4 +1,4 @@
-import type { Pool } from '../../db/index.js';
+import type { Pool, ReadRouter } from '../../db/index.js';
 import type { EventStore } from '../../ingest/index.js';
 import type { ChangeTailer } from '../../projections/index.js';
 import type { AnyView } from '../anyView.js';
@@ -17,7 +17,10 @@ export interface ApiContext {
 export interface SchemaOptions {
   views: readonly AnyView[];
   viewSchema: string;
+  /** The primary: writes, subscriptions, checkpoints. */
   pool: Pool;
+  /** Where queries of views read: replicas when configured, else the primary. */
+  reads: ReadRouter;
   tailer: ChangeTailer;
   store: Pick<EventStore, 'append'>;
   status: StatusProvider;

@@ -1,21 +1,33 @@
+import type { Queryable } from '../../db/index.js';
 import { waitForProjections } from '../../projections/index.js';
 import type { ApiContext, SchemaOptions } from './context.js';
 
-/** Waits, when a query gives `minPosition`, until the projections behind `view` have passed it. */
-export async function readYourWrites(
+/**
+ * Runs a read of `view`, on a replica when one serves (see ReadRouter). With `minPosition`,
+ * it first waits until the projections behind the view have passed it on the primary, and
+ * the replica it reads must have replayed that commit, else it reads the primary.
+ */
+export function readView<T>(
   options: SchemaOptions,
   view: string,
   minPosition: string | null | undefined,
   context: ApiContext,
-): Promise<void> {
-  if (!minPosition) return;
-  await waitForProjections(
-    options.pool,
-    options.projectionsOf?.(view),
-    minPosition,
-    options.readYourWritesTimeoutMs,
-    context.signal,
-  );
+  read: (db: Queryable) => Promise<T>,
+): Promise<T> {
+  return options.reads.read(read, {
+    ...(minPosition
+      ? {
+          afterCommit: () =>
+            waitForProjections(
+              options.pool,
+              options.projectionsOf?.(view),
+              minPosition,
+              options.readYourWritesTimeoutMs,
+              context.signal,
+            ),
+        }
+      : {}),
+  });
 }
 
 export const MIN_POSITION_DESCRIPTION =

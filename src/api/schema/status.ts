@@ -13,7 +13,10 @@ export function statusFields(builder: Builder, options: SchemaOptions): void {
         version: t.exposeInt('version', { nullable: true, description: 'Version the live views hold.' }),
         configuredVersion: t.exposeInt('configuredVersion', { nullable: true }),
         position: t.exposeString('position', { description: 'Log position after the last applied event.' }),
-        lagEvents: t.exposeInt('lagEvents'),
+        lagEvents: t.exposeInt('lagEvents', {
+          description: 'Events still to apply; beyond 10,000 an estimate from log positions (lagEstimated).',
+        }),
+        lagEstimated: t.exposeBoolean('lagEstimated'),
         lagSeconds: t.exposeFloat('lagSeconds'),
         eventsPerSecond: t.exposeFloat('eventsPerSecond'),
         eventsProcessed: t.exposeInt('eventsProcessed'),

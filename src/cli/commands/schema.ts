@@ -14,7 +14,8 @@ const NOT_SERVING = {
   tailer: {},
   store: {},
   status: {},
-} as unknown as Pick<SchemaOptions, 'pool' | 'tailer' | 'store' | 'status'>;
+  reads: {},
+} as unknown as Pick<SchemaOptions, 'pool' | 'tailer' | 'store' | 'status' | 'reads'>;
 
 /** Prints the SDL of the API the config serves; it needs no database. */
 export async function schemaCommand(command: Command): Promise<void> {

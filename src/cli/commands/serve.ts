@@ -43,6 +43,17 @@ export async function startApi(
     projections: config.projections ?? [],
     ...(config.sources ? { sources: config.sources } : {}),
     ...(config.log ? { log: config.log } : {}),
+    ...(config.database?.replicas?.length
+      ? {
+          replicas: {
+            urls: config.database.replicas,
+            ...(config.database.replicaMaxLagBytes !== undefined
+              ? { maxLagBytes: config.database.replicaMaxLagBytes }
+              : {}),
+            ...(config.database.replicaWaitMs !== undefined ? { waitMs: config.database.replicaWaitMs } : {}),
+          },
+        }
+      : {}),
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
     ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),

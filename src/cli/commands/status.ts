@@ -28,7 +28,7 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
     s.version === s.configuredVersion
       ? String(s.version ?? '-')
       : `${s.version ?? '-'} (config: ${s.configuredVersion})`,
-    String(s.lagEvents),
+    `${s.lagEstimated ? '~' : ''}${s.lagEvents}`,
     String(s.lagSeconds),
     String(s.eventsPerSecond),
     String(s.deadLetters),
