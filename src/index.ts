@@ -48,8 +48,8 @@ export {
   TributaryError,
   ValidationError,
 } from './errors.js';
-
 // Change data capture
+// Incremental snapshots (`tributary cdc snapshot`) and the transactional outbox
 export {
   type Capture,
   type CaptureOptions,
@@ -59,12 +59,20 @@ export {
   CdcSourceError,
   type CdcSourcesConfig,
   type CdcStatusOptions,
+  cancelSnapshots,
   cdcStatus,
   type DropResult,
   dropSource,
+  findSource,
+  type IncrementalProgress,
+  type IncrementalSnapshotState,
+  type IncrementalSnapshotStatus,
   isPermanentCaptureError,
   isSlotLostError,
   type LiveSourceStatus,
+  type OutboxConfig,
+  readSnapshotStatuses,
+  requestSnapshots,
   SlotLostError,
   SlotMismatchError,
   type SnapshotProgress,
@@ -72,6 +80,19 @@ export {
   startCapture,
   type TableName,
 } from './ingest/cdc/index.js';
+// EventStoreDB / KurrentDB sources
+export {
+  EsdbCheckpointError,
+  type EsdbPosition,
+  type EventStoreDbCaptureState,
+  EventStoreDbErrorCodes,
+  type EventStoreDbFilter,
+  type EventStoreDbSourceConfig,
+  EventStoreDbSourceError,
+  type EventStoreDbSourceStatus,
+  eventStoreDbStatus,
+  type LiveEventStoreDbStatus,
+} from './ingest/eventstoredb/index.js';
 // The log
 export {
   type AppendOptions,

@@ -138,7 +138,9 @@ export function createProgram(): Command {
 
   const cdc = program
     .command('cdc')
-    .description('Change data capture: run it, see where each source stands, drop a source.');
+    .description(
+      'Change data capture: run it, see where each source stands, snapshot tables, drop a source.',
+    );
   cdc
     .command('status')
     .description(
@@ -156,6 +158,21 @@ export function createProgram(): Command {
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (name: string, options: { yes?: boolean }, command: Command) =>
       (await import('./commands/cdc.js')).cdcDropCommand(name, options, command),
+    );
+  cdc
+    .command('snapshot <source> [tables...]')
+    .description(
+      "Take an incremental snapshot of the source's tables (all of them, or those named) while the capture runs: streaming goes on, no table is locked. The running capture takes it; this command shows its progress.",
+    )
+    .option('--no-wait', 'return once the snapshot is requested')
+    .option('--cancel', "cancel the source's requested or running snapshots (of the tables named, or all)")
+    .action(
+      async (
+        name: string,
+        tables: string[],
+        options: { wait: boolean; cancel?: boolean },
+        command: Command,
+      ) => (await import('./commands/cdc.js')).cdcSnapshotCommand(name, tables, options, command),
     );
   cdc
     .command('run')

@@ -1,2 +1,3 @@
 export * from './cdc/index.js';
+export * from './eventstoredb/index.js';
 export * from './log/index.js';

@@ -49,7 +49,9 @@ export const startSources: Service = async (context) => {
   context.lifecycle.add(() => capture.stop());
   // A source that cannot be captured stops the process (exit code 1) instead of retrying forever.
   void capture.failure.then((error) => context.lifecycle.fail(error));
-  context.logger.info('capture running', { sources: capture.status().map((s) => s.source) });
+  context.logger.info('capture running', {
+    sources: [...capture.status(), ...capture.eventStoreDb()].map((s) => s.source),
+  });
 };
 
 /** The GraphQL API, on api.port. */

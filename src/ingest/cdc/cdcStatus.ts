@@ -1,5 +1,6 @@
 import type { Queryable } from '../../db/index.js';
 import { readCheckpoint } from './checkpoints.js';
+import { readSnapshotStatuses } from './incrementalSnapshots.js';
 import { resolveSources } from './resolveSources.js';
 import { resolveSourceNames } from './sourceNames.js';
 import { connectSource, inspectSlot, type SlotInfo } from './sourceSetup.js';
@@ -65,6 +66,7 @@ export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus
               : Math.max(0, (Date.now() - progress.caught_up_at.getTime()) / 1000);
       const snapshotDone = checkpoint !== undefined;
       const status: SourceStatus = {
+        kind: 'postgres',
         source: source.name,
         slot: source.slot,
         publication: source.publication,
@@ -98,6 +100,7 @@ export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus
                 }
               : null,
         },
+        incrementalSnapshots: await readSnapshotStatuses(options.db, source.name),
         lastError: progress?.last_error ?? null,
         lastErrorAt: progress?.last_error_at ?? null,
         updatedAt: progress?.updated_at ?? null,

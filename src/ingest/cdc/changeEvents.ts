@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { EventInput, PreparedEvent } from '../log/index.js';
 import { type CatalogType, kindFromCatalog, type ValueKind, valueToJson } from './convertValue.js';
 import { type Lsn, lsnKey } from './lsn.js';
+import type { OutboxMapping } from './outboxEvents.js';
 import {
   type PgoutputMessage,
   type RelationColumn,
@@ -23,9 +24,16 @@ export interface Relation {
   jsonNames: string[];
   /** Event type per operation: `<schema>.<table>.<operation>`. */
   types: Record<ChangeOperation, string>;
+  /** Set for an outbox table: its inserts become domain events, its other changes nothing. */
+  outbox?: OutboxMapping;
+  /** The signalling table of incremental snapshots: its inserts are watermarks, nothing else. */
+  signal?: boolean;
 }
 
-export type ChangeOperation = 'insert' | 'update' | 'delete' | 'truncate' | 'snapshot';
+/** Whether a table's changes are captured as row changes (not an outbox or the signalling table). */
+const capturesRows = (relation: Relation) => relation.outbox === undefined && relation.signal !== true;
+
+export type ChangeOperation = 'insert' | 'update' | 'delete' | 'truncate' | 'snapshot' | 'rejected';
 
 /**
  * Looks up, once per OID, how values of types the builtins do not cover convert
@@ -97,6 +105,7 @@ export function describeRelation(relation: Omit<Relation, 'jsonNames' | 'types'>
       delete: `${table}.delete`,
       truncate: `${table}.truncate`,
       snapshot: `${table}.snapshot`,
+      rejected: `${table}.rejected`,
     },
   };
 }
@@ -126,6 +135,7 @@ function encodeTuple(relation: Relation, tuple: Tuple): EncodedRow {
 }
 
 const NONE: string[] = [];
+const NO_EVENTS: PreparedEvent[] = [];
 
 /** The key columns as a JSON object, each from the first tuple that carries it. */
 function encodeKey(
@@ -209,6 +219,28 @@ function event(
   };
 }
 
+/**
+ * A row that could not become what its table is captured as (an outbox row that is not a
+ * valid event): `<schema>.<table>.rejected`, with the row and the reason, so nothing is lost.
+ */
+export function rejectedRowEvent(
+  txn: SourceTransaction,
+  relation: Relation,
+  tuple: Tuple,
+  reason: string,
+): PreparedEvent {
+  const after = encodeTuple(relation, tuple);
+  const ordinal = txn.ordinal++;
+  return {
+    id: txn.idPrefix + ordinal,
+    type: relation.types.rejected,
+    data: `{"key":null,"before":null,"after":${after.json},"unchanged":${unchangedJson(after.unchanged)},"error":${JSON.stringify(reason)}}`,
+    metadata: `${txn.metadataPrefix}${ordinal}}`,
+    eventTime: txn.commitTime,
+    idGiven: false,
+  };
+}
+
 function relationOf(relations: ReadonlyMap<number, Relation>, oid: number): Relation {
   const relation = relations.get(oid);
   if (relation === undefined)
@@ -229,6 +261,7 @@ export function changeToEvents(
   switch (message.tag) {
     case 'insert': {
       const relation = relationOf(relations, message.relationOid);
+      if (!capturesRows(relation)) return NO_EVENTS;
       const after = encodeTuple(relation, message.after);
       return [
         event(
@@ -244,6 +277,7 @@ export function changeToEvents(
     }
     case 'update': {
       const relation = relationOf(relations, message.relationOid);
+      if (!capturesRows(relation)) return NO_EVENTS;
       const after = encodeTuple(relation, message.after);
       // FULL identity: the whole old row. Default identity with a changed key: the old key columns.
       const before =
@@ -257,16 +291,19 @@ export function changeToEvents(
     }
     case 'delete': {
       const relation = relationOf(relations, message.relationOid);
+      // An outbox row deleted after its insert: the insert was the event.
+      if (!capturesRows(relation)) return NO_EVENTS;
       const before = message.old === null ? 'null' : encodeTuple(relation, message.old).json;
       const key = encodeKey(relation, message.key, message.old);
       return [event(txn, relation, 'delete', key, before, 'null', NONE)];
     }
     case 'truncate':
-      return message.relationOids.map((oid) =>
-        event(txn, relationOf(relations, oid), 'truncate', 'null', 'null', 'null', NONE),
-      );
+      return message.relationOids
+        .map((oid) => relationOf(relations, oid))
+        .filter(capturesRows)
+        .map((relation) => event(txn, relation, 'truncate', 'null', 'null', 'null', NONE));
     default:
-      return [];
+      return NO_EVENTS;
   }
 }
 
@@ -288,6 +325,29 @@ export function snapshotEncoder(source: string, startLsn: Lsn, snapshotTime: Dat
       // Derived from the LSN, never repeated: not indexed for idempotence.
       idGiven: false,
     };
+  };
+}
+
+/**
+ * A row of an incremental snapshot's chunk, appended where its high watermark is in the
+ * stream: a `snapshot` event like the initial snapshot's, whose metadata names the snapshot
+ * and the watermark's LSN, and whose time is the watermark's commit time.
+ */
+export function snapshotRowEvent(
+  txn: SourceTransaction,
+  relation: Relation,
+  values: ReadonlyArray<string | null>,
+  snapshotId: number,
+  rowNumber: number,
+): PreparedEvent {
+  const tuple = values as Tuple;
+  return {
+    id: `snapshot-i${snapshotId}-${rowNumber}`,
+    type: relation.types.snapshot,
+    data: changeData(encodeKey(relation, tuple), 'null', encodeTuple(relation, tuple).json, NONE),
+    metadata: `{"source":${JSON.stringify(txn.source)},"lsn":"${txn.finalLsn}","snapshot":true,"incremental":${snapshotId}}`,
+    eventTime: txn.commitTime,
+    idGiven: false,
   };
 }
 

@@ -119,6 +119,8 @@ export async function deleteCheckpoint(db: Queryable, source: string): Promise<v
   await db.query('delete from tributary.cdc_checkpoints where source = $1', [source]);
   await db.query('delete from tributary.cdc_progress where source = $1', [source]);
   await db.query('delete from tributary.cdc_slots where source = $1', [source]);
+  await db.query('delete from tributary.cdc_tables where source = $1', [source]);
+  await db.query('delete from tributary.cdc_snapshots where source = $1', [source]);
 }
 
 export interface ProgressUpdate {

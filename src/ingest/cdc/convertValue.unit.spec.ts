@@ -96,6 +96,9 @@ describe('resolveSources', () => {
         name: 'shop',
         url: 'postgres://x/y',
         tables: [{ schema: 'public', table: 'orders' }],
+        outbox: [],
+        watermarks: 'auto',
+        signalTable: { schema: 'public', table: 'tributary_signals' },
         configuredSlot: undefined,
         configuredPublication: undefined,
         snapshot: 'initial',
@@ -118,5 +121,29 @@ describe('resolveSources', () => {
       /same slot/,
     );
     expect(() => resolveSources({ shop: { ...base, retainedWalWarningBytes: -1 } })).toThrow(/retainedWal/);
+    expect(() => resolveSources({ shop: { ...base, kind: 'mysql' as 'postgres' } })).toThrow(
+      /kind is 'mysql'/,
+    );
+    expect(() => resolveSources({ shop: { ...base, watermarks: 'wal' as 'table' } })).toThrow(/watermarks/);
+  });
+
+  it('reads outbox tables, alone or beside captured tables, and refuses one that is also captured', () => {
+    const outbox = { table: 'public.outbox', stream: 'aggregate_id', type: 'event_type', data: 'payload' };
+    const [source] = resolveSources({ shop: { ...base, tables: [], outbox: { ...outbox, id: 'id' } } });
+    expect(source!.outbox).toEqual([
+      {
+        schema: 'public',
+        table: 'outbox',
+        columns: { stream: 'aggregate_id', type: 'event_type', data: 'payload', id: 'id', metadata: null },
+        streamPrefix: '',
+      },
+    ]);
+    expect(() => resolveSources({ shop: { ...base, tables: ['public.outbox'], outbox } })).toThrow(
+      /names 'public.outbox' twice/,
+    );
+    expect(() => resolveSources({ shop: { ...base, outbox: { ...outbox, data: 'Payload!' } } })).toThrow(
+      /outbox\.data must name a column/,
+    );
+    expect(() => resolveSources({ shop: { ...base, tables: [] } })).toThrow(/or declare an outbox/);
   });
 });

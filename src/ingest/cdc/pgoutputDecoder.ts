@@ -31,6 +31,8 @@ export type PgoutputMessage =
   | { tag: 'update'; relationOid: number; key: Tuple | null; old: Tuple | null; after: Tuple }
   | { tag: 'delete'; relationOid: number; key: Tuple | null; old: Tuple | null }
   | { tag: 'truncate'; relationOids: number[]; cascade: boolean; restartIdentity: boolean }
+  /** A logical decoding message (pg_logical_emit_message), sent with the `messages` option (14+). */
+  | { tag: 'message'; transactional: boolean; lsn: Lsn; prefix: string; content: string }
   | { tag: 'other'; code: string };
 
 const POSTGRES_EPOCH_MS = 946_684_800_000;
@@ -180,6 +182,15 @@ export function decodePgoutput(buffer: Buffer): PgoutputMessage {
           restartIdentity: (flags & 2) === 2,
         };
       }
+    case 0x4d /* M */:
+      {
+        const transactional = (readU8(r) & 1) === 1;
+        const lsn = readLsn(r);
+        const prefix = readCstring(r);
+        const length = readU32(r);
+        const content = r.buffer.toString('utf8', r.offset, r.offset + length);
+        return { tag: 'message', transactional, lsn, prefix, content };
+      }
     default:
       return { tag: 'other', code: String.fromCharCode(tag) };
   }
@@ -187,7 +198,8 @@ export function decodePgoutput(buffer: Buffer): PgoutputMessage {
 
 /** The plugin handed to pg-logical-replication: pgoutput v1 over our publication, decoded as above. */
 export class PgoutputTextPlugin {
-  constructor(readonly options: { publication: string }) {}
+  /** `messages`: also stream logical decoding messages (PostgreSQL 14 and later). */
+  constructor(readonly options: { publication: string; messages?: boolean }) {}
 
   get name(): string {
     return 'pgoutput';
@@ -204,7 +216,7 @@ export class PgoutputTextPlugin {
   start(client: pg.Client, slotName: string, lastLsn: string): Promise<unknown> {
     const publication = quoteIdentifier(this.options.publication).replaceAll("'", "''");
     return client.query(
-      `START_REPLICATION SLOT ${quoteIdentifier(slotName)} LOGICAL ${lastLsn} (proto_version '1', publication_names '${publication}')`,
+      `START_REPLICATION SLOT ${quoteIdentifier(slotName)} LOGICAL ${lastLsn} (proto_version '1', publication_names '${publication}'${this.options.messages ? ", messages 'true'" : ''})`,
     );
   }
 }

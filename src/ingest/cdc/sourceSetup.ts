@@ -89,6 +89,41 @@ export async function checkSourceTables(client: pg.Client, source: SourceSetting
   return infos;
 }
 
+/**
+ * Checks every outbox table: it exists and has the configured columns. An outbox needs no key:
+ * only its inserts are captured.
+ */
+export async function checkOutboxTables(client: pg.Client, source: SourceSettings): Promise<void> {
+  for (const outbox of source.outbox) {
+    const { rows } = await client.query<{ name: string }>(
+      `select a.attname as name
+         from pg_attribute a join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped`,
+      [outbox.schema, outbox.table],
+    );
+    if (rows.length === 0) {
+      throw new CdcSourceError(
+        source.name,
+        `outbox table ${qualifiedName(outbox)} does not exist on the source.`,
+        {
+          hint: 'Create it, or remove it from `outbox` in tributary.config.ts.',
+        },
+      );
+    }
+    const have = new Set(rows.map((r) => r.name));
+    const missing = Object.entries(outbox.columns).filter(
+      (entry): entry is [string, string] => entry[1] !== null && !have.has(entry[1]),
+    );
+    if (missing.length > 0) {
+      throw new CdcSourceError(
+        source.name,
+        `outbox table ${qualifiedName(outbox)} has no column ${missing.map(([field, column]) => `'${column}' (outbox.${field})`).join(', ')}.`,
+        { hint: `Its columns are ${[...have].join(', ')}: name those in sources.${source.name}.outbox.` },
+      );
+    }
+  }
+}
+
 /** The oldest source version capture supports (wal_status in pg_replication_slots came with 13). */
 const MIN_SOURCE_VERSION = 130000;
 
@@ -135,8 +170,10 @@ export async function ensurePublication(
   client: pg.Client,
   source: ResolvedSource,
   logger: Logger,
+  extra: readonly TableName[] = [],
 ): Promise<boolean> {
   const name = quoteIdentifier(source.publication);
+  const published = [...source.tables, ...source.outbox, ...extra];
   const list = (tables: TableName[]) =>
     tables.map((t) => `${quoteIdentifier(t.schema)}.${quoteIdentifier(t.table)}`).join(', ');
   const { rows } = await client.query<{
@@ -151,7 +188,7 @@ export async function ensurePublication(
   );
   const publication = rows[0];
   if (publication === undefined) {
-    await client.query(`create publication ${name} for table ${list(source.tables)}`);
+    await client.query(`create publication ${name} for table ${list(published)}`);
     logger.info('publication created', { publication: source.publication });
     return true;
   }
@@ -175,7 +212,7 @@ export async function ensurePublication(
     [source.publication],
   );
   const have = new Set(present.map((r) => `${r.schemaname}.${r.tablename}`));
-  const missing = source.tables.filter((t) => !have.has(qualifiedName(t)));
+  const missing = published.filter((t) => !have.has(qualifiedName(t)));
   if (missing.length > 0) {
     await client.query(`alter publication ${name} add table ${list(missing)}`);
     logger.warn('publication lacked configured tables: added them', {

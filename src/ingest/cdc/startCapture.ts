@@ -3,6 +3,13 @@ import { createPool, type Pool } from '../../db/index.js';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { sleep } from '../../sleep.js';
+import {
+  type EsdbFeed,
+  type EventStoreDbSettings,
+  type LiveEventStoreDbStatus,
+  resolveEventStoreDbSources,
+  runEventStoreDbSource,
+} from '../eventstoredb/index.js';
 import { createTypeResolver } from './changeEvents.js';
 import {
   type Checkpoint,
@@ -12,6 +19,12 @@ import {
   writeProgress,
 } from './checkpoints.js';
 import { CdcSourceError, isPermanentCaptureError, SlotLostError, SlotMismatchError } from './errors.js';
+import {
+  backfillAddedTables,
+  type IncrementalProgress,
+  recordKnownTables,
+  runIncrementalSnapshots,
+} from './incrementalSnapshots.js';
 import { compareLsn, type Lsn } from './lsn.js';
 import { resolveSources } from './resolveSources.js';
 import {
@@ -21,8 +34,10 @@ import {
   notePublicationCreated,
   readSlotClaim,
 } from './slotOwnership.js';
+import { createSnapshotWindows } from './snapshotWindows.js';
 import { resolveSourceNames } from './sourceNames.js';
 import {
+  checkOutboxTables,
   checkSourceTables,
   connectSource,
   describeSourceServer,
@@ -50,6 +65,8 @@ export interface CaptureOptions {
   /** @default silentLogger */
   logger?: Logger;
   tuning?: StreamTuning;
+  /** How EventStoreDB sources are read. @default @eventstore/db-client */
+  eventStoreDbFeed?: (source: EventStoreDbSettings) => EsdbFeed;
 }
 
 /** What the running capture knows about one source, without asking the source. */
@@ -62,6 +79,8 @@ export interface LiveSourceStatus {
   checkpointLsn: Lsn | null;
   checkpointTime: Date | null;
   snapshot: SnapshotProgress | null;
+  /** The incremental snapshot being taken while the stream runs, if any. */
+  incremental: IncrementalProgress | null;
   caughtUpAt: Date | null;
   lastError: string | null;
   lastErrorAt: Date | null;
@@ -70,7 +89,10 @@ export interface LiveSourceStatus {
 export interface Capture {
   /** Stops every source: an open log transaction rolls back, the slots keep their position. */
   stop(): Promise<void>;
+  /** The PostgreSQL sources. */
   status(): LiveSourceStatus[];
+  /** The EventStoreDB sources. */
+  eventStoreDb(): LiveEventStoreDbStatus[];
   /**
    * Settles, with the error, when a source stops on an error that retrying cannot fix: its
    * setup (a table without a key, wal_level, rights), a lost slot, or a slot that is not
@@ -89,6 +111,7 @@ export interface Capture {
  */
 export function startCapture(options: CaptureOptions): Capture {
   const sources = resolveSources(options.sources);
+  const eventStores = resolveEventStoreDbSources(options.sources);
   const logger = options.logger ?? silentLogger;
   if (options.pool === undefined && options.url === undefined) {
     throw new Error('startCapture needs the pool or the url of the Tributary database');
@@ -109,6 +132,7 @@ export function startCapture(options: CaptureOptions): Capture {
       checkpointLsn: null,
       checkpointTime: null,
       snapshot: null,
+      incremental: null,
       caughtUpAt: null,
       lastError: null,
       lastErrorAt: null,
@@ -123,6 +147,31 @@ export function startCapture(options: CaptureOptions): Capture {
       fail,
     }),
   );
+  const esdbLives = eventStores.map(
+    (source): LiveEventStoreDbStatus => ({
+      source: source.name,
+      server: source.server,
+      state: 'starting',
+      position: null,
+      events: 0,
+      caughtUpAt: null,
+      lastError: null,
+      lastErrorAt: null,
+    }),
+  );
+  runners.push(
+    ...eventStores.map((source, index) =>
+      runEventStoreDbSource({
+        source,
+        pool,
+        logger: logger.child({ source: source.name }),
+        signal: controller.signal,
+        live: esdbLives[index]!,
+        fail,
+        ...(options.eventStoreDbFeed === undefined ? {} : { feed: options.eventStoreDbFeed }),
+      }),
+    ),
+  );
   let stopping: Promise<void> | undefined;
   return {
     stop() {
@@ -133,7 +182,13 @@ export function startCapture(options: CaptureOptions): Capture {
       })();
       return stopping;
     },
-    status: () => lives.map((live) => ({ ...live, snapshot: live.snapshot && { ...live.snapshot } })),
+    status: () =>
+      lives.map((live) => ({
+        ...live,
+        snapshot: live.snapshot && { ...live.snapshot },
+        incremental: live.incremental && { ...live.incremental },
+      })),
+    eventStoreDb: () => esdbLives.map((live) => ({ ...live })),
     failure,
   };
 }
@@ -245,7 +300,10 @@ async function runOnce(
     // Refused here, before anything is created or streamed: a table that cannot be captured
     // stops the whole source rather than leaving a hole in the log.
     const tables = await checkSourceTables(client, source);
+    await checkOutboxTables(client, source);
+    const watermarks = watermarkMode(source, server);
     let checkpoint = await readCheckpoint(pool, source.name);
+    const resumed = checkpoint !== undefined;
     const claim =
       (await readSlotClaim(pool, source.name)) ??
       (await claimNames(pool, source, server, checkpoint?.startLsn ?? null));
@@ -321,6 +379,8 @@ async function runOnce(
       }
       checkpoint = (await readCheckpoint(pool, source.name)) as Checkpoint;
     }
+    // A table added to `tables` since the log holds this source: back-filled while streaming.
+    if (resumed) await backfillAddedTables(pool, source, logger);
     live.checkpointLsn = checkpoint.commitLsn ?? checkpoint.startLsn;
     live.checkpointTime = checkpoint.commitTime;
     if (source.heartbeatIntervalMs > 0) {
@@ -335,33 +395,80 @@ async function runOnce(
       slot: source.slot,
       from: checkpoint.endLsn ?? checkpoint.startLsn,
     });
-    await streamChanges({
+    const windows = createSnapshotWindows();
+    // Incremental snapshots run beside the stream, which puts their chunks into the log.
+    const snapshots = new AbortController();
+    const stopSnapshots = () => snapshots.abort();
+    signal.addEventListener('abort', stopSnapshots);
+    const snapshotting = runIncrementalSnapshots({
       source,
-      checkpoint,
+      tables,
       pool,
+      windows,
       resolveTypes,
-      keyColumns: new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.keyColumns])),
+      watermarks,
       logger,
-      signal,
-      ...(tuning === undefined ? {} : { tuning }),
-      hooks: {
-        onConfirmed(lsn, caughtUp) {
-          live.confirmedLsn = lsn;
-          if (caughtUp) live.caughtUpAt = new Date();
-          onStreaming();
-        },
-        onCheckpoint(last) {
-          live.checkpointLsn = last.commitLsn;
-          live.checkpointTime = last.commitTime;
-          live.confirmedLsn = last.endLsn;
-          onStreaming();
-        },
+      signal: snapshots.signal,
+      onProgress: (progress) => {
+        live.incremental = progress;
       },
     });
+    try {
+      await streamChanges({
+        source,
+        checkpoint,
+        pool,
+        resolveTypes,
+        keyColumns: new Map(tables.map((t) => [`${t.schema}.${t.table}`, t.keyColumns])),
+        outboxes: new Map(source.outbox.map((o) => [`${o.schema}.${o.table}`, o])),
+        windows,
+        messages: watermarks === 'message',
+        logger,
+        signal,
+        ...(tuning === undefined ? {} : { tuning }),
+        hooks: {
+          onConfirmed(lsn, caughtUp) {
+            live.confirmedLsn = lsn;
+            if (caughtUp) live.caughtUpAt = new Date();
+            onStreaming();
+          },
+          onCheckpoint(last) {
+            live.checkpointLsn = last.commitLsn;
+            live.checkpointTime = last.commitTime;
+            live.confirmedLsn = last.endLsn;
+            onStreaming();
+          },
+        },
+      });
+    } finally {
+      signal.removeEventListener('abort', stopSnapshots);
+      snapshots.abort();
+      await snapshotting;
+      live.incremental = null;
+    }
   } finally {
     if (heartbeat !== undefined) clearInterval(heartbeat);
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * How incremental snapshots mark their windows: logical decoding messages need the pgoutput
+ * `messages` option, which came with PostgreSQL 14; before it, rows in a signalling table.
+ */
+function watermarkMode(source: SourceSettings, server: SourceServer): 'message' | 'table' {
+  if (source.watermarks === 'table') return 'table';
+  if (server.version >= 140000) return 'message';
+  if (source.watermarks === 'message') {
+    throw new CdcSourceError(
+      source.name,
+      'watermarks: message needs a source on PostgreSQL 14 or later (pgoutput streams logical decoding messages from 14 on).',
+      {
+        hint: `Leave watermarks out of sources.${source.name} (or set it to 'table'): a signalling table is used instead.`,
+      },
+    );
+  }
+  return 'table';
 }
 
 /** Two ints naming Tributary's advisory locks on a source: this class, and the slot name's hash. */
@@ -458,6 +565,7 @@ async function createSlotWithoutSnapshot(
       startLsn: consistentPoint,
       snapshotRows: 0,
     });
+    await recordKnownTables(pool, source.name, source.tables);
   } finally {
     await replication.end().catch(() => {});
   }

@@ -2,7 +2,14 @@ import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
 import type { Pool, PoolClient } from '../../db/index.js';
 import type { Logger } from '../../logger.js';
-import { createWakeUp, openStreamCopy, type PreparedEvent, type StreamCopy } from '../log/index.js';
+import {
+  appendToStreams,
+  createWakeUp,
+  openStreamCopy,
+  type PreparedEvent,
+  type StreamCopy,
+  type StreamEvent,
+} from '../log/index.js';
 import {
   changeToEvents,
   openTransaction,
@@ -12,10 +19,19 @@ import {
   toRelation,
 } from './changeEvents.js';
 import { advanceCheckpoint, type Checkpoint, recordConfirmable } from './checkpoints.js';
+import { recordChunk } from './incrementalSnapshots.js';
 import { compareLsn, type Lsn, lsnToBigInt } from './lsn.js';
-import { type PgoutputMessage, PgoutputTextPlugin } from './pgoutputDecoder.js';
+import { outboxEvent, outboxMapping } from './outboxEvents.js';
+import { type PgoutputMessage, PgoutputTextPlugin, type Tuple } from './pgoutputDecoder.js';
+import {
+  type ChunkOutput,
+  parseWatermark,
+  type SnapshotWindows,
+  tupleKey,
+  WATERMARK_PREFIX,
+} from './snapshotWindows.js';
 import { SOURCE_SESSION_OPTIONS } from './sourceSetup.js';
-import type { ResolvedSource } from './types.js';
+import type { OutboxSettings, ResolvedSource } from './types.js';
 
 /** Tuning of the streaming loop; the defaults suit most sources. */
 export interface StreamTuning {
@@ -70,12 +86,19 @@ export async function streamChanges(options: {
   pool: Pool;
   resolveTypes: TypeResolver;
   keyColumns: ReadonlyMap<string, readonly string[]>;
+  /** Outbox tables by `schema.table`. */
+  outboxes: ReadonlyMap<string, OutboxSettings>;
+  /** The incremental snapshots' windows, fed with watermarks and the changes of snapshotted tables. */
+  windows: SnapshotWindows;
+  /** Ask for logical decoding messages (PostgreSQL 14 and later): the message watermarks. */
+  messages: boolean;
   logger: Logger;
   signal: AbortSignal;
   hooks: StreamHooks;
   tuning?: StreamTuning;
 }): Promise<void> {
-  const { source, pool, resolveTypes, keyColumns, logger, signal, hooks } = options;
+  const { source, pool, resolveTypes, keyColumns, outboxes, windows, logger, signal, hooks } = options;
+  const signalTable = `${source.signalTable.schema}.${source.signalTable.table}`;
   const chunkSize = options.tuning?.chunkSize ?? 500;
   const groupEvents = options.tuning?.groupEvents ?? 20000;
   const groupMs = options.tuning?.groupMs ?? 100;
@@ -120,7 +143,7 @@ export async function streamChanges(options: {
     wake?.();
   };
 
-  const plugin = new PgoutputTextPlugin({ publication: source.publication });
+  const plugin = new PgoutputTextPlugin({ publication: source.publication, messages: options.messages });
   // 'data' follows the plugin's parse of the same message synchronously: its size is the last parsed.
   service.on('data', (_lsn: string, message: PgoutputMessage) =>
     push({ kind: 'data', message, bytes: plugin.lastParsedBytes }),
@@ -197,9 +220,24 @@ export async function streamChanges(options: {
   );
 
   const relations = new Map<number, Relation>();
-  let txn: (SourceTransaction & { skip: boolean }) | null = null;
-  let log: { client: PoolClient; copy: StreamCopy; openedAt: number; transactions: number } | null = null;
+  let txn: (SourceTransaction & { skip: boolean; output: boolean }) | null = null;
+  let log: {
+    client: PoolClient;
+    /** The COPY into the source's stream, open while row changes are being written. */
+    copy: StreamCopy | null;
+    openedAt: number;
+    transactions: number;
+    events: number;
+    /** Incremental snapshot chunks this log transaction appends (their progress commits with it). */
+    chunks: ChunkOutput[];
+  } | null = null;
+  // Events decoded but not yet sent. Row changes of a source without an outbox stream into one
+  // COPY into the source's stream (`pending`). With an outbox, row changes and outbox events
+  // (which name streams of their own) go together, in source order, through multi-stream
+  // appends (`pendingMixed`).
+  const mixed = outboxes.size > 0;
   let pending: PreparedEvent[] = [];
+  let pendingMixed: StreamEvent[] = [];
   let lastCommit: { commitLsn: Lsn; endLsn: Lsn; commitTime: Date } | null = null;
 
   const openLog = async () => {
@@ -207,12 +245,7 @@ export async function streamChanges(options: {
     const client = await pool.connect();
     try {
       await client.query('begin');
-      log = {
-        client,
-        copy: await openStreamCopy(client, source.streamId),
-        openedAt: Date.now(),
-        transactions: 0,
-      };
+      log = { client, copy: null, openedAt: Date.now(), transactions: 0, events: 0, chunks: [] };
     } catch (error) {
       client.release(error as Error);
       throw error;
@@ -222,24 +255,49 @@ export async function streamChanges(options: {
   // Rows stream into one COPY per log transaction as they are decoded, so PostgreSQL inserts
   // while the next ones are decoded; a write waits only when the connection is saturated,
   // which (with the paused replication socket) keeps memory bounded for huge transactions.
-  const flush = async () => {
+  const flushRows = async () => {
     if (pending.length === 0) return;
     const open = await openLog();
+    open.copy ??= await openStreamCopy(open.client, source.streamId);
     const events = pending;
     pending = [];
+    open.events += events.length;
     await open.copy.write(events);
+  };
+  const flushMixed = async () => {
+    if (pendingMixed.length === 0) return;
+    const open = await openLog();
+    const events = pendingMixed;
+    pendingMixed = [];
+    open.events += events.length;
+    await appendToStreams(open.client, events);
+  };
+  const flush = () => (mixed ? flushMixed() : flushRows());
+  const addRows = (events: readonly PreparedEvent[]): Promise<void> | undefined => {
+    if (mixed) {
+      for (const event of events) pendingMixed.push({ ...event, streamId: source.streamId });
+      return pendingMixed.length >= chunkSize ? flushMixed() : undefined;
+    }
+    for (const event of events) pending.push(event);
+    return pending.length >= chunkSize ? flushRows() : undefined;
+  };
+  const addOutbox = (event: StreamEvent): Promise<void> | undefined => {
+    pendingMixed.push(event);
+    return pendingMixed.length >= chunkSize ? flushMixed() : undefined;
   };
   const commitLog = async () => {
     await flush();
     const open = log;
     if (open === null || lastCommit === null) return;
-    await open.copy.finish();
+    if (open.copy !== null) await open.copy.finish();
     await advanceCheckpoint(open.client, source.name, lastCommit, open.transactions);
+    for (const chunk of open.chunks) await recordChunk(open.client, chunk);
     await open.client.query('commit');
     open.client.release();
     log = null;
     lastCommitLsn = lastCommit.commitLsn;
     hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
+    if (open.chunks.length > 0) windows.committed(open.chunks);
     wakeSubscribers();
     confirmable = lastCommit.endLsn;
     if (compareLsn(confirmable, recorded) > 0) recorded = confirmable; // recorded with the checkpoint
@@ -249,6 +307,50 @@ export async function streamChanges(options: {
   // inside the transaction would serialize every notifying commit of the database.
   const wakeSubscribers = createWakeUp(pool, logger);
   const idle = () => txn === null && log === null;
+
+  // A watermark of an incremental snapshot: at a high one, the chunk's rows go into the log here.
+  const onWatermark = (content: string): Promise<void> | undefined => {
+    if (txn === null || txn.skip) return undefined;
+    const mark = parseWatermark(content, source.slot);
+    if (mark === undefined) return undefined;
+    const output = windows.watermark(mark, txn);
+    if (output === undefined) return undefined;
+    txn.output = true;
+    return openLog().then((open) => {
+      open.chunks.push(output);
+      return addRows(output.events);
+    });
+  };
+  const signalWatermark = (relation: Relation, tuple: Tuple) => {
+    const value = (column: string) => tuple[relation.columns.findIndex((c) => c.name === column)];
+    const kind = value('kind');
+    const id = value('id');
+    const slot = value('slot');
+    if (typeof kind !== 'string' || typeof id !== 'string' || typeof slot !== 'string') return undefined;
+    return onWatermark(JSON.stringify({ slot, id, kind }));
+  };
+  // Keys of snapshotted tables changing in the stream, for the windows of their chunks.
+  const noteChange = (relation: Relation, message: PgoutputMessage) => {
+    const table = `${relation.schema}.${relation.name}`;
+    if (!windows.isTracked(table)) return;
+    const keyOf = (tuple: Tuple | null) => (tuple === null ? null : tupleKey(tuple, relation.keyIndexes));
+    let keys: Array<string | null>;
+    if (message.tag === 'insert') keys = [keyOf(message.after)];
+    else if (message.tag === 'update') {
+      // The old key is sent when it changed (or with REPLICA IDENTITY FULL); a new key column
+      // not sent (an unchanged TOASTed value) is the old one.
+      const old = keyOf(message.key ?? message.old);
+      keys = [keyOf(message.after) ?? old, old];
+    } else if (message.tag === 'delete') keys = [keyOf(message.key ?? message.old)];
+    else return;
+    if (keys[0] === null) windows.change(table, txn!.xid, null);
+    else
+      windows.change(
+        table,
+        txn!.xid,
+        keys.filter((key): key is string => key !== null),
+      );
+  };
 
   // Most messages are handled synchronously; only those that wait on the database return a promise.
   const handle = (item: Item): Promise<void> | undefined => {
@@ -262,10 +364,15 @@ export async function streamChanges(options: {
     const message = item.message;
     switch (message.tag) {
       case 'begin':
-        txn = { ...openTransaction(source.name, message), skip: isApplied(message.finalLsn) };
+        txn = { ...openTransaction(source.name, message), skip: isApplied(message.finalLsn), output: false };
+        windows.begin(message.xid);
         return;
       case 'relation':
         return toRelation(message, resolveTypes, keyColumns).then((relation) => {
+          const name = `${message.schema}.${message.name}`;
+          const outbox = outboxes.get(name);
+          if (outbox !== undefined) relation.outbox = outboxMapping(relation, outbox);
+          if (name === signalTable) relation.signal = true;
           relations.set(message.relationOid, relation);
         });
       case 'insert':
@@ -274,14 +381,42 @@ export async function streamChanges(options: {
       case 'truncate': {
         if (txn === null) throw new Error(`${message.tag} outside a transaction`);
         if (txn.skip) return;
-        for (const event of changeToEvents(txn, message, relations)) pending.push(event);
-        if (pending.length >= chunkSize) return flush();
-        return;
+        if (message.tag === 'insert') {
+          const relation = relations.get(message.relationOid);
+          if (relation?.outbox !== undefined) {
+            const result = outboxEvent(txn, relation, relation.outbox, message.after);
+            if ('rejected' in result) {
+              logger.warn('an outbox row is not a valid event: appended as rejected', {
+                table: `${relation.schema}.${relation.name}`,
+                lsn: txn.finalLsn,
+              });
+              return addRows([result.rejected]);
+            }
+            return addOutbox(result.event);
+          }
+          if (relation?.signal === true) return signalWatermark(relation, message.after);
+        }
+        if (windows.active) {
+          if (message.tag === 'truncate') {
+            for (const oid of message.relationOids) {
+              const relation = relations.get(oid);
+              if (relation !== undefined) windows.truncate(`${relation.schema}.${relation.name}`);
+            }
+          } else {
+            const relation = relations.get(message.relationOid);
+            if (relation !== undefined) noteChange(relation, message);
+          }
+        }
+        return addRows(changeToEvents(txn, message, relations));
       }
+      case 'message':
+        if (message.prefix !== WATERMARK_PREFIX) return;
+        return onWatermark(message.content);
       case 'commit': {
         const current = txn;
         txn = null;
-        if (current === null || current.skip || current.ordinal === 0) {
+        windows.commit();
+        if (current === null || current.skip || (current.ordinal === 0 && !current.output)) {
           // Already in the log, or nothing captured: the slot may pass it once nothing is in flight.
           if (log === null && compareLsn(message.endLsn, confirmable) > 0) confirmable = message.endLsn;
           return;
@@ -289,7 +424,7 @@ export async function streamChanges(options: {
         lastCommit = { commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: message.commitTime };
         return openLog().then((open) => {
           open.transactions++;
-          const gathered = open.copy.count + pending.length;
+          const gathered = open.events + pending.length + pendingMixed.length;
           const more = queued() > 0 && gathered < groupEvents && Date.now() - open.openedAt < groupMs;
           if (!more) return commitLog();
         });
@@ -327,7 +462,11 @@ export async function streamChanges(options: {
       const waiting = handle(item);
       if (waiting !== undefined) await waiting;
     }
+  } catch (error) {
+    windows.abort(error);
+    throw error;
   } finally {
+    windows.abort(new Error('replication stream closed'));
     clearInterval(statusTimer);
     signal.removeEventListener('abort', onAbort);
     const open = log as { client: PoolClient } | null;

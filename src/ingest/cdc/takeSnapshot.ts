@@ -10,6 +10,7 @@ import {
   type TypeResolver,
 } from './changeEvents.js';
 import { insertCheckpoint } from './checkpoints.js';
+import { recordKnownTables } from './incrementalSnapshots.js';
 import type { Lsn } from './lsn.js';
 import { createOwnSlot } from './slotOwnership.js';
 import { connectSource, type SourceServer, type TableInfo } from './sourceSetup.js';
@@ -163,6 +164,7 @@ export async function takeSnapshot(options: {
       startLsn,
       snapshotRows: progress.rowsDone,
     });
+    await recordKnownTables(log, source.name, tables);
     await log.query('commit');
     log.release();
     log = undefined;

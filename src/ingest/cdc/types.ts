@@ -1,11 +1,50 @@
+import type { EventStoreDbSourceConfig } from '../eventstoredb/types.js';
+import type { IncrementalSnapshotStatus } from './incrementalSnapshots.js';
 import type { Lsn } from './lsn.js';
+
+/**
+ * A transactional outbox table: each row inserted into it becomes one domain event in the log
+ * (in the stream, with the type, data and id its columns hold) instead of a row change.
+ */
+export interface OutboxConfig {
+  /** The outbox table, schema-qualified, e.g. `'public.outbox'`. */
+  table: string;
+  /** Column holding the stream the event goes to, e.g. the aggregate id. */
+  stream: string;
+  /** Column holding the event type. */
+  type: string;
+  /** Column holding the event data: a JSON object, in a json or jsonb column (or text holding JSON). */
+  data: string;
+  /**
+   * Column holding the event id (uuid or text): appends are idempotent by it, and it is the
+   * event's id in the log. Without it, ids are derived from the source LSN.
+   */
+  id?: string;
+  /** Column holding the event metadata: a JSON object, in a json or jsonb column. */
+  metadata?: string;
+  /** Put before every stream name, e.g. `'order-'`. @default '' */
+  streamPrefix?: string;
+}
 
 /** One source database in `tributary.config.ts` under `sources.<name>`. */
 export interface CdcSourceConfig {
+  /** A PostgreSQL source (logical replication). @default 'postgres' */
+  kind?: 'postgres';
   /** Connection string of the source database (a role with REPLICATION, or a superuser). */
   url: string;
-  /** Schema-qualified tables to capture, e.g. `['public.orders']`. */
+  /** Schema-qualified tables to capture, e.g. `['public.orders']` (may be empty with an outbox). */
   tables: readonly string[];
+  /** Outbox tables: each inserted row becomes a domain event in the stream it names (see README). */
+  outbox?: OutboxConfig | readonly OutboxConfig[];
+  /**
+   * How incremental snapshots mark their chunk windows in the replication stream: `message`
+   * (`pg_logical_emit_message`, PostgreSQL 14 and later), `table` (rows inserted into
+   * `signalTable`, which joins the publication; any version), or `auto` (message from 14 on,
+   * table before). @default 'auto'
+   */
+  watermarks?: 'auto' | 'message' | 'table';
+  /** The signalling table of `watermarks: 'table'`, created when missing. @default 'public.tributary_signals' */
+  signalTable?: string;
   /**
    * Replication slot on the source. Two deployments must never share one.
    * @default `tributary_<source>_<hash>`, the hash naming this log database (unique per log database)
@@ -30,11 +69,21 @@ export interface CdcSourceConfig {
   retainedWalWarningBytes?: number;
 }
 
-export type CdcSourcesConfig = Readonly<Record<string, CdcSourceConfig>>;
+/**
+ * `sources` of tributary.config.ts: PostgreSQL databases (logical replication) and
+ * EventStoreDB/KurrentDB servers (`kind: 'eventstoredb'`), by source name.
+ */
+export type CdcSourcesConfig = Readonly<Record<string, CdcSourceConfig | EventStoreDbSourceConfig>>;
 
 export interface TableName {
   schema: string;
   table: string;
+}
+
+/** An outbox table after validation. */
+export interface OutboxSettings extends TableName {
+  columns: { stream: string; type: string; data: string; id: string | null; metadata: string | null };
+  streamPrefix: string;
 }
 
 /** A source after validation, with every default filled in but the slot and publication names. */
@@ -42,6 +91,9 @@ export interface SourceSettings {
   name: string;
   url: string;
   tables: TableName[];
+  outbox: OutboxSettings[];
+  watermarks: 'auto' | 'message' | 'table';
+  signalTable: TableName;
   /** The configured slot, if any (the name in use also depends on the log database). */
   configuredSlot: string | undefined;
   configuredPublication: string | undefined;
@@ -77,6 +129,7 @@ export interface SnapshotProgress {
 
 /** What `tributary cdc status` and the API show for one source. */
 export interface SourceStatus {
+  kind: 'postgres';
   source: string;
   slot: string;
   publication: string;
@@ -117,6 +170,8 @@ export interface SourceStatus {
   safeWalSizeBytes: number | null;
   safeWalSize: string | null;
   snapshot: { done: boolean; rows: number; progress: SnapshotProgress | null };
+  /** Incremental snapshots requested or running, and the latest finished ones. */
+  incrementalSnapshots: IncrementalSnapshotStatus[];
   lastError: string | null;
   lastErrorAt: Date | null;
   /** The capture's last report (it reports every 2 s while it runs). */

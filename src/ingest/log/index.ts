@@ -1,4 +1,5 @@
 export { appendToStream } from './appendToStream.js';
+export { type AppendToStreamsResult, appendToStreams, type StreamEvent } from './appendToStreams.js';
 export { copyToStream, openStreamCopy, type StreamCopy } from './copyToStream.js';
 export { ENVELOPE_COLUMNS, type EventRow, toEnvelope } from './envelope.js';
 export { createNotifier, EVENTS_CHANNEL, type Notifier } from './notifier.js';
