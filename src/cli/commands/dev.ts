@@ -6,8 +6,9 @@ import { CONFIG_FILES } from '../../config/index.js';
 import { ConfigError } from '../../errors.js';
 import { type CommandContext, type GlobalOptions, runUntilStopped } from '../context.js';
 import { recordInstance } from '../instance.js';
+import { configuredSinks } from '../sinksOf.js';
 import { startApi } from './serve.js';
-import { startProjections, startSources } from './start.js';
+import { startProjections, startSinksService, startSources } from './start.js';
 
 /**
  * The demo `tributary dev` runs when the current directory has no tributary.config.ts: the
@@ -60,8 +61,10 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
       ),
     };
   }
+  configuredSinks(context.loaded.config);
   await startSources(context);
   await startProjections(context);
+  await startSinksService(context);
   let url: string;
   const api = { open: true, ...(demo ? { graphiqlDefaultQuery: DEMO_QUERY } : {}) };
   try {

@@ -106,11 +106,7 @@ export async function pruneChanges(
        returning pruned_through
      )
      select (select count(*) from gone)::text as deleted, (select pruned_through from mark) as through`,
-    [
-      olderThanMs,
-      keepAfter?.transactionId.toString() ?? null,
-      keepAfter?.globalPosition.toString() ?? null,
-    ],
+    [olderThanMs, keepAfter?.transactionId.toString() ?? null, keepAfter?.globalPosition.toString() ?? null],
   );
   return Number(rows[0]?.deleted ?? 0);
 }

@@ -27,7 +27,12 @@ export interface ViewLag {
 }
 
 /** How far a reader of one view at `position` is behind the visible changelog. */
-export async function viewLag(db: Queryable, view: string, position: Position, cap = 1_000_000): Promise<ViewLag> {
+export async function viewLag(
+  db: Queryable,
+  view: string,
+  position: Position,
+  cap = 1_000_000,
+): Promise<ViewLag> {
   const { transactionId, globalPosition } = parsePosition(position);
   const { rows } = await db.query<{ changes: string; oldest: number | null }>(
     `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin),
@@ -43,7 +48,10 @@ export async function viewLag(db: Queryable, view: string, position: Position, c
     [view, transactionId.toString(), globalPosition.toString(), cap],
   );
   const row = rows[0];
-  return { changes: Number(row?.changes ?? 0), seconds: Math.max(0, Math.round((row?.oldest ?? 0) * 10) / 10) };
+  return {
+    changes: Number(row?.changes ?? 0),
+    seconds: Math.max(0, Math.round((row?.oldest ?? 0) * 10) / 10),
+  };
 }
 
 /** When the change at `cursor` was written, or undefined when it is gone (pruned) or unknown. */

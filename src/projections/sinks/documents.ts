@@ -34,7 +34,9 @@ export function buildDocument(sink: ResolvedSink, row: Record<string, unknown>):
     const document = sink.config.transform(row);
     if (document === null) return null;
     if (typeof document !== 'object' || Array.isArray(document)) {
-      throw new TypeError(`transform returned ${Array.isArray(document) ? 'an array' : typeof document}, not an object or null`);
+      throw new TypeError(
+        `transform returned ${Array.isArray(document) ? 'an array' : typeof document}, not an object or null`,
+      );
     }
     return document;
   }
@@ -97,7 +99,10 @@ export function changeOps(
 export function opBytes(op: DocumentOp): number {
   return op.op === 'delete'
     ? 64 + op.id.length
-    : 64 + op.id.length + JSON.stringify(op.document).length + (op.row === op.document ? 0 : JSON.stringify(op.row).length);
+    : 64 +
+        op.id.length +
+        JSON.stringify(op.document).length +
+        (op.row === op.document ? 0 : JSON.stringify(op.row).length);
 }
 
 /** Splits writes into requests of at most `maxBytes` each (a single larger write goes alone). */

@@ -1,6 +1,5 @@
 // Sinks: search indexes kept in step with views, from the changelog.
 
-export { type ViewSnapshot, openViewSnapshot, pastSnapshot } from './backfill.js';
 export {
   createBackend,
   createElasticBackend,
@@ -10,11 +9,12 @@ export {
   DEFAULT_SEARCH_SCHEMA,
   meiliId,
 } from './backends/index.js';
+export { openViewSnapshot, pastSnapshot, type ViewSnapshot } from './backfill.js';
 export { buildDocument, changeOps, documentId, rowOp, splitByBytes } from './documents.js';
 export { resolveSinks } from './resolveSinks.js';
 export { BackendRetryError, parseRetryAfter, retryDelayMs } from './retry.js';
-export { type SinkState, type SinkWorkerStatus } from './runSink.js';
-export { searchPostgres, type SearchArgs, type SearchHit, type SearchPage } from './searchPostgres.js';
+export type { SinkState, SinkWorkerStatus } from './runSink.js';
+export { type SearchArgs, type SearchHit, type SearchPage, searchPostgres } from './searchPostgres.js';
 export {
   listSinkDeadLetters,
   loadSinks,

@@ -47,7 +47,8 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
       'Name sinks with lower-case letters, digits and underscores (at most 63).',
     );
   }
-  if (config === null || typeof config !== 'object') fail('its config must be an object.', 'See README, Search.');
+  if (config === null || typeof config !== 'object')
+    fail('its config must be an object.', 'See README, Search.');
   const view = views.find((candidate) => candidate.name === config.view);
   if (!view) {
     return fail(
@@ -81,10 +82,16 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
       );
     }
     if (backend.kind === 'typesense' && !backend.apiKey) {
-      fail('backend.apiKey is missing (Typesense needs one).', 'Take it from the environment, e.g. apiKey: process.env.TYPESENSE_API_KEY.');
+      fail(
+        'backend.apiKey is missing (Typesense needs one).',
+        'Take it from the environment, e.g. apiKey: process.env.TYPESENSE_API_KEY.',
+      );
     }
   } else if (backend.url !== undefined && !/^postgres(ql)?:\/\//.test(backend.url)) {
-    fail(`backend.url must be a postgres:// connection string, got ${JSON.stringify(backend.url)}.`, 'Leave it out to use Tributary\'s own database.');
+    fail(
+      `backend.url must be a postgres:// connection string, got ${JSON.stringify(backend.url)}.`,
+      "Leave it out to use Tributary's own database.",
+    );
   }
   const alias = backend.index ?? name;
   if (!isValidIdentifier(alias) || alias.length > 50) {
@@ -94,14 +101,20 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
     );
   }
   if (backend.kind === 'postgres' && backend.schema !== undefined && !isValidIdentifier(backend.schema)) {
-    fail(`backend.schema '${backend.schema}' is not a valid identifier.`, 'Use lower-case letters, digits and underscores.');
+    fail(
+      `backend.schema '${backend.schema}' is not a valid identifier.`,
+      'Use lower-case letters, digits and underscores.',
+    );
   }
   if (config.transform !== undefined && typeof config.transform !== 'function') {
     fail('transform must be a function (row) => document.', 'Pass a function, or leave transform out.');
   }
   const language = config.language ?? 'english';
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(language)) {
-    fail(`language '${language}' is not a text search configuration name.`, "Use e.g. 'english', 'simple', 'german'.");
+    fail(
+      `language '${language}' is not a text search configuration name.`,
+      "Use e.g. 'english', 'simple', 'german'.",
+    );
   }
   const fields = resolveFields(name, view, config, fail);
   for (const [option, value, min, max] of [
@@ -110,7 +123,10 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
     ['version', config.version, 1, 1_000_000_000],
   ] as const) {
     if (value !== undefined && (!Number.isSafeInteger(value) || value < min || value > max)) {
-      fail(`${option} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}.`, `Fix ${option}.`);
+      fail(
+        `${option} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}.`,
+        `Fix ${option}.`,
+      );
     }
   }
   const fuzzy = config.fuzzy ?? true;
@@ -173,11 +189,17 @@ function resolveFields(
       );
     }
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(field) || field.startsWith(RESERVED_COLUMN_PREFIX)) {
-      fail(`field name '${field}' is not allowed.`, "Use letters, digits and underscores, not starting with '__'.");
+      fail(
+        `field name '${field}' is not allowed.`,
+        "Use letters, digits and underscores, not starting with '__'.",
+      );
     }
     const opts = options ?? {};
     if (opts.weight !== undefined && !WEIGHTS.includes(opts.weight)) {
-      fail(`field '${field}': weight must be 'A', 'B', 'C' or 'D', got ${JSON.stringify(opts.weight)}.`, 'A is the highest.');
+      fail(
+        `field '${field}': weight must be 'A', 'B', 'C' or 'D', got ${JSON.stringify(opts.weight)}.`,
+        'A is the highest.',
+      );
     }
     const textual = column ? column.type === 'text' || column.type === 'text[]' : true;
     resolved.push({

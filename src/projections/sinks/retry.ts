@@ -13,7 +13,9 @@ export function retryDelayMs(
   const backoff = Math.min(max, initial * 2 ** Math.min(attempt, 20));
   const jittered = backoff / 2 + Math.random() * (backoff / 2);
   const asked = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs;
-  return typeof asked === 'number' && Number.isFinite(asked) && asked > 0 ? Math.max(asked, jittered) : jittered;
+  return typeof asked === 'number' && Number.isFinite(asked) && asked > 0
+    ? Math.max(asked, jittered)
+    : jittered;
 }
 
 /** Milliseconds from an HTTP `Retry-After` header (seconds or an HTTP date), or undefined. */

@@ -2,7 +2,13 @@ import { isConnectionError, type Pool } from '../../db/index.js';
 import type { Notifier, Position } from '../../ingest/index.js';
 import type { Logger } from '../../logger.js';
 import { sleep } from '../../sleep.js';
-import { assertCursorRetained, CursorExpiredError, changeTime, readChanges, type ViewChange } from '../changelog/index.js';
+import {
+  assertCursorRetained,
+  CursorExpiredError,
+  changeTime,
+  readChanges,
+  type ViewChange,
+} from '../changelog/index.js';
 import { openViewSnapshot, pastSnapshot, type ViewSnapshot } from './backfill.js';
 import { changeOps, rowOp, splitByBytes } from './documents.js';
 import { retryDelayMs } from './retry.js';
@@ -73,7 +79,10 @@ export async function runSink(sink: ResolvedSink, options: SinkLoopOptions): Pro
       failures++;
       const delay = Math.min(100 * 2 ** failures, 10_000);
       status.lastError = error instanceof Error ? error.message : String(error);
-      logger[isConnectionError(error) ? 'warn' : 'error']('sink failed; retrying', { error, retryInMs: delay });
+      logger[isConnectionError(error) ? 'warn' : 'error']('sink failed; retrying', {
+        error,
+        retryInMs: delay,
+      });
       await recordSinkError(pool, sink.name, status.lastError).catch(() => {});
       await sleep(delay, signal);
     }
@@ -131,7 +140,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
           status.lastError = message;
           if (Date.now() - lastErrorAt > 5000) {
             lastErrorAt = Date.now();
-            logger.warn('search backend write failed; retrying', { index, error, retryInMs: Math.round(delay) });
+            logger.warn('search backend write failed; retrying', {
+              index,
+              error,
+              retryInMs: Math.round(delay),
+            });
           }
           await recordSinkError(pool, sink.name, message).catch(() => {});
           await sleep(delay, signal);
@@ -154,7 +167,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
 
   /** Applies the changes after a cursor to an index; returns what was read. */
   const applyChanges = async (index: string, from: Position, skip: string | null) => {
-    const read = await readChanges(pool, from, { view: sink.view.name, limit: sink.batchSize, ...(skip ? { notVisibleIn: skip } : {}) });
+    const read = await readChanges(pool, from, {
+      view: sink.view.name,
+      limit: sink.batchSize,
+      ...(skip ? { notVisibleIn: skip } : {}),
+    });
     // Checked after the read: a prune that deleted changes this read should have seen has
     // recorded it by now.
     let expired = false;
@@ -225,7 +242,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         await deadLetter([...unbuildable, ...result.refused]);
         current.done += rows.length;
         rate.add(ops.length - result.refused.length);
-        await update({ build_done: current.done, documents_per_second: rate.value(), addDocuments: ops.length });
+        await update({
+          build_done: current.done,
+          documents_per_second: rate.value(),
+          addDocuments: ops.length,
+        });
         return rows.length;
       }
       // Read whole: the build follows the changelog from the snapshot on.
@@ -237,7 +258,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
       logger.info('index backfilled; catching up', { index: current.index, documents: current.done });
       return 1;
     }
-    const { read, reset, expired, written } = await applyChanges(current.index, current.position!, current.skip ?? null);
+    const { read, reset, expired, written } = await applyChanges(
+      current.index,
+      current.position!,
+      current.skip ?? null,
+    );
     if (reset || expired) {
       await abandonBuild(reset ? 'the view was rebuilt meanwhile' : 'the changelog it needs was pruned');
       return 1;
@@ -277,7 +302,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
       sink.name,
       row.build_started_at ?? new Date(),
     ]);
-    logger.info('search index swapped in', { alias: sink.alias, index: current.index, reason: current.reason });
+    logger.info('search index swapped in', {
+      alias: sink.alias,
+      index: current.index,
+      reason: current.reason,
+    });
   };
 
   /** Moves the alias (idempotent, so a crash in between is finished on restart) and drops the old index. */
@@ -302,13 +331,18 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
     const { read, reset, expired, written } = await applyChanges(index, from, row.skip_snapshot);
     if ((reset || expired) && !build) {
       const reason = reset ? 'the view was rebuilt' : 'the sink fell behind the changelog retention';
-      if (expired) logger.warn('changes this sink had not applied were pruned; rebuilding its index from the view');
+      if (expired)
+        logger.warn('changes this sink had not applied were pruned; rebuilding its index from the view');
       await startBuild(row, reason);
     }
     rate.add(written);
     const skip = row.skip_snapshot && pastSnapshot(read.next, row.skip_snapshot) ? null : row.skip_snapshot;
     const moved = read.next !== from;
-    if (read.changes.length > 0 || (moved && Date.now() - lastCheckpoint > 1000) || skip !== row.skip_snapshot) {
+    if (
+      read.changes.length > 0 ||
+      (moved && Date.now() - lastCheckpoint > 1000) ||
+      skip !== row.skip_snapshot
+    ) {
       const last = read.changes.at(-1);
       await update(
         {
@@ -316,7 +350,9 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
           skip_snapshot: skip,
           documents_per_second: rate.value(),
           addDocuments: written,
-          ...(last ? { applied_change_at: await changeTime(pool, last.cursor).then((at) => at ?? new Date()) } : {}),
+          ...(last
+            ? { applied_change_at: await changeTime(pool, last.cursor).then((at) => at ?? new Date()) }
+            : {}),
         },
         from,
       );

@@ -238,8 +238,15 @@ export async function requestSink(
   request: 'pause' | 'resume' | 'reindex',
 ): Promise<boolean> {
   const set =
-    request === 'pause' ? 'paused = true' : request === 'resume' ? 'paused = false' : 'reindex_requested = true';
-  const { rowCount } = await db.query(`update tributary.sinks set ${set}, updated_at = now() where name = $1`, [name]);
+    request === 'pause'
+      ? 'paused = true'
+      : request === 'resume'
+        ? 'paused = false'
+        : 'reindex_requested = true';
+  const { rowCount } = await db.query(
+    `update tributary.sinks set ${set}, updated_at = now() where name = $1`,
+    [name],
+  );
   return rowCount === 1;
 }
 

@@ -60,7 +60,11 @@ export function startSinks(options: StartSinksOptions): SinkWorkers {
     statuses.set(sink.name, status);
     const backend =
       options.backends?.get(sink.name) ??
-      (await createBackend(sink, { databaseUrl: options.url, pool, logger: logger.child({ sink: sink.name }) }));
+      (await createBackend(sink, {
+        databaseUrl: options.url,
+        pool,
+        logger: logger.child({ sink: sink.name }),
+      }));
     if (!options.backends?.has(sink.name)) backends.set(sink.name, backend);
     await runSink(sink, {
       pool,

@@ -28,7 +28,9 @@ export interface SinkStatus {
   errors: number;
   lastError: { message: string; at: string } | undefined;
   deadLetters: number;
-  build: { index: string; reason: string; done: number; total: number; phase: 'backfill' | 'catch-up' } | undefined;
+  build:
+    | { index: string; reason: string; done: number; total: number; phase: 'backfill' | 'catch-up' }
+    | undefined;
   leaseOwner: string | undefined;
   updatedAt: Date | undefined;
 }

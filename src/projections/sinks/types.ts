@@ -188,7 +188,11 @@ export interface SearchBackend {
    * Points `alias` at `index` in one atomic step. Returns where writes go from now on and
    * which index is left over to drop (Meilisearch swaps the two indexes' contents).
    */
-  swapAlias(alias: string, index: string, previous: string | undefined): Promise<{ writeTo: string; retired?: string }>;
+  swapAlias(
+    alias: string,
+    index: string,
+    previous: string | undefined,
+  ): Promise<{ writeTo: string; retired?: string }>;
   /** Documents in an index or alias (tombstones not counted). */
   count(name: string): Promise<number>;
   /** Stored documents by id, with their versions (where the backend keeps one). */

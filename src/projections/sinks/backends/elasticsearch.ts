@@ -22,7 +22,10 @@ interface SearchApi {
   aliasTargets(alias: string): Promise<string[]>;
   updateAliases(actions: unknown[]): Promise<void>;
   count(name: string): Promise<number>;
-  mget(name: string, ids: readonly string[]): Promise<{ _id: string; found: boolean; _version?: number; _source?: Record<string, unknown> }[]>;
+  mget(
+    name: string,
+    ids: readonly string[],
+  ): Promise<{ _id: string; found: boolean; _version?: number; _source?: Record<string, unknown> }[]>;
   delete(index: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -81,7 +84,9 @@ export function elasticMappings(spec: IndexSpec): Record<string, unknown> {
   if (spec.mapping) return spec.mapping;
   return {
     dynamic: true,
-    properties: Object.fromEntries(spec.fields.map((field) => [field.name, fieldMapping(field, spec.language)])),
+    properties: Object.fromEntries(
+      spec.fields.map((field) => [field.name, fieldMapping(field, spec.language)]),
+    ),
   };
 }
 
@@ -113,9 +118,13 @@ export function createElasticBackend(
       const e = error as ResponseErrorLike;
       const status = e.meta?.statusCode ?? e.statusCode;
       if (status === 429 || status === 503 || status === 502 || status === 504) {
-        throw new BackendRetryError(`${kind} ${what}: HTTP ${status}`, parseRetryAfter(e.meta?.headers?.['retry-after']), {
-          cause: error,
-        });
+        throw new BackendRetryError(
+          `${kind} ${what}: HTTP ${status}`,
+          parseRetryAfter(e.meta?.headers?.['retry-after']),
+          {
+            cause: error,
+          },
+        );
       }
       throw error;
     }
@@ -132,7 +141,12 @@ export function createElasticBackend(
         }),
       ).catch((error: unknown) => {
         // Created meanwhile by another process.
-        if (JSON.stringify((error as ResponseErrorLike).meta?.body ?? '').includes('resource_already_exists_exception')) return;
+        if (
+          JSON.stringify((error as ResponseErrorLike).meta?.body ?? '').includes(
+            'resource_already_exists_exception',
+          )
+        )
+          return;
         throw error;
       });
     },
@@ -156,7 +170,10 @@ export function createElasticBackend(
       });
       if (retry) {
         logger.debug('bulk items to retry', { reason: describeItem(retry) });
-        throw new BackendRetryError(`${kind} bulk: ${describeItem(retry)}`, retry.status === 429 ? 1000 : undefined);
+        throw new BackendRetryError(
+          `${kind} bulk: ${describeItem(retry)}`,
+          retry.status === 429 ? 1000 : undefined,
+        );
       }
       return result;
     },
@@ -175,7 +192,8 @@ export function createElasticBackend(
       const found = new Map<string, StoredDocument>();
       if (ids.length === 0) return found;
       for (const doc of await call('mget', () => api.mget(name, ids))) {
-        if (doc.found) found.set(doc._id, { version: BigInt(doc._version ?? 0), document: doc._source ?? {} });
+        if (doc.found)
+          found.set(doc._id, { version: BigInt(doc._version ?? 0), document: doc._source ?? {} });
       }
       return found;
     },
@@ -239,7 +257,9 @@ export async function opensearchApi(config: ElasticsearchBackendConfig): Promise
     aliasTargets: async (alias) => {
       const result = await c.indices.getAlias({ name: alias }, { ignore: [404] });
       const body = result.body as Record<string, unknown> | undefined;
-      return body && typeof body === 'object' && !('error' in body) && result.statusCode !== 404 ? Object.keys(body) : [];
+      return body && typeof body === 'object' && !('error' in body) && result.statusCode !== 404
+        ? Object.keys(body)
+        : [];
     },
     updateAliases: async (actions) => {
       await c.indices.updateAliases({ body: { actions } });

@@ -9,7 +9,12 @@ import { createTypesenseBackend, typesenseClient } from './typesense.js';
 
 export { createElasticBackend, elasticMappings } from './elasticsearch.js';
 export { createMeilisearchBackend, meiliId } from './meilisearch.js';
-export { createPostgresBackend, DEFAULT_SEARCH_SCHEMA, searchColumnsSql, searchTableStatements } from './postgres.js';
+export {
+  createPostgresBackend,
+  DEFAULT_SEARCH_SCHEMA,
+  searchColumnsSql,
+  searchTableStatements,
+} from './postgres.js';
 export { createTypesenseBackend } from './typesense.js';
 
 const PACKAGES = {

@@ -1,5 +1,12 @@
 import { BackendRetryError } from '../retry.js';
-import type { DocumentOp, IndexSpec, MeilisearchBackendConfig, SearchBackend, StoredDocument, WriteResult } from '../types.js';
+import type {
+  DocumentOp,
+  IndexSpec,
+  MeilisearchBackendConfig,
+  SearchBackend,
+  StoredDocument,
+  WriteResult,
+} from '../types.js';
 
 /** The field that holds a document's id (Meilisearch's primary key) and the one holding its version. */
 export const MEILI_ID = 'tributary_id';
@@ -52,13 +59,18 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
     try {
       task = await enqueued.waitTask({ timeout: 120_000 });
     } catch (error) {
-      throw new BackendRetryError(`meilisearch ${what}: ${(error as Error).message}`, undefined, { cause: error });
+      throw new BackendRetryError(`meilisearch ${what}: ${(error as Error).message}`, undefined, {
+        cause: error,
+      });
     }
     return task;
   };
   const ok = async (what: string, enqueued: Enqueued) => {
     const task = await wait(what, enqueued);
-    if (task.status !== 'succeeded') throw new Error(`meilisearch ${what}: ${task.error?.code ?? task.status}: ${task.error?.message ?? ''}`);
+    if (task.status !== 'succeeded')
+      throw new Error(
+        `meilisearch ${what}: ${task.error?.code ?? task.status}: ${task.error?.message ?? ''}`,
+      );
   };
   const document = (op: Extract<DocumentOp, { op: 'upsert' }>) => ({
     ...op.document,
@@ -67,7 +79,10 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
   });
   /** A failed task takes the whole batch down: find the documents it refuses by halves. */
   const upsert = async (index: string, ops: Extract<DocumentOp, { op: 'upsert' }>[], result: WriteResult) => {
-    const task = await wait('add documents', client.index(index).addDocuments(ops.map(document), { primaryKey: MEILI_ID }));
+    const task = await wait(
+      'add documents',
+      client.index(index).addDocuments(ops.map(document), { primaryKey: MEILI_ID }),
+    );
     if (task.status === 'succeeded') return;
     const reason = `${task.error?.code ?? task.status}: ${task.error?.message ?? ''}`;
     if (ops.length === 1) {
@@ -87,7 +102,9 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
         () => false,
       );
       if (!exists) await ok('create index', client.createIndex(index, { primaryKey: MEILI_ID }));
-      const searchable = [...spec.fields].filter((f) => f.searchable).sort((a, b) => a.weight.localeCompare(b.weight));
+      const searchable = [...spec.fields]
+        .filter((f) => f.searchable)
+        .sort((a, b) => a.weight.localeCompare(b.weight));
       await ok(
         'settings',
         client.index(index).updateSettings(
@@ -104,8 +121,10 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
       let run: DocumentOp[] = [];
       const flush = async () => {
         if (run.length === 0) return;
-        if (run[0]!.op === 'upsert') await upsert(index, run as Extract<DocumentOp, { op: 'upsert' }>[], result);
-        else await ok('delete documents', client.index(index).deleteDocuments(run.map((op) => meiliId(op.id))));
+        if (run[0]!.op === 'upsert')
+          await upsert(index, run as Extract<DocumentOp, { op: 'upsert' }>[], result);
+        else
+          await ok('delete documents', client.index(index).deleteDocuments(run.map((op) => meiliId(op.id))));
         run = [];
       };
       for (const op of ops) {
@@ -130,7 +149,9 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
       const found = new Map<string, StoredDocument>();
       if (ids.length === 0) return found;
       const byMeiliId = new Map(ids.map((id) => [meiliId(id), id]));
-      const { results } = await client.index(name).getDocuments({ ids: [...byMeiliId.keys()], limit: ids.length });
+      const { results } = await client
+        .index(name)
+        .getDocuments({ ids: [...byMeiliId.keys()], limit: ids.length });
       for (const doc of results) {
         const { [MEILI_ID]: id, [VERSION_FIELD]: version, ...document } = doc;
         const original = byMeiliId.get(String(id));
@@ -147,5 +168,8 @@ export function createMeilisearchBackend(client: MeiliClient): SearchBackend {
 
 export async function meilisearchClient(config: MeilisearchBackendConfig): Promise<MeiliClient> {
   const { Meilisearch } = await import('meilisearch');
-  return new Meilisearch({ host: config.url, ...(config.apiKey ? { apiKey: config.apiKey } : {}) }) as unknown as MeiliClient;
+  return new Meilisearch({
+    host: config.url,
+    ...(config.apiKey ? { apiKey: config.apiKey } : {}),
+  }) as unknown as MeiliClient;
 }

@@ -40,7 +40,12 @@ export function searchColumnsSql(spec: IndexSpec): { search: string; text: strin
  * the version and a tombstone flag, a GIN index on the tsvector and, with pg_trgm, a
  * trigram index on the searchable text.
  */
-export function searchTableStatements(schema: string, table: string, spec: IndexSpec, trigram: boolean): string[] {
+export function searchTableStatements(
+  schema: string,
+  table: string,
+  spec: IndexSpec,
+  trigram: boolean,
+): string[] {
   const view = spec.view;
   const columns = Object.entries(view.columns).map(([column, definition]) => {
     const key = view.primaryKey.includes(column);
@@ -69,7 +74,8 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
   const schema = options.schema ?? DEFAULT_SEARCH_SCHEMA;
   const logger = options.logger ?? silentLogger;
   const ownsPool = options.pool === undefined;
-  const pool = options.pool ?? createPool(options.url, { max: 3, applicationName: 'tributary-search', logger });
+  const pool =
+    options.pool ?? createPool(options.url, { max: 3, applicationName: 'tributary-search', logger });
   const specs = new Map<string, { spec: IndexSpec; trigram: boolean }>();
   let lastTombstoneSweep = 0;
 
@@ -106,7 +112,14 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
       .filter((column) => !spec.view.primaryKey.includes(column))
       .map(quoteIdentifier);
     const { search, text } = searchColumnsSql(spec);
-    const extra = ['"__document"', '"__search"', ...(trigram ? ['"__text"'] : []), '"__version"', '"__deleted"', '"__updated_at"'];
+    const extra = [
+      '"__document"',
+      '"__search"',
+      ...(trigram ? ['"__text"'] : []),
+      '"__version"',
+      '"__deleted"',
+      '"__updated_at"',
+    ];
     const values = [
       ...columns.map((c) => `d.${c}`),
       'd."__document"',
@@ -149,7 +162,11 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
   };
 
   /** Applies the writes in one transaction; a refused write fails the whole statement. */
-  const apply = async (index: string, known: { spec: IndexSpec; trigram: boolean }, ops: readonly DocumentOp[]) => {
+  const apply = async (
+    index: string,
+    known: { spec: IndexSpec; trigram: boolean },
+    ops: readonly DocumentOp[],
+  ) => {
     const upserts = ops.filter((op) => op.op === 'upsert');
     const deletes = ops.filter((op) => op.op === 'delete');
     const client = await pool.connect();
@@ -228,9 +245,12 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
       }
       await pool.query(`select $1::regconfig`, [spec.language]).catch((error: unknown) => {
         if (isConnectionError(error)) throw error;
-        throw Object.assign(new Error(`'${spec.language}' is not a text search configuration of this PostgreSQL server`), {
-          code: 'SINK_BAD_LANGUAGE',
-        });
+        throw Object.assign(
+          new Error(`'${spec.language}' is not a text search configuration of this PostgreSQL server`),
+          {
+            code: 'SINK_BAD_LANGUAGE',
+          },
+        );
       });
       const trigram = spec.fuzzy && (await trigramAvailable());
       const client = await pool.connect();
@@ -243,7 +263,8 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
           [qualified(schema, index)],
         );
         if (!again[0]?.exists) {
-          for (const statement of searchTableStatements(schema, index, spec, trigram)) await client.query(statement);
+          for (const statement of searchTableStatements(schema, index, spec, trigram))
+            await client.query(statement);
         }
         await client.query('commit');
       } catch (error) {
@@ -267,7 +288,9 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
       try {
         await client.query('begin');
         await client.query(`drop view if exists ${qualified(schema, alias)}`);
-        await client.query(`create view ${qualified(schema, alias)} as select * from ${qualified(schema, index)}`);
+        await client.query(
+          `create view ${qualified(schema, alias)} as select * from ${qualified(schema, index)}`,
+        );
         await client.query('commit');
       } catch (error) {
         await client.query('rollback').catch(() => {});

@@ -1,5 +1,13 @@
 import { BackendRetryError, parseRetryAfter } from '../retry.js';
-import type { DocumentOp, IndexSpec, ResolvedField, SearchBackend, StoredDocument, TypesenseBackendConfig, WriteResult } from '../types.js';
+import type {
+  DocumentOp,
+  IndexSpec,
+  ResolvedField,
+  SearchBackend,
+  StoredDocument,
+  TypesenseBackendConfig,
+  WriteResult,
+} from '../types.js';
 import { VERSION_FIELD } from './meilisearch.js';
 
 interface ImportResult {
@@ -11,7 +19,10 @@ interface Collection {
   retrieve(): Promise<{ num_documents: number }>;
   delete(): Promise<unknown>;
   documents(id?: string): {
-    import(docs: Record<string, unknown>[], options: { action: string; return_id?: boolean }): Promise<ImportResult[]>;
+    import(
+      docs: Record<string, unknown>[],
+      options: { action: string; return_id?: boolean },
+    ): Promise<ImportResult[]>;
     delete(options?: { filter_by: string }): Promise<unknown>;
     retrieve(): Promise<Record<string, unknown>>;
   };
@@ -43,7 +54,13 @@ function typesenseField(field: ResolvedField): Record<string, unknown> {
               : field.columnType === 'jsonb'
                 ? 'object'
                 : 'string';
-  return { name: field.name, type, optional: true, facet: field.facet, index: field.searchable || field.filter || field.facet };
+  return {
+    name: field.name,
+    type,
+    optional: true,
+    facet: field.facet,
+    index: field.searchable || field.filter || field.facet,
+  };
 }
 
 /**
@@ -60,9 +77,13 @@ export function createTypesenseBackend(client: TypesenseClient): SearchBackend {
     } catch (error) {
       const status = (error as { httpStatus?: number }).httpStatus;
       if (status === undefined || status === 429 || status >= 500) {
-        throw new BackendRetryError(`typesense ${what}: ${(error as Error).message}`, status === 429 ? parseRetryAfter('1') : undefined, {
-          cause: error,
-        });
+        throw new BackendRetryError(
+          `typesense ${what}: ${(error as Error).message}`,
+          status === 429 ? parseRetryAfter('1') : undefined,
+          {
+            cause: error,
+          },
+        );
       }
       throw error;
     }
@@ -88,7 +109,9 @@ export function createTypesenseBackend(client: TypesenseClient): SearchBackend {
             ...((spec.mapping?.fields as unknown[] | undefined) ?? ordered.map(typesenseField)),
             { name: VERSION_FIELD, type: 'int64', optional: true, index: false },
           ],
-          ...(spec.mapping ? Object.fromEntries(Object.entries(spec.mapping).filter(([k]) => k !== 'fields')) : {}),
+          ...(spec.mapping
+            ? Object.fromEntries(Object.entries(spec.mapping).filter(([k]) => k !== 'fields'))
+            : {}),
         }),
       );
     },
@@ -117,7 +140,8 @@ export function createTypesenseBackend(client: TypesenseClient): SearchBackend {
           );
           results.forEach((item, i) => {
             if (item.success) return;
-            if (item.code === 429 || (item.code ?? 0) >= 500) throw new BackendRetryError(`typesense import: ${item.error}`);
+            if (item.code === 429 || (item.code ?? 0) >= 500)
+              throw new BackendRetryError(`typesense import: ${item.error}`);
             result.refused.push({ op: batch[i]!, reason: item.error ?? 'refused' });
           });
         } else {
@@ -194,7 +218,16 @@ export async function typesenseClient(config: TypesenseBackendConfig): Promise<T
   const nodes = urls.map((url) => {
     const parsed = new URL(url);
     const protocol = parsed.protocol.replace(':', '');
-    return { host: parsed.hostname, port: Number(parsed.port || (protocol === 'https' ? 443 : 80)), protocol };
+    return {
+      host: parsed.hostname,
+      port: Number(parsed.port || (protocol === 'https' ? 443 : 80)),
+      protocol,
+    };
   });
-  return new Typesense.Client({ nodes, apiKey: config.apiKey, connectionTimeoutSeconds: 30, numRetries: 0 }) as unknown as TypesenseClient;
+  return new Typesense.Client({
+    nodes,
+    apiKey: config.apiKey,
+    connectionTimeoutSeconds: 30,
+    numRetries: 0,
+  }) as unknown as TypesenseClient;
 }
