@@ -11,12 +11,13 @@ import { type Position, parsePosition } from '../../ingest/index.js';
  * largest visible `seq`; every change a later transaction makes has a larger one.
  */
 export async function lastVisibleSeq(db: Queryable, view: string): Promise<bigint> {
-  const { rows } = await db.query<{ seq: string }>(
-    `select seq::text from tributary.view_changes where view = $1
-     order by transaction_id desc, seq desc limit 1`,
+  // Named apart from the column: `order by seq` would otherwise sort the text ('99' > '120').
+  const { rows } = await db.query<{ last_seq: string }>(
+    `select c.seq::text as last_seq from tributary.view_changes c where c.view = $1
+     order by c.transaction_id desc, c.seq desc limit 1`,
     [view],
   );
-  return BigInt(rows[0]?.seq ?? '0');
+  return BigInt(rows[0]?.last_seq ?? '0');
 }
 
 export interface ViewLag {
