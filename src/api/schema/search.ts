@@ -72,7 +72,7 @@ export function searchField(
   builder.queryField(field, (t) =>
     t.field({
       type: connection,
-      description: `Full-text search over '${view.name}' (sink '${source.sink.name}'): websearch syntax ("quoted phrases", or, -excluded), the last word also as a prefix${source.sink.fuzzy ? ', misspellings through trigrams where pg_trgm is installed' : ''}. Best hits first.`,
+      description: `Full-text search over '${view.name}' (sink '${source.sink.name}'): websearch syntax ("quoted phrases", or, -excluded), the last word also as a prefix${source.sink.fuzzy ? ', misspelt plain words through trigrams where pg_trgm is installed' : ''}. Best hits first.`,
       args: {
         query: t.arg.string({ required: true }),
         first: t.arg.int({ required: false }),

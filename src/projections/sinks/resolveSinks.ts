@@ -41,10 +41,10 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
   const fail = (problem: string, hint: string): never => {
     throw new ConfigError(`Sink '${name}': ${problem}`, { hint });
   };
-  if (!isValidIdentifier(name)) {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
     fail(
-      'the name is not a valid identifier.',
-      'Name sinks with lower-case letters, digits and underscores (at most 63).',
+      'the name must be letters, digits and underscores (at most 63), not starting with a digit.',
+      'Rename the sink, e.g. productSearch.',
     );
   }
   if (config === null || typeof config !== 'object')
@@ -93,7 +93,8 @@ function resolveSink(name: string, config: SinkConfig, views: readonly AnyView[]
       "Leave it out to use Tributary's own database.",
     );
   }
-  const alias = backend.index ?? name;
+  // productSearch → product_search: index names are lower case on every backend.
+  const alias = backend.index ?? name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase();
   if (!isValidIdentifier(alias) || alias.length > 50) {
     fail(
       `index name '${alias}' must be lower-case letters, digits and underscores, at most 50 characters.`,

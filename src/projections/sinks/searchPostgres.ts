@@ -93,7 +93,9 @@ export async function searchPostgres(
   const parts = tsqueryParts(query);
   const web = parts.web.trim() ? `websearch_to_tsquery(${language}, ${param(parts.web)})` : `''::tsquery`;
   const tsquery = parts.prefix ? `(${web} && to_tsquery(${language}, ${param(parts.prefix)}))` : web;
-  const raw = target.trigram ? param(query) : undefined;
+  // Misspellings match only plain words: trigram similarity knows no phrase, `or` or exclusion.
+  const plain = /^[\p{L}\p{N}_\s]+$/u.test(query) && !/(^|\s)or(\s|$)/i.test(query);
+  const raw = target.trigram && plain ? param(query) : undefined;
   const match = raw ? `(t."__search" @@ q."__q" or ${raw} <% t."__text")` : `t."__search" @@ q."__q"`;
   const score = raw
     ? `(ts_rank_cd(t."__search", q."__q") + 0.01 * word_similarity(${raw}, t."__text"))::float8`
@@ -119,7 +121,7 @@ export async function searchPostgres(
     .map(
       (field, i) =>
         `ts_headline(${language}, coalesce(s."__document"->>'${field.name.replaceAll("'", "''")}', ''), q."__q",
-           'StartSel=${START}, StopSel=${STOP}, MaxWords=24, MinWords=8, MaxFragments=2, FragmentDelimiter=" … "') as "__h${i}"`,
+           'StartSel=${START}, StopSel=${STOP}, MaxWords=30, MinWords=10') as "__h${i}"`,
     )
     .join(', ');
   const keyText = view.primaryKey

@@ -148,7 +148,7 @@ describe('a PostgreSQL search sink', () => {
       },
     });
     run(sink);
-    await waitFor(async () => (await loadSinks(pool, [sink.name]))[0]?.index_name, {
+    await waitFor(async () => Boolean((await loadSinks(pool, [sink.name]))[0]?.index_name), {
       what: 'the first load',
     });
     // Over a megabyte of distinct words: more than a tsvector holds.

@@ -10,7 +10,7 @@ export interface PostgresBackendConfig {
   url?: string;
   /** Schema of the search tables. @default 'tributary_search' */
   schema?: string;
-  /** Name queries use (a view over the current table). @default the sink's name */
+  /** Name queries use (a view over the current table). @default the sink's name in snake_case (productSearch → product_search) */
   index?: string;
 }
 
@@ -18,7 +18,7 @@ export interface ElasticsearchBackendConfig {
   kind: 'elasticsearch' | 'opensearch';
   /** Node URL(s); take them from the environment. */
   url: string | readonly string[];
-  /** Alias queries use; each build is an index of its own behind it. @default the sink's name */
+  /** Alias queries use; each build is an index of its own behind it. @default the sink's name in snake_case (productSearch → product_search) */
   index?: string;
   apiKey?: string;
   username?: string;
@@ -30,7 +30,7 @@ export interface ElasticsearchBackendConfig {
 export interface MeilisearchBackendConfig {
   kind: 'meilisearch';
   url: string;
-  /** Index queries use; a build fills another index and swaps with it. @default the sink's name */
+  /** Index queries use; a build fills another index and swaps with it. @default the sink's name in snake_case (productSearch → product_search) */
   index?: string;
   apiKey?: string;
 }
@@ -39,7 +39,7 @@ export interface TypesenseBackendConfig {
   kind: 'typesense';
   /** Node URL(s), e.g. `http://localhost:8108`. */
   url: string | readonly string[];
-  /** Alias queries use; each build is a collection of its own behind it. @default the sink's name */
+  /** Alias queries use; each build is a collection of its own behind it. @default the sink's name in snake_case (productSearch → product_search) */
   index?: string;
   apiKey: string;
 }
