@@ -109,6 +109,14 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
 const DEMO_QUERY = `# The shop demo. Run a query with the play button; the data moves as the workload runs.
 # Try the subscription at the bottom too (select it, then run): changes stream in live.
 
+# Product search: the workload renames a product every few seconds ("… (limited edition)");
+# run this again and the renamed products are found under their new names.
+query ProductSearch {
+  searchProducts(query: "limited edition", first: 5) {
+    edges { score highlights { field snippet } node { id name price stock } }
+  }
+}
+
 query LatestOrders {
   orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {
     totalCount
@@ -143,6 +151,9 @@ function banner(url: string, databaseUrl: string, demo: boolean): string {
       '',
       '  { orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {',
       '      nodes { order_id customer product_name quantity total status } } }',
+      '',
+      '  { searchProducts(query: "limited edition") {',
+      '      edges { score highlights { field snippet } node { id name price } } } }',
       '',
       '  { productSales(orderBy: [{ field: revenue, direction: DESC }]) {',
       '      nodes { product_name orders units revenue } } }',
