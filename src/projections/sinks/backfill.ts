@@ -73,24 +73,39 @@ export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView
     }
   };
 
+  let prefetched: { limit: number; rows: Promise<Record<string, unknown>[]> } | undefined;
+  const read = (limit: number) =>
+    inSnapshot(async (client) => {
+      const after = last
+        ? `, jsonb_populate_record(null::${table}, $2::jsonb) k where (${keys.map((k) => `t.${k}`).join(', ')}) > (${keys
+            .map((k) => `k.${k}`)
+            .join(', ')})`
+        : '';
+      const { rows } = await (client as pg.ClientBase).query<Record<string, unknown>>(
+        `select ${select} from ${table} t${after} order by ${keys.map((k) => `t.${k}`).join(', ')} limit $1`,
+        last ? [limit, JSON.stringify(last)] : [limit],
+      );
+      const tail = rows.at(-1);
+      if (tail) last = Object.fromEntries(view.primaryKey.map((k) => [k, tail[k]]));
+      return rows;
+    });
+
   return {
     snapshot,
     position: formatPosition(xmin, 0n),
-    next: (limit) =>
-      inSnapshot(async (client) => {
-        const after = last
-          ? `, jsonb_populate_record(null::${table}, $2::jsonb) k where (${keys.map((k) => `t.${k}`).join(', ')}) > (${keys
-              .map((k) => `k.${k}`)
-              .join(', ')})`
-          : '';
-        const { rows } = await (client as pg.ClientBase).query<Record<string, unknown>>(
-          `select ${select} from ${table} t${after} order by ${keys.map((k) => `t.${k}`).join(', ')} limit $1`,
-          last ? [limit, JSON.stringify(last)] : [limit],
-        );
-        const tail = rows.at(-1);
-        if (tail) last = Object.fromEntries(view.primaryKey.map((k) => [k, tail[k]]));
-        return rows;
-      }),
+    async next(limit) {
+      // The chunk after this one is read while the caller writes this one: reading the view
+      // and building the index then overlap.
+      const current = prefetched?.limit === limit ? prefetched.rows : read(limit);
+      prefetched = undefined;
+      const rows = await current;
+      if (rows.length === limit && !closed) {
+        const ahead = read(limit);
+        ahead.catch(() => {});
+        prefetched = { limit, rows: ahead };
+      }
+      return rows;
+    },
     total: () =>
       inSnapshot(async (client) => {
         const { rows } = await client.query<{ n: string }>(`select count(*)::text as n from ${table}`);
@@ -100,6 +115,7 @@ export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView
     async close() {
       if (closed) return;
       closed = true;
+      await prefetched?.rows.catch(() => {});
       await holder.query('commit').catch(() => {});
       holder.release();
     },

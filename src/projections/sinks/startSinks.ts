@@ -47,7 +47,7 @@ export function startSinks(options: StartSinksOptions): SinkWorkers {
   const logger = options.logger ?? silentLogger;
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const pool: Pool = createPool(options.url, {
-    max: Math.min(3 * options.sinks.length + 1, 20),
+    max: Math.min(4 * options.sinks.length + 2, 24),
     applicationName: 'tributary-sinks',
     logger,
   });
