@@ -4,6 +4,7 @@ import { benchAppend } from './append.js';
 import { benchCdc } from './cdc.js';
 import { nexmark } from './nexmark.js';
 import { benchProjection } from './projection.js';
+import { benchSink } from './sink.js';
 
 const benchmarks: Record<string, () => Promise<unknown>> = {
   api: benchApi,
@@ -11,6 +12,7 @@ const benchmarks: Record<string, () => Promise<unknown>> = {
   cdc: benchCdc,
   nexmark,
   projection: benchProjection,
+  sink: benchSink,
 };
 
 const name = process.argv[2];

@@ -12,6 +12,8 @@ export const products = defineView({
     stock: { type: 'integer', nullable: false },
   },
   primaryKey: ['id'],
+  // What the productSearch sink of tributary.config.ts indexes.
+  search: { fields: ['name'] },
 });
 
 export const orderLines = defineView({

@@ -10,6 +10,12 @@ export default defineConfig({
   sources: {
     shop: { url: process.env.SHOP_DATABASE_URL ?? '', tables: ['public.products'] },
   },
+  // Product search on the built-in PostgreSQL full-text backend: `searchProducts` in GraphQL.
+  // An external backend takes its URL from the environment, e.g.
+  // backend: { kind: 'elasticsearch', url: process.env.ELASTICSEARCH_URL ?? '', index: 'products' }.
+  sinks: {
+    productSearch: { view: 'products', backend: { kind: 'postgres' } },
+  },
   api: {
     port: 4000,
     // `tributary dev` serves the API without authentication and says so; `tributary start`

@@ -1,6 +1,6 @@
 // A small generated workload for the demo: customers place orders through the GraphQL
-// appendEvents mutation, some get shipped or cancelled, and product prices and stock change
-// in the public.products table (which CDC captures).
+// appendEvents mutation, some get shipped or cancelled, and product prices, stock and names
+// change in the public.products table (which CDC captures).
 import pg from 'pg';
 
 const PRODUCTS: [string, number][] = [
@@ -100,6 +100,17 @@ export function startWorkload(options: {
     );
   };
 
+  // A product goes in and out of a limited edition: search finds it under its new name.
+  const renameProduct = async () => {
+    const id = 1 + Math.floor(Math.random() * PRODUCTS.length);
+    await pool.query(
+      `update public.products set name = case when name like '% (limited edition)'
+         then left(name, length(name) - length(' (limited edition)')) else name || ' (limited edition)' end
+       where id = $1`,
+      [id],
+    );
+  };
+
   const every = (ms: number, task: () => Promise<void>) => {
     const timer = setInterval(() => {
       if (stopped) return;
@@ -107,7 +118,12 @@ export function startWorkload(options: {
     }, ms);
     return timer;
   };
-  const timers = [every(700, placeOrder), every(1500, settleOrder), every(4000, changeProduct)];
+  const timers = [
+    every(700, placeOrder),
+    every(1500, settleOrder),
+    every(4000, changeProduct),
+    every(5000, renameProduct),
+  ];
   return {
     async stop() {
       stopped = true;

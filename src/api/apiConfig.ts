@@ -90,6 +90,11 @@ export interface ApiConfig {
   limits?: ApiLimitsConfig;
   /** Changelog entries older than this are pruned; resuming from before them fails with CURSOR_EXPIRED. @default 7 days */
   changelogRetentionMs?: number;
+  /**
+   * Changes a sink has not applied yet are kept past the retention, up to this age; older
+   * ones are pruned all the same, and such a sink rebuilds its index from the view. @default 30 days
+   */
+  changelogSinkHoldMs?: number;
   /** Fallback polling of the changelog when no notification arrives. @default 1000 */
   pollIntervalMs?: number;
   /** Schema of the view tables. @default 'tributary_views' */

@@ -25,9 +25,11 @@ import {
   createChangeTailer,
   DEFAULT_VIEW_SCHEMA,
   getProjectionStatuses,
+  oldestSinkPosition,
   type Projection,
   projectionOfView,
   pruneChanges,
+  type ResolvedSink,
 } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
@@ -38,6 +40,7 @@ import { errorHandling, requestIdOf } from './errorHandling.js';
 import { createLimitedServer, createRequestHandler, credentialsOf } from './httpGuards.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
 import { type ApiContext, buildSchema } from './schema/index.js';
+import { searchSources } from './searchSources.js';
 import type { StatusProvider } from './status.js';
 import { serveWebSockets } from './websocket.js';
 
@@ -56,6 +59,8 @@ export interface CreateApiOptions {
   replicas?: ReplicaOptions;
   /** Limits of appended events (`log` of tributary.config.ts), enforced on `appendEvents`. */
   log?: LimitOptions;
+  /** Sinks (resolved `sinks` of tributary.config.ts): `search<View>` for those on PostgreSQL; pruning keeps what they still need. */
+  sinks?: readonly ResolvedSink[];
   /** CDC sources (`sources` of tributary.config.ts), for the `sources` field and the CDC lag metrics. */
   sources?: CdcSourcesConfig;
   /** @default projections from their checkpoints, sources from the CDC status */
@@ -113,6 +118,8 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   const reads: ReadRouter = options.replicas?.urls.length
     ? createReadRouter(pool, { logger, ...options.replicas })
     : primaryOnly(pool);
+  const search = searchSources(options.sinks ?? [], options.connectionString, pool, logger);
+  const closeSearch = search.close;
   const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
   const defaultPageSize = limits.defaultPageSize ?? 50;
   const schema = buildSchema({
@@ -132,6 +139,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     subscriptionBuffer: limits.subscriptionBuffer ?? 10_000,
     readYourWritesTimeoutMs: limits.readYourWritesTimeoutMs ?? 5000,
     onSubscription: (view) => metrics.subscriptionStarted(view),
+    search: search.sources,
   });
   const introspection = config.introspection ?? !production;
   const graphiql = config.graphiql ?? !production;
@@ -205,12 +213,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   let server: Server | undefined;
   let wss: WebSocketServer | undefined;
   const retentionMs = config.changelogRetentionMs ?? 7 * 24 * 3600 * 1000;
+  const sinkHoldMs = Math.max(retentionMs, config.changelogSinkHoldMs ?? 30 * 24 * 3600 * 1000);
   const prune = () => {
-    pruneChanges(pool, retentionMs)
-      .then((deleted) => {
-        if (deleted > 0) logger.info('pruned changelog', { deleted, retentionMs });
-      })
-      .catch((error: unknown) => logger.warn('changelog pruning failed', { error }));
+    (async () => {
+      // What the sinks have not applied yet stays, up to sinkHoldMs; past it, it goes too
+      // (and a sink that needed it rebuilds its index from the view).
+      const keepAfter = await oldestSinkPosition(pool);
+      let deleted = await pruneChanges(pool, retentionMs, keepAfter ? { keepAfter } : {});
+      if (keepAfter) deleted += await pruneChanges(pool, sinkHoldMs);
+      if (deleted > 0) logger.info('pruned changelog', { deleted, retentionMs });
+    })().catch((error: unknown) => logger.warn('changelog pruning failed', { error }));
   };
   const pruner = setInterval(prune, Math.min(retentionMs, 60 * 60 * 1000));
   pruner.unref();
@@ -244,6 +256,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
       }
       await tailer.close();
       await reads.close();
+      await closeSearch();
       await yoga.dispose();
       if (ownedStore) await ownedStore.close();
       if (ownsPool) await pool.end();

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { createViewTable, writeChanges } from '../../test/support/viewTables.js';
 import { createPool, type Pool } from '../db/index.js';
-import { defineView } from '../projections/index.js';
+import { defineView, resolveSinks } from '../projections/index.js';
 import { type Api, createApi, matchesWhere, type Where } from './index.js';
 
 const orders = defineView({
@@ -74,6 +74,17 @@ beforeAll(async () => {
     connectionString: db.url,
     pool,
     views: [orders],
+    // A search sink adds `searchOrderSummaries` to the schema (its index is not needed here).
+    sinks: resolveSinks(
+      {
+        orderSearch: {
+          view: 'order_summaries',
+          backend: { kind: 'postgres' },
+          fields: ['customer', 'status'],
+        },
+      },
+      [orders],
+    ),
     config: { auth: { open: true } },
   });
 });

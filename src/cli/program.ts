@@ -136,6 +136,40 @@ export function createProgram(): Command {
       (await import('./commands/deadletters.js')).discardDeadLettersCommand(ids, options, command),
     );
 
+  const sinks = program
+    .command('sinks')
+    .description('Search indexes kept in step with views: where they stand, reindex, pause, resume.');
+  sinks
+    .command('status')
+    .description(
+      'Per sink: state, index, lag in changes and seconds, documents per second, errors, dead letters, lease holder, a build in progress.',
+    )
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { json?: boolean }, command: Command) =>
+      (await import('./commands/sinks.js')).sinksStatusCommand(options, command),
+    );
+  sinks
+    .command('reindex <sink>')
+    .description(
+      'Build a new index from the view beside the one that serves, catch it up, swap it in atomically and drop the old one; shows its progress.',
+    )
+    .option('--no-wait', 'only ask for it, do not follow its progress')
+    .action(async (name: string, options: { wait: boolean }, command: Command) =>
+      (await import('./commands/sinks.js')).sinkReindexCommand(name, options, command),
+    );
+  sinks
+    .command('pause <sink>')
+    .description('Stop applying changes to the index (its checkpoint keeps them for later).')
+    .action(async (name: string, _options: object, command: Command) =>
+      (await import('./commands/sinks.js')).sinkRequestCommand('pause', name, command),
+    );
+  sinks
+    .command('resume <sink>')
+    .description('Apply changes to the index again, from where it paused.')
+    .action(async (name: string, _options: object, command: Command) =>
+      (await import('./commands/sinks.js')).sinkRequestCommand('resume', name, command),
+    );
+
   const cdc = program
     .command('cdc')
     .description(

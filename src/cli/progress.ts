@@ -6,10 +6,12 @@ export interface ProgressBarOptions {
   stream?: NodeJS.WritableStream & { isTTY?: boolean };
   /** Milliseconds; a parameter for tests. @default Date.now */
   now?: () => number;
+  /** What is counted. @default 'events' */
+  unit?: string;
 }
 
 export interface ProgressBar {
-  update(progress: Progress): void;
+  update(progress: Pick<Progress, 'done' | 'total'> & Partial<Progress>): void;
   /** Shows the final frame: `events` of `events` done. */
   finish(events: number): void;
   /** Removes the bar as it stands (after a failure). */
@@ -24,9 +26,11 @@ export function createProgressBar(label: string, options: ProgressBarOptions = {
   const stream = options.stream ?? process.stderr;
   const now = options.now ?? Date.now;
   const tty = stream.isTTY === true;
+  const unit = options.unit ?? 'events';
+  const perSecond = unit === 'events' ? 'ev/s' : `${unit}/s`;
   const bar = new cliProgress.SingleBar(
     {
-      format: `${label} [{bar}] {value}/{total} events | {rate} ev/s | ETA {remaining}`,
+      format: `${label} [{bar}] {value}/{total} ${unit} | {rate} ${perSecond} | ETA {remaining}`,
       stream,
       noTTYOutput: !tty,
       notTTYSchedule: 5000,

@@ -1,6 +1,6 @@
 import type { ApiConfig } from '../api/index.js';
 import type { CdcSourcesConfig, LimitOptions } from '../ingest/index.js';
-import type { Projection, RunnerOptions } from '../projections/index.js';
+import type { Projection, RunnerOptions, SinksConfig } from '../projections/index.js';
 
 export interface DatabaseConfig {
   /** PostgreSQL connection string. `DATABASE_URL` overrides it. Absent: the embedded server. */
@@ -43,6 +43,11 @@ export interface TributaryConfig {
   sources?: CdcSourcesConfig;
   /** The GraphQL API (`tributary serve`, `start`, `dev`): port, auth, limits, changelog retention. */
   api?: ApiConfig;
+  /**
+   * Search indexes kept in step with views, by sink name: PostgreSQL full text (built in),
+   * Elasticsearch, OpenSearch, Meilisearch, Typesense. `tributary start` and `dev` run them.
+   */
+  sinks?: SinksConfig;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */

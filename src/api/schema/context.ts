@@ -4,6 +4,7 @@ import type { ChangeTailer } from '../../projections/index.js';
 import type { AnyView } from '../anyView.js';
 import type { Scope } from '../apiConfig.js';
 import { type Identity, requireScope } from '../auth.js';
+import type { SearchSource } from '../searchSources.js';
 import type { StatusProvider } from '../status.js';
 
 export interface ApiContext {
@@ -30,6 +31,8 @@ export interface SchemaOptions {
   maxPageSize: number;
   subscriptionBuffer: number;
   readYourWritesTimeoutMs: number;
+  /** PostgreSQL search indexes served as `search<View>` (one per view at most). */
+  search?: readonly SearchSource[];
   /** Called when a view subscription starts; the returned function when it ends. */
   onSubscription?: (view: string) => () => void;
 }

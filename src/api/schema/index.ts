@@ -10,6 +10,7 @@ import { fieldName, type SchemaOptions, typeName } from './context.js';
 import { filterInputs, whereInput } from './filters.js';
 import { orderByInput, sortDirection } from './ordering.js';
 import { rowType } from './rows.js';
+import { searchField, searchHighlightType } from './search.js';
 import { statusFields } from './status.js';
 
 export { type ApiContext, fieldName, type SchemaOptions, typeName } from './context.js';
@@ -27,6 +28,8 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
   const direction = sortDirection(builder);
   const changeOp = changeOpEnum(builder);
   const pageInfo = pageInfoType(builder);
+  const searches = options.search ?? [];
+  const highlight = searches.length > 0 ? searchHighlightType(builder) : undefined;
   builder.queryType({});
   // GraphQL forbids an empty Subscription type: without views there is nothing to subscribe to.
   if (options.views.length > 0) builder.subscriptionType({});
@@ -40,6 +43,9 @@ export function buildSchema(options: SchemaOptions): GraphQLSchema {
     connectionField(builder, options, view, names, { row, where, orderBy, pageInfo });
     byKeyField(builder, options, view, names.field, row);
     changesField(builder, options, view, names, { row, where, changeOp });
+    const search = searches.find((source) => source.sink.view.name === view.name);
+    if (search && highlight)
+      searchField(builder, options, view, search, names, { row, where, pageInfo, highlight });
   }
   statusFields(builder, options);
   appendEventsField(builder, options);
@@ -56,6 +62,7 @@ function assertDistinctNames(views: readonly AnyView[]) {
       fieldName(view.name),
       `${fieldName(view.name)}ByKey`,
       `${fieldName(view.name)}Changes`,
+      `search${typeName(view.name)}`,
     ]) {
       const other = RESERVED.has(name) ? 'a built-in field' : seen.get(name);
       if (other !== undefined) {

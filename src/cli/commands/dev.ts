@@ -6,8 +6,9 @@ import { CONFIG_FILES } from '../../config/index.js';
 import { ConfigError } from '../../errors.js';
 import { type CommandContext, type GlobalOptions, runUntilStopped } from '../context.js';
 import { recordInstance } from '../instance.js';
+import { configuredSinks } from '../sinksOf.js';
 import { startApi } from './serve.js';
-import { startProjections, startSources } from './start.js';
+import { startProjections, startSinksService, startSources } from './start.js';
 
 /**
  * The demo `tributary dev` runs when the current directory has no tributary.config.ts: the
@@ -60,8 +61,10 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
       ),
     };
   }
+  configuredSinks(context.loaded.config);
   await startSources(context);
   await startProjections(context);
+  await startSinksService(context);
   let url: string;
   const api = { open: true, ...(demo ? { graphiqlDefaultQuery: DEMO_QUERY } : {}) };
   try {
@@ -106,6 +109,14 @@ async function run(context: CommandContext, demo: boolean, options: { port?: num
 const DEMO_QUERY = `# The shop demo. Run a query with the play button; the data moves as the workload runs.
 # Try the subscription at the bottom too (select it, then run): changes stream in live.
 
+# Product search: the workload renames a product every few seconds ("… (limited edition)");
+# run this again and the renamed products are found under their new names.
+query ProductSearch {
+  searchProducts(query: "limited edition", first: 5) {
+    edges { score highlights { field snippet } node { id name price stock } }
+  }
+}
+
 query LatestOrders {
   orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {
     totalCount
@@ -140,6 +151,9 @@ function banner(url: string, databaseUrl: string, demo: boolean): string {
       '',
       '  { orderLines(first: 10, orderBy: [{ field: placed_at, direction: DESC }]) {',
       '      nodes { order_id customer product_name quantity total status } } }',
+      '',
+      '  { searchProducts(query: "limited edition") {',
+      '      edges { score highlights { field snippet } node { id name price } } } }',
       '',
       '  { productSales(orderBy: [{ field: revenue, direction: DESC }]) {',
       '      nodes { product_name orders units revenue } } }',

@@ -3,6 +3,7 @@ import { type AuthConfig, createApi } from '../../api/index.js';
 import type { TributaryConfig } from '../../config/index.js';
 import { ConfigError } from '../../errors.js';
 import { type CommandContext, runUntilStopped } from '../context.js';
+import { configuredSinks } from '../sinksOf.js';
 
 export interface ApiOverrides {
   port?: number;
@@ -41,6 +42,7 @@ export async function startApi(
   const server = await createApi({
     connectionString: context.database.url,
     projections: config.projections ?? [],
+    sinks: configuredSinks(config),
     ...(config.sources ? { sources: config.sources } : {}),
     ...(config.log ? { log: config.log } : {}),
     ...(config.database?.replicas?.length

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { startCapture } from '../../ingest/index.js';
-import { startWorkers } from '../../projections/index.js';
+import { startSinks, startWorkers } from '../../projections/index.js';
 import { type CommandContext, runUntilStopped } from '../context.js';
+import { configuredSinks } from '../sinksOf.js';
 import { apiAuth, startApi } from './serve.js';
 
 /**
@@ -41,6 +42,25 @@ export const startProjections: Service = async (context) => {
   });
 };
 
+/**
+ * Sinks: each keeps a search index in step with its view, in the process holding its lease
+ * (like the projections), on connections of their own.
+ */
+export const startSinksService: Service = async (context) => {
+  const { config } = context.loaded;
+  const sinks = configuredSinks(config);
+  if (sinks.length === 0) return;
+  const workers = startSinks({
+    url: context.database.url,
+    sinks,
+    logger: context.logger.child({ component: 'sinks' }),
+    ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}),
+    ...(config.runner?.leaseTimeoutMs ? { leaseTimeoutMs: config.runner.leaseTimeoutMs } : {}),
+  });
+  context.lifecycle.add(() => workers.stop());
+  context.logger.info('sinks started', { sinks: sinks.map((sink) => sink.name) });
+};
+
 /** Change data capture of the configured sources into the log. */
 export const startSources: Service = async (context) => {
   const { sources } = context.loaded.config;
@@ -59,12 +79,13 @@ export const startApiService: Service = async (context) => {
   await startApi(context);
 };
 
-export const SERVICES: Service[] = [startSources, startProjections, startApiService];
+export const SERVICES: Service[] = [startSources, startProjections, startSinksService, startApiService];
 
 export async function startCommand(options: { api: boolean }, command: Command): Promise<void> {
   await runUntilStopped(command.optsWithGlobals(), async (context) => {
     // Refused before anything starts: a config the API cannot serve fails at once.
     if (options.api) apiAuth(context.loaded.config);
+    configuredSinks(context.loaded.config);
     for (const service of SERVICES) {
       if (service === startApiService && !options.api) continue;
       await service(context);

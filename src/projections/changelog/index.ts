@@ -10,7 +10,13 @@ export {
   createChangeTailer,
 } from './changeTailer.js';
 export { NOTIFY_AFTER_COMMIT_SETTING, VIEW_CHANGES_CHANNEL } from './channel.js';
-export { type ChangeOp, type ReadChangesResult, readChanges, type ViewChange } from './readChanges.js';
+export {
+  type ChangeOp,
+  type ReadChangesOptions,
+  type ReadChangesResult,
+  readChanges,
+  type ViewChange,
+} from './readChanges.js';
 export {
   assertCursorRetained,
   assertResumableCursor,
@@ -18,4 +24,5 @@ export {
   CursorExpiredError,
   pruneChanges,
 } from './retention.js';
+export { changeTime, lastVisibleSeq, type ViewLag, viewLag } from './viewProgress.js';
 export { appendChanges, appendResets, changeLine } from './writeChanges.js';

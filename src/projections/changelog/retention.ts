@@ -59,12 +59,18 @@ export async function assertCursorRetained(db: Queryable, cursor: Position): Pro
 
 /**
  * Deletes the oldest changes, in changelog order, up to the first one younger than
- * `olderThanMs` (or not yet visible to every reader), and records the last deleted cursor,
+ * `olderThanMs` (or not yet visible to every reader, or after `keepAfter`: a reader that
+ * must not lose them, such as a sink's checkpoint), and records the last deleted cursor,
  * in one statement: the retained changelog is always everything after `pruned_through`,
  * so a reader never misses a pruned change without being told. The scan walks the primary
  * key from the start and stops at the first change to keep.
  */
-export async function pruneChanges(db: Queryable, olderThanMs: number): Promise<number> {
+export async function pruneChanges(
+  db: Queryable,
+  olderThanMs: number,
+  options: { keepAfter?: Position } = {},
+): Promise<number> {
+  const keepAfter = options.keepAfter === undefined ? undefined : parsePosition(options.keepAfter);
   const { rows } = await db.query<{ deleted: string; through: string | null }>(
     `with visible as (
        select pg_snapshot_xmin(pg_current_snapshot()) as xmin
@@ -80,6 +86,8 @@ export async function pruneChanges(db: Queryable, olderThanMs: number): Promise<
           limit 1)
          union all
          select v.xmin, 0::bigint from visible v
+         union all
+         select $2::xid8, $3::bigint + 1 where $2::text is not null
        ) b
        order by transaction_id, seq
        limit 1
@@ -98,7 +106,7 @@ export async function pruneChanges(db: Queryable, olderThanMs: number): Promise<
        returning pruned_through
      )
      select (select count(*) from gone)::text as deleted, (select pruned_through from mark) as through`,
-    [olderThanMs],
+    [olderThanMs, keepAfter?.transactionId.toString() ?? null, keepAfter?.globalPosition.toString() ?? null],
   );
   return Number(rows[0]?.deleted ?? 0);
 }

@@ -1,0 +1,125 @@
+import { parsePosition } from '../../ingest/index.js';
+import type { ViewChange } from '../changelog/index.js';
+import type { AnyView } from '../defineProjection.js';
+import type { DocumentOp, ResolvedSink, SearchDocument } from './types.js';
+
+/**
+ * The id of a row's document: its key value as text for a one-column key, the JSON array
+ * of the key values otherwise. Values are canonical, so the same row always gets the same id.
+ */
+export function documentId(view: AnyView, key: Record<string, unknown>): string {
+  if (view.primaryKey.length === 1) {
+    const value = key[view.primaryKey[0]!];
+    return typeof value === 'string' ? value : JSON.stringify(value);
+  }
+  return JSON.stringify(view.primaryKey.map((column) => key[column] ?? null));
+}
+
+function keyOf(view: AnyView, row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(view.primaryKey.map((column) => [column, row[column] ?? null]));
+}
+
+/** A document the sink could not make: its transform threw or returned something else than an object. */
+export interface UnbuildableDocument {
+  op: DocumentOp;
+  reason: string;
+}
+
+/**
+ * The document of a view row: the `transform`'s result, or the row's fields. Null keeps the
+ * row out of the index (its document is deleted).
+ */
+export function buildDocument(sink: ResolvedSink, row: Record<string, unknown>): SearchDocument | null {
+  if (sink.config.transform) {
+    const document = sink.config.transform(row);
+    if (document === null) return null;
+    if (typeof document !== 'object' || Array.isArray(document)) {
+      throw new TypeError(
+        `transform returned ${Array.isArray(document) ? 'an array' : typeof document}, not an object or null`,
+      );
+    }
+    return document;
+  }
+  const document: SearchDocument = {};
+  for (const field of sink.fields) document[field.name] = row[field.name] ?? null;
+  return document;
+}
+
+/** The write that brings a row's document to `version`: an upsert, or a delete when there is no document. */
+export function rowOp(
+  sink: ResolvedSink,
+  row: Record<string, unknown>,
+  version: bigint,
+): { op: DocumentOp } | UnbuildableDocument {
+  const key = keyOf(sink.view, row);
+  const id = documentId(sink.view, key);
+  try {
+    const document = buildDocument(sink, row);
+    if (document === null) return { op: { op: 'delete', id, version, key } };
+    return { op: { op: 'upsert', id, version, key, row, document } };
+  } catch (error) {
+    return {
+      op: { op: 'upsert', id, version, key, row, document: {} },
+      reason: `transform failed: ${error instanceof Error ? error.message : String(error)}`,
+    };
+  }
+}
+
+/**
+ * The writes of a batch of changes of the sink's view, one per document (the last change of
+ * each wins), each versioned by its change's sequence number. Changes that are not upserts
+ * or deletes (a reset) are left to the caller.
+ */
+export function changeOps(
+  sink: ResolvedSink,
+  changes: readonly ViewChange[],
+): { ops: DocumentOp[]; unbuildable: UnbuildableDocument[] } {
+  const byId = new Map<string, DocumentOp>();
+  const unbuildable = new Map<string, UnbuildableDocument>();
+  for (const change of changes) {
+    const version = parsePosition(change.cursor).globalPosition;
+    if (change.op === 'upsert' && change.row) {
+      const made = rowOp(sink, change.row, version);
+      byId.delete(made.op.id);
+      unbuildable.delete(made.op.id);
+      if ('reason' in made) unbuildable.set(made.op.id, made as UnbuildableDocument);
+      else byId.set(made.op.id, made.op);
+    } else if (change.op === 'delete') {
+      const key = keyOf(sink.view, change.key);
+      const id = documentId(sink.view, key);
+      byId.delete(id);
+      unbuildable.delete(id);
+      byId.set(id, { op: 'delete', id, version, key });
+    }
+  }
+  return { ops: [...byId.values()], unbuildable: [...unbuildable.values()] };
+}
+
+/** Approximate bytes of a write on the wire, for bounding bulk requests. */
+export function opBytes(op: DocumentOp): number {
+  return op.op === 'delete'
+    ? 64 + op.id.length
+    : 64 +
+        op.id.length +
+        JSON.stringify(op.document).length +
+        (op.row === op.document ? 0 : JSON.stringify(op.row).length);
+}
+
+/** Splits writes into requests of at most `maxBytes` each (a single larger write goes alone). */
+export function splitByBytes(ops: readonly DocumentOp[], maxBytes: number): DocumentOp[][] {
+  const requests: DocumentOp[][] = [];
+  let current: DocumentOp[] = [];
+  let bytes = 0;
+  for (const op of ops) {
+    const size = opBytes(op);
+    if (current.length > 0 && bytes + size > maxBytes) {
+      requests.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(op);
+    bytes += size;
+  }
+  if (current.length > 0) requests.push(current);
+  return requests;
+}
