@@ -60,7 +60,8 @@ async function timersDue(at: number): Promise<number> {
 
 async function firedPanes(aggregate: WindowedAggregate) {
   const { rows } = await client.query(
-    `select key, window_start::text, window_end::text, pane_index, timing, is_final, value, retracted
+    `select key, window_start::text, window_end::text, pane_index, timing, is_final, value, retracted,
+            input_watermark::text
        from tributary.window_panes where aggregate = $1 order by seq`,
     [aggregate.stateKey],
   );
@@ -136,7 +137,9 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
         )
         .advanceProcessingTimeTo(phase.clock);
     }
-    const expected = await stream.run();
+    // The worker's clock jumps from phase to phase while the test stream's moves continuously,
+    // so a timer fires later in the worker's run: everything but the firing time must agree.
+    const expected = (await stream.run()).map(({ firedAt: _firedAt, ...pane }) => pane);
     expect(expected.length).toBeGreaterThan(50);
     const actual = (await firedPanes(aggregate)).map((row) => ({
       key: row.key,
@@ -146,6 +149,7 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
       index: row.pane_index,
       isFinal: row.is_final,
       ...(row.retracted === null ? {} : { retracted: row.retracted }),
+      watermark: Number(row.input_watermark),
     }));
     expect(actual).toEqual(expected);
 
