@@ -125,6 +125,7 @@ export {
   getProjectionStatuses,
   type HandlerContext,
   type IndexDefinition,
+  type KeyedState,
   listDeadLetters,
   type Progress,
   type Projection,

@@ -48,6 +48,7 @@ export {
   ProjectionHandlerError,
   ReplayNotSafeError,
 } from './errors.js';
+export type { KeyedState } from './keyedState.js';
 export {
   type Progress,
   type RebuildOptions,

@@ -2,6 +2,7 @@ import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { appendChanges, changeLine } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
+import { createKeyedState } from './keyedState.js';
 import {
   type CanonicalValue,
   canonicalJson,
@@ -166,6 +167,13 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       pending: new Map(),
     });
   }
+  // The projection's keyed state commits with the views: same transaction, same cache lifetime.
+  const state = createKeyedState({
+    client,
+    projection: options.projection,
+    scope: schema,
+    cache: options.cache,
+  });
   let position = '';
   let journal: Array<{ target: ViewTarget; key: string; previous: PendingWrite | undefined }> | undefined;
   let changes = 0;
@@ -234,6 +242,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const ctx: HandlerContext = {
     projection: options.projection,
     replaying: options.replaying ?? false,
+    state: state.api,
     async get(view, key) {
       const t = target(view);
       const row = await current(t, keyOf(t, key), key as Row);
@@ -350,6 +359,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     beginEvent() {
       journal = [];
       flushedDuringEvent = false;
+      state.beginEvent();
     },
     undoEvent() {
       for (const entry of (journal ?? []).reverse()) {
@@ -357,9 +367,11 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
         else entry.target.pending.delete(entry.key);
       }
       journal = [];
+      state.undoEvent();
     },
     async flush() {
       for (const t of targets.values()) await flushTarget(t);
+      await state.flush();
     },
     get changes() {
       return changes;
