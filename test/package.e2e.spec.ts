@@ -431,17 +431,16 @@ describe('the packed package', () => {
 
   it('runs the testing kit from the app’s own vitest, on DATABASE_URL or on an embedded server it starts', async () => {
     const runtime = runtimes[0]!;
-    const vitest = (config: string, env: Record<string, string>) =>
-      run(
+    const vitest = async (config: string, env: Record<string, string>) => {
+      const result = await run(
         path.join(runtime.bin, 'node'),
         [path.join(app, 'node_modules/vitest/vitest.mjs'), 'run', '--config', config],
-        {
-          cwd: app,
-          runtime,
-          env,
-          timeoutMs: 300_000,
-        },
+        { cwd: app, runtime, env: { NO_COLOR: '1', ...env }, timeoutMs: 300_000 },
       );
+      // Without colours, whatever the terminal: the checks read the summary line.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape codes
+      return { ...result, stdout: result.stdout.replace(/\u001b\[[0-9;]*m/g, '') };
+    };
     const database = await createEmptyDatabase('kit');
     databases.push(database);
     const onUrl = await vitest('kit/vitest.config.ts', { DATABASE_URL: database.url });

@@ -1,3 +1,6 @@
+/// <reference types="@pothos/core" preserve="true" />
+// The declaration of Builder names the global PothosSchemaTypes namespace: the directive keeps
+// @pothos/core in the program of an app that typechecks this file without skipLibCheck.
 import SchemaBuilder from '@pothos/core';
 import type { Pool } from '../../db/index.js';
 import type { EventStore, ExpectedVersion } from '../../ingest/index.js';
