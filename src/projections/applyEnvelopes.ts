@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/index.js';
 import type { Envelope, Position } from '../ingest/index.js';
-import type { BatchTransaction, Projection, RetryPolicy } from './defineProjection.js';
+import type { BatchTransaction, FailurePolicy, Projection, RetryPolicy } from './defineProjection.js';
 import type { ViewWriter } from './viewWriter.js';
 
 /** Failed attempts per envelope position, kept by a worker across batches. */
@@ -30,10 +30,14 @@ export interface ApplyOptions {
   /** The checkpoint the transaction starts from. */
   from: Position;
   now: Date;
-  /** Stop taking envelopes once this much time has passed (the batch's time bound). */
-  deadline: number;
+  /** Stop taking envelopes once this much time has passed (the batch's time bound). @default no bound */
+  deadline?: number;
   /** Where the read stopped when every envelope is applied (may be past the last one). */
   readNext: Position;
+  /** Attempts per envelope before the failure policy applies. @default the projection's retry.maxAttempts (3) */
+  maxAttempts?: number;
+  /** The failure policy. @default the projection's onError ('stop') */
+  policy?: FailurePolicy;
 }
 
 export function retryDelay(retry: RetryPolicy | undefined, attempts: number): number {
@@ -56,7 +60,26 @@ export function batchTransaction(
 }
 
 /**
- * Runs the handler over `envelopes` inside the caller's transaction, applying the
+ * Runs the projection's `onTimer` inside the caller's transaction (the view writes commit
+ * with it, the checkpoint unchanged) and returns when it wants to run next: the earlier of
+ * what it returned and what it asked for through `scheduleTimer`.
+ */
+export async function applyTimer(
+  projection: Projection,
+  options: Pick<ApplyOptions, 'client' | 'writer' | 'now' | 'from'>,
+): Promise<Date | undefined> {
+  options.writer.setPosition(options.from);
+  let scheduled: Date | undefined;
+  const tx = batchTransaction(options, (at) => {
+    if (scheduled === undefined || at < scheduled) scheduled = at;
+  });
+  const next = await projection.onTimer!(options.now, tx);
+  return next && scheduled ? (next < scheduled ? next : scheduled) : (next ?? scheduled);
+}
+
+/**
+ * The one way envelopes reach a projection's handler: the runner, replay, dead-letter
+ * retries and the testing kit all call it. Runs the handler over `envelopes` inside the caller's transaction, applying the
  * retry and failure policies. The caller commits the returned position with the
  * view writes (compare-and-set), or rolls back when told to.
  */
@@ -65,8 +88,9 @@ export async function applyEnvelopes(
   options: ApplyOptions,
 ): Promise<ApplyResult> {
   const { projection, writer, failures } = options;
-  const maxAttempts = projection.retry?.maxAttempts ?? 3;
-  const policy = projection.onError ?? 'stop';
+  const maxAttempts = options.maxAttempts ?? projection.retry?.maxAttempts ?? 3;
+  const policy = options.policy ?? projection.onError ?? 'stop';
+  const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
   let timer: Date | undefined;
   const tx = batchTransaction(options, (at) => {
     if (timer === undefined || at < timer) timer = at;
@@ -107,7 +131,7 @@ export async function applyEnvelopes(
   let deadLettered = 0;
   for (let i = 0; i < envelopes.length; i++) {
     const envelope = envelopes[i]!;
-    if (i > 0 && Date.now() >= options.deadline) return withTimer({ position, applied, deadLettered });
+    if (i > 0 && Date.now() >= deadline) return withTimer({ position, applied, deadLettered });
     const known = failures.get(envelope.position);
     if (known && known.attempts >= maxAttempts) {
       if (policy === 'stop') {

@@ -1,7 +1,7 @@
 import { type Pool, withTransaction } from '../db/index.js';
 import { NotFoundError } from '../errors.js';
 import type { Envelope } from '../ingest/index.js';
-import { describeError } from './applyEnvelopes.js';
+import { applyEnvelopes, describeError, type FailureMemory } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewWriter } from './viewWriter.js';
@@ -105,17 +105,21 @@ export async function retryDeadLetters(
           schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
           cache: new Map(),
         });
-        writer.setPosition(letter.position);
-        if (projection.handle) await projection.handle(letter.envelope, writer.ctx);
-        else
-          await projection.handleBatch!([letter.envelope], {
-            client,
-            views: writer.ctx,
-            now: new Date(),
-            position: letter.position,
-            flush: () => writer.flush(),
-            scheduleTimer: () => {},
-          });
+        // Once, whatever the projection's policies: a failure keeps the dead letter.
+        const failures: FailureMemory = new Map();
+        const result = await applyEnvelopes([letter.envelope], {
+          projection,
+          client,
+          writer,
+          failures,
+          from: letter.position,
+          now: new Date(),
+          readNext: letter.position,
+          maxAttempts: 1,
+          policy: 'stop',
+        });
+        if (result.halt) throw result.halt.error;
+        if (result.rollback) throw failures.get(letter.position)?.error;
         await writer.flush();
         await client.query('delete from tributary.dead_letters where id = $1', [letter.id]);
         await client.query('update tributary.projections set generation = generation + 1 where name = $1', [

@@ -15,7 +15,7 @@ import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { moveKeyedState, resetKeyedState } from './keyedState.js';
 import { acquireLease, releaseLease } from './leases.js';
-import { type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
+import { type CheckpointTarget, runBatch, runBatchInTransaction, type WorkerMemory } from './runBatch.js';
 import { countEventsAfter } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewTables, ensureSchema, viewsFingerprint } from './viewTables.js';
@@ -225,12 +225,11 @@ async function swap(
     };
     const memory: WorkerMemory = { cache: new Map(), failures: new Map() };
     for (;;) {
-      const result = await runBatch(client, target, memory, {
+      const result = await runBatchInTransaction(client, target, memory, {
         batchSize: 1000,
         batchMaxMs: 1000,
         now: new Date(),
         renew: true,
-        inTransaction: true,
       });
       if (result.kind === 'lost' || result.halted || result.retryAfterMs !== undefined) {
         throw new ProjectionFailedError(

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
+import { type Envelope, formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
-import { describeError } from './applyEnvelopes.js';
+import { applyEnvelopes, type FailureMemory } from './applyEnvelopes.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError, ProjectionHandlerError, ReplayNotSafeError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
@@ -123,41 +123,26 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
           cache: new Map(),
           replaying: true,
         });
-        if (projection.handle) {
-          for (const event of events) {
-            writer.setPosition(event.position);
-            writer.beginEvent();
-            try {
-              await projection.handle(event, writer.ctx);
-            } catch (error) {
-              if ((projection.onError ?? 'stop') === 'stop' || writer.flushedDuringEvent) {
-                throw new ProjectionHandlerError(projection.name, event.position, event.type, error);
-              }
-              // The dead-letter policy applies as in the runner: set the event aside and go on.
-              writer.undoEvent();
-              await client.query(
-                `insert into tributary.dead_letters (projection, position, envelope, error, attempts)
-                 values ($1, $2, $3, $4, 1)
-                 on conflict (projection, position) do update set error = excluded.error, created_at = now()`,
-                [
-                  projection.name,
-                  event.position,
-                  JSON.stringify(event),
-                  JSON.stringify(describeError(error)),
-                ],
-              );
-            }
-          }
-        } else if (events.length > 0) {
-          writer.setPosition(events.at(-1)!.position);
-          await projection.handleBatch!(events, {
-            client,
-            views: writer.ctx,
-            now: new Date(),
-            position,
-            flush: () => writer.flush(),
-            scheduleTimer: () => {},
-          });
+        // Each event once: the failure policy applies at the first failure (stop ends the replay).
+        const failures: FailureMemory = new Map();
+        const result = await applyEnvelopes(events, {
+          projection,
+          client,
+          writer,
+          failures,
+          from: position,
+          now: new Date(),
+          readNext: page.next,
+          maxAttempts: 1,
+        });
+        const failed = result.halt ?? (result.rollback ? firstFailure(events, failures) : undefined);
+        if (failed) {
+          throw new ProjectionHandlerError(
+            projection.name,
+            failed.envelope.position,
+            failed.envelope.type,
+            failed.error,
+          );
         }
         await writer.flush();
         const renewed = await client.query(
@@ -240,4 +225,16 @@ async function countBetween(
     (await countEventsAfter(pool, from, projection.filter)) -
     (await countEventsAfter(pool, until, projection.filter))
   );
+}
+
+/** The first envelope of a batch that failed, with its error. */
+function firstFailure(
+  envelopes: readonly Envelope[],
+  failures: FailureMemory,
+): { envelope: Envelope; error: unknown } | undefined {
+  for (const envelope of envelopes) {
+    const failure = failures.get(envelope.position);
+    if (failure) return { envelope, error: failure.error };
+  }
+  return undefined;
 }

@@ -3,7 +3,7 @@ import { type Envelope, type Position, type ReadAllResult, readAll } from '../in
 import {
   type ApplyResult,
   applyEnvelopes,
-  batchTransaction,
+  applyTimer,
   describeError,
   type FailureMemory,
   retryDelay,
@@ -11,7 +11,7 @@ import {
 import { NOTIFY_AFTER_COMMIT_SETTING } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
-import { clearCache, createViewWriter, preloadCache, type RowCache } from './viewWriter.js';
+import { clearCache, createViewWriter, preloadCache, type RowCache, type ViewWriter } from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
 export interface CheckpointTarget {
@@ -110,39 +110,88 @@ async function takePage(
   return readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) });
 }
 
+/** What every batch is given. */
+export interface BatchOptions {
+  batchSize: number;
+  batchMaxMs: number;
+  /** Processing time (the runner's clock). */
+  now: Date;
+  /** Commit even when nothing moved, to renew the lease. */
+  renew?: boolean;
+  /** Smoothed events per second, published for status. */
+  eventsPerSecond?: number;
+  /** Read the next page ahead on this pool while a full batch commits. */
+  readAhead?: Pool;
+  /**
+   * Called after a commit that wrote changelog rows, to wake their readers. When given (and
+   * the batch owns its transaction), the changelog trigger does not NOTIFY inside it.
+   */
+  onChanges?: () => void;
+}
+
 /**
  * One batch, one transaction: read after the checkpoint, run the handler, write the
  * views and changelog, and advance the checkpoint with compare-and-set on the position,
  * the lease owner and the generation. Two workers can therefore never both apply a batch.
  */
-export async function runBatch(
+export function runBatch(
   client: PoolClient,
   target: CheckpointTarget,
   memory: WorkerMemory,
-  options: {
-    batchSize: number;
-    batchMaxMs: number;
-    now: Date;
-    timerOnly?: boolean;
-    /** Commit even when nothing moved, to renew the lease. */
-    renew?: boolean;
-    /** Smoothed events per second, published for status. */
-    eventsPerSecond?: number;
-    /** The caller opened the transaction and commits it; a rollback is thrown instead. */
-    inTransaction?: boolean;
-    /** Read the next page ahead on this pool while a full batch commits. */
-    readAhead?: Pool;
-    /**
-     * Called after a commit that wrote changelog rows, to wake their readers. When given (and
-     * the batch owns its transaction), the changelog trigger does not NOTIFY inside it.
-     */
-    onChanges?: () => void;
-  },
+  options: BatchOptions,
+): Promise<BatchResult> {
+  return batch(client, target, memory, options, { step: 'events', transaction: 'own' });
+}
+
+/**
+ * The projection's `onTimer`, in a transaction of its own committed with the checkpoint
+ * unchanged (and the lease renewed).
+ */
+export function runTimerBatch(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  options: BatchOptions,
+): Promise<BatchResult> {
+  return batch(client, target, memory, options, { step: 'timer', transaction: 'own' });
+}
+
+/**
+ * A batch inside a transaction the caller opened and commits (a rebuild's last catch-up,
+ * inside its swap): what would be rolled back is thrown instead.
+ */
+export function runBatchInTransaction(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  options: BatchOptions,
+): Promise<BatchResult> {
+  return batch(client, target, memory, options, { step: 'events', transaction: 'caller' });
+}
+
+interface BatchKind {
+  step: 'events' | 'timer';
+  /** 'own': begin and commit here; 'caller': the caller's transaction. */
+  transaction: 'own' | 'caller';
+}
+
+/** What a step did inside the transaction. */
+interface Step {
+  result: ApplyResult;
+  read: Envelope[];
+  caughtUp: boolean;
+  held: boolean;
+}
+
+async function batch(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  options: BatchOptions,
+  kind: BatchKind,
 ): Promise<BatchResult> {
   const { projection } = target;
-  const own = options.inTransaction !== true;
-  const begin = () => (own ? client.query('begin') : undefined);
-  const commit = () => (own ? client.query('commit') : undefined);
+  const own = kind.transaction === 'own';
   const rollback = async () => {
     if (!own)
       throw new ProjectionFailedError(
@@ -150,26 +199,19 @@ export async function runBatch(
       );
     await client.query('rollback');
   };
-  await begin();
+  /** Abandoning the batch: nothing of it is written, and the views are read afresh next time. */
+  const abandon = async () => {
+    await rollback();
+    forgetViews(memory);
+  };
+  if (own) await client.query('begin');
   try {
     const notifyAfterCommit = own && options.onChanges !== undefined;
-    const row = await readCheckpoint(client, target, notifyAfterCommit);
-    if (!row?.mine || row.version !== projection.version || row.state !== 'running') {
+    const from = await claim(client, target, memory, notifyAfterCommit);
+    if (from === undefined) {
       await rollback();
       return { kind: 'lost' };
     }
-    if (row.position !== memory.position || row.generation !== memory.generation) {
-      // Someone else wrote the views since this worker's last commit: its cache is stale.
-      clearCache(memory.cache);
-      memory.preloaded = false;
-      memory.position = row.position;
-      memory.generation = row.generation;
-    }
-    if (!memory.preloaded) {
-      await preloadCache(client, target.schema, projection.views, memory.cache);
-      memory.preloaded = true;
-    }
-    const from = row.position;
     const writer = createViewWriter({
       client,
       projection: projection.name,
@@ -177,68 +219,18 @@ export async function runBatch(
       schema: target.schema,
       cache: memory.cache,
     });
-    let result: ApplyResult;
-    let read: Envelope[] = [];
-    let caughtUp = true;
-    let held = false;
-    if (options.timerOnly) {
-      writer.setPosition(from);
-      let timer: Date | undefined;
-      const tx = batchTransaction({ client, writer, now: options.now, from }, (at) => {
-        if (timer === undefined || at < timer) timer = at;
-      });
-      const next = await projection.onTimer!(options.now, tx);
-      const earliest = next && timer ? (next < timer ? next : timer) : (next ?? timer);
-      result = { position: from, applied: 0, deadLettered: 0, ...(earliest ? { timer: earliest } : {}) };
-      memory.nextTimer = undefined;
-    } else {
-      const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
-      if (!isolating) memory.isolateUntil = undefined;
-      const limit = isolating ? 1 : options.batchSize;
-      const page = await takePage(client, memory, from, limit, projection);
-      read = page.events;
-      held = page.held;
-      caughtUp = page.events.length < limit;
-      result = await applyEnvelopes(read, {
-        projection,
-        client,
-        writer,
-        failures: memory.failures,
-        from,
-        now: options.now,
-        deadline: Date.now() + options.batchMaxMs,
-        readNext: page.next,
-      });
-      if (result.position !== page.next) caughtUp = false;
-      if (
-        options.readAhead &&
-        !caughtUp &&
-        !result.rollback &&
-        !result.halt &&
-        result.position === page.next
-      ) {
-        // The next page is read on another connection while this batch flushes and commits.
-        const next = readAll(options.readAhead, page.next, {
-          limit,
-          ...(projection.filter ? { filter: projection.filter } : {}),
-        });
-        next.catch(() => {});
-        memory.prefetch = { from: page.next, limit, page: next };
-      }
-    }
-    // Abandoning the batch: nothing of it is written, and the views are read afresh next time.
-    const abandon = async () => {
-      await rollback();
-      clearCache(memory.cache);
-      memory.preloaded = false;
-    };
+    const step =
+      kind.step === 'timer'
+        ? await timerStep(client, projection, writer, memory, from, options.now)
+        : await eventsStep(client, projection, writer, memory, from, options);
+    const { result, read } = step;
     const abandoned = (retryAfterMs: number | undefined): BatchResult => ({
       kind: 'done',
       position: from,
       read: read.length,
       applied: 0,
       caughtUp: false,
-      held,
+      held: step.held,
       committed: false,
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     });
@@ -260,7 +252,7 @@ export async function runBatch(
       // The batch's writes break a constraint of a view (e.g. a unique index): a poison batch.
       // Retry it, then envelope by envelope, so the failure policy can apply to the culprit.
       const first = read[0];
-      if (!own || !first || isConnectionError(error) || options.timerOnly) throw error;
+      if (!own || !first || isConnectionError(error) || kind.step === 'timer') throw error;
       await abandon();
       const attempts = (memory.failures.get(first.position)?.attempts ?? 0) + 1;
       const maxAttempts = projection.retry?.maxAttempts ?? 3;
@@ -273,70 +265,38 @@ export async function runBatch(
     }
     const halt = result.halt;
     const idle =
-      !options.timerOnly && read.length === 0 && result.position === from && writer.changes === 0 && !halt;
+      kind.step === 'events' &&
+      read.length === 0 &&
+      result.position === from &&
+      writer.changes === 0 &&
+      !halt;
     if (idle && !options.renew) {
       await rollback();
-      return { kind: 'done', position: from, read: 0, applied: 0, caughtUp: true, held, committed: false };
+      return {
+        kind: 'done',
+        position: from,
+        read: 0,
+        applied: 0,
+        caughtUp: true,
+        held: step.held,
+        committed: false,
+      };
     }
-    const params: unknown[] = [
-      projection.name,
-      target.owner,
-      from,
-      result.position,
-      `${target.leaseTimeoutMs} milliseconds`,
-      result.applied + result.deadLettered,
-    ];
-    let sql: string;
-    if (target.kind === 'live') {
-      params.push(memory.generation, halt ? 'failed' : 'running');
-      params.push(
-        halt
-          ? JSON.stringify({
-              ...describeError(halt.error),
-              position: halt.envelope.position,
-              eventId: halt.envelope.eventId,
-              eventType: halt.envelope.type,
-              streamId: halt.envelope.streamId,
-              attempts: halt.attempts,
-              at: new Date().toISOString(),
-            })
-          : null,
-        options.eventsPerSecond ?? 0,
-      );
-      sql = `update tributary.projections
-             set position = $4, lease_expires_at = now() + $5::interval, events_processed = events_processed + $6,
-                 state = $8, last_error = coalesce($9::jsonb, case when $6 > 0 then null else last_error end),
-                 lease_owner = case when $8 = 'failed' then null else lease_owner end,
-                 events_per_second = $10, updated_at = now()
-             where name = $1 and lease_owner = $2 and position = $3 and generation = $7::bigint`;
-    } else {
-      sql = `update tributary.projection_rebuilds
-             set position = $4, lease_expires_at = now() + $5::interval, done = done + $6, updated_at = now()
-             where name = $1 and lease_owner = $2 and position = $3`;
-    }
-    const updated = await client.query(sql, params);
-    if (updated.rowCount !== 1) {
+    if (!(await advanceCheckpoint(client, target, memory, from, result, options.eventsPerSecond))) {
       await rollback();
-      clearCache(memory.cache);
-      memory.preloaded = false;
+      forgetViews(memory);
       return { kind: 'lost' };
     }
-    await commit();
+    if (own) await client.query('commit');
     if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
-    // Failures are forgotten only once the events' effects have committed.
-    for (const envelope of read)
-      if (envelope.position <= result.position) memory.failures.delete(envelope.position);
-    memory.position = result.position;
-    if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer))
-      memory.nextTimer = result.timer;
-    if (halt) memory.failures.delete(halt.envelope.position);
+    remember(memory, read, result);
     return {
       kind: 'done',
       position: result.position,
       read: read.length,
       applied: result.applied,
-      caughtUp,
-      held,
+      caughtUp: step.caughtUp,
+      held: step.held,
       committed: true,
       ...(halt
         ? {
@@ -352,8 +312,157 @@ export async function runBatch(
     };
   } catch (error) {
     if (own) await client.query('rollback').catch(() => {});
-    clearCache(memory.cache);
-    memory.preloaded = false;
+    forgetViews(memory);
     throw error;
   }
+}
+
+/** The worker's cached rows may no longer match the tables. */
+function forgetViews(memory: WorkerMemory): void {
+  clearCache(memory.cache);
+  memory.preloaded = false;
+}
+
+/**
+ * Locks and reads the checkpoint row: the position to start from, or undefined when this
+ * worker no longer holds the projection (lease, version or state changed). A position or
+ * generation this worker did not write means someone else wrote the views: the cache goes.
+ */
+async function claim(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  notifyAfterCommit: boolean,
+): Promise<Position | undefined> {
+  const { projection } = target;
+  const row = await readCheckpoint(client, target, notifyAfterCommit);
+  if (!row?.mine || row.version !== projection.version || row.state !== 'running') return undefined;
+  if (row.position !== memory.position || row.generation !== memory.generation) {
+    forgetViews(memory);
+    memory.position = row.position;
+    memory.generation = row.generation;
+  }
+  if (!memory.preloaded) {
+    await preloadCache(client, target.schema, projection.views, memory.cache);
+    memory.preloaded = true;
+  }
+  return row.position;
+}
+
+async function timerStep(
+  client: PoolClient,
+  projection: Projection,
+  writer: ViewWriter,
+  memory: WorkerMemory,
+  from: Position,
+  now: Date,
+): Promise<Step> {
+  const next = await applyTimer(projection, { client, writer, now, from });
+  memory.nextTimer = undefined;
+  const result: ApplyResult = {
+    position: from,
+    applied: 0,
+    deadLettered: 0,
+    ...(next ? { timer: next } : {}),
+  };
+  return { result, read: [], caughtUp: true, held: false };
+}
+
+async function eventsStep(
+  client: PoolClient,
+  projection: Projection,
+  writer: ViewWriter,
+  memory: WorkerMemory,
+  from: Position,
+  options: BatchOptions,
+): Promise<Step> {
+  const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
+  if (!isolating) memory.isolateUntil = undefined;
+  const limit = isolating ? 1 : options.batchSize;
+  const page = await takePage(client, memory, from, limit, projection);
+  const result = await applyEnvelopes(page.events, {
+    projection,
+    client,
+    writer,
+    failures: memory.failures,
+    from,
+    now: options.now,
+    deadline: Date.now() + options.batchMaxMs,
+    readNext: page.next,
+  });
+  const caughtUp = page.events.length < limit && result.position === page.next;
+  if (options.readAhead && !caughtUp && !result.rollback && !result.halt && result.position === page.next) {
+    // The next page is read on another connection while this batch flushes and commits.
+    const next = readAll(options.readAhead, page.next, {
+      limit,
+      ...(projection.filter ? { filter: projection.filter } : {}),
+    });
+    next.catch(() => {});
+    memory.prefetch = { from: page.next, limit, page: next };
+  }
+  return { result, read: page.events, caughtUp, held: page.held };
+}
+
+/**
+ * The compare-and-set of the checkpoint: from `from` to the batch's position, only while
+ * this worker holds the lease (and, live, the generation it read). False when it lost them.
+ */
+async function advanceCheckpoint(
+  client: PoolClient,
+  target: CheckpointTarget,
+  memory: WorkerMemory,
+  from: Position,
+  result: ApplyResult,
+  eventsPerSecond: number | undefined,
+): Promise<boolean> {
+  const { projection } = target;
+  const halt = result.halt;
+  const params: unknown[] = [
+    projection.name,
+    target.owner,
+    from,
+    result.position,
+    `${target.leaseTimeoutMs} milliseconds`,
+    result.applied + result.deadLettered,
+  ];
+  let sql: string;
+  if (target.kind === 'live') {
+    params.push(memory.generation, halt ? 'failed' : 'running');
+    params.push(
+      halt
+        ? JSON.stringify({
+            ...describeError(halt.error),
+            position: halt.envelope.position,
+            eventId: halt.envelope.eventId,
+            eventType: halt.envelope.type,
+            streamId: halt.envelope.streamId,
+            attempts: halt.attempts,
+            at: new Date().toISOString(),
+          })
+        : null,
+      eventsPerSecond ?? 0,
+    );
+    sql = `update tributary.projections
+           set position = $4, lease_expires_at = now() + $5::interval, events_processed = events_processed + $6,
+               state = $8, last_error = coalesce($9::jsonb, case when $6 > 0 then null else last_error end),
+               lease_owner = case when $8 = 'failed' then null else lease_owner end,
+               events_per_second = $10, updated_at = now()
+           where name = $1 and lease_owner = $2 and position = $3 and generation = $7::bigint`;
+  } else {
+    sql = `update tributary.projection_rebuilds
+           set position = $4, lease_expires_at = now() + $5::interval, done = done + $6, updated_at = now()
+           where name = $1 and lease_owner = $2 and position = $3`;
+  }
+  const updated = await client.query(sql, params);
+  return updated.rowCount === 1;
+}
+
+/** After the commit: what this worker now knows. */
+function remember(memory: WorkerMemory, read: readonly Envelope[], result: ApplyResult): void {
+  // Failures are forgotten only once the events' effects have committed.
+  for (const envelope of read)
+    if (envelope.position <= result.position) memory.failures.delete(envelope.position);
+  memory.position = result.position;
+  if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer)) memory.nextTimer = result.timer;
+  if (result.halt) memory.failures.delete(result.halt.envelope.position);
 }

@@ -9,7 +9,13 @@ import { type Clock, systemClock } from './clock.js';
 import { type Projection, validateProjections } from './defineProjection.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { ensureViewTables } from './registry.js';
-import { type BatchResult, type CheckpointTarget, runBatch, type WorkerMemory } from './runBatch.js';
+import {
+  type BatchResult,
+  type CheckpointTarget,
+  runBatch,
+  runTimerBatch,
+  type WorkerMemory,
+} from './runBatch.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 
 export interface RunnerOptions {
@@ -288,7 +294,7 @@ async function holdProjection(
       };
       let result: BatchResult;
       if (projection.onTimer && memory.nextTimer && clock.now() >= memory.nextTimer) {
-        result = await runBatch(client, target, memory, { ...batchOptions, timerOnly: true });
+        result = await runTimerBatch(client, target, memory, batchOptions);
       } else {
         result = await runBatch(client, target, memory, batchOptions);
       }

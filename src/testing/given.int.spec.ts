@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
-import { defineProjection, defineView } from '../projections/index.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { createPool } from '../db/index.js';
+import { createPostgresEventStore } from '../ingest/index.js';
+import {
+  canonicalSelectList,
+  createVirtualClock,
+  defineProjection,
+  defineView,
+  startWorkers,
+} from '../projections/index.js';
 import { cdcChange, given } from './index.js';
 
 let db: TestDatabase;
@@ -147,5 +156,101 @@ describe('given / when / then', () => {
       { owner: 'ann', open: 1 },
       { owner: 'bob', open: 0 },
     ]);
+  });
+});
+
+/**
+ * A projection with timers: visits open a session per user; a timer 30 minutes after the
+ * last visit (event time) closes it, and onTimer reports when the next session expires.
+ */
+const sessions = defineView({
+  name: 'sessions',
+  columns: {
+    user_id: { type: 'text' },
+    visits: { type: 'integer', nullable: false },
+    last_at: { type: 'timestamptz', nullable: false },
+    open: { type: 'boolean', nullable: false },
+    closed_at: { type: 'timestamptz' },
+  },
+  primaryKey: ['user_id'],
+});
+const SESSION_MS = 30 * 60_000;
+const sessionProjection = defineProjection({
+  name: 'sessions',
+  version: 1,
+  views: [sessions],
+  filter: { types: ['Visited'] },
+  async handleBatch(envelopes, tx) {
+    for (const envelope of envelopes) {
+      const user = String(envelope.data.user);
+      const row = await tx.views.get(sessions, { user_id: user });
+      const at = envelope.eventTime;
+      await tx.views.upsert(sessions, {
+        user_id: user,
+        visits: (row?.open ? row.visits : 0) + 1,
+        last_at: at,
+        open: true,
+        closed_at: null,
+      });
+      tx.scheduleTimer(new Date(at.getTime() + SESSION_MS));
+    }
+  },
+  async onTimer(now, tx) {
+    let next: Date | undefined;
+    for (const row of await tx.views.find(sessions, { open: true })) {
+      const expires = new Date(Date.parse(row.last_at) + SESSION_MS);
+      if (expires <= now)
+        await tx.views.patch(sessions, { user_id: row.user_id }, { open: false, closed_at: now });
+      else if (!next || expires < next) next = expires;
+    }
+    return next;
+  },
+});
+
+describe('timers', () => {
+  it('run under the kit exactly as under the runner: the same views for the same events and clock', async () => {
+    const at = (minutes: number) => new Date(Date.UTC(2026, 0, 1, 12, minutes)).toISOString();
+    const visits = [
+      { user: 'ann', at: at(0) },
+      { user: 'bob', at: at(5) },
+      { user: 'ann', at: at(20) },
+      { user: 'cy', at: at(50) },
+      { user: 'bob', at: at(70) },
+    ];
+    // By then ann's and the first bob session have expired; cy's and bob's second have not.
+    const now = new Date(Date.UTC(2026, 0, 1, 13, 25));
+    const events = visits.map((v) => ({ type: 'Visited', data: { user: v.user }, eventTime: v.at }));
+
+    const kit = await given(events)
+      .when(sessionProjection, { url: db.url, now, batchSize: 2 })
+      .rows(sessions);
+    expect(kit.filter((row) => row.open === false).map((row) => row.user_id)).toEqual(['ann', 'cy']);
+
+    const store = createPostgresEventStore({ connectionString: db.url });
+    const pool = createPool(db.url, { max: 2 });
+    const workers = startWorkers({
+      url: db.url,
+      projections: [sessionProjection],
+      clock: createVirtualClock(now),
+      batchSize: 2,
+    });
+    try {
+      for (const event of events) await store.append(`visits-${event.data.user}`, [event]);
+      const read = async () =>
+        (
+          await pool.query(
+            `select ${canonicalSelectList(sessions.columns)} from tributary_views.sessions order by user_id`,
+          )
+        ).rows;
+      await waitFor(async () => JSON.stringify(await read()) === JSON.stringify(kit), {
+        what: `the runner's views to equal the kit's ${JSON.stringify(kit)}`,
+        timeoutMs: 30_000,
+      });
+      expect(await read()).toEqual(kit);
+    } finally {
+      await workers.stop();
+      await store.close();
+      await pool.end();
+    }
   });
 });

@@ -4,8 +4,23 @@ import pg from 'pg';
 import { migrate, quoteIdentifier } from '../db/index.js';
 import { ConfigError } from '../errors.js';
 import { type Envelope, formatPosition, type JsonObject, type LogFilter } from '../ingest/index.js';
-import { type AnyView, canonicalSelectList, type Projection, type Row } from '../projections/index.js';
-import { createViewTables, createViewWriter } from '../projections/internal.js';
+import {
+  type AnyView,
+  canonicalSelectList,
+  type Projection,
+  ProjectionHandlerError,
+  type Row,
+} from '../projections/index.js';
+import {
+  type ApplyResult,
+  applyEnvelopes,
+  applyTimer,
+  clearCache,
+  createViewTables,
+  createViewWriter,
+  type FailureMemory,
+  type RowCache,
+} from '../projections/internal.js';
 
 /** An event as a test states it; everything but the type has a default. */
 export interface GivenEvent {
@@ -43,6 +58,13 @@ export function cdcChange(
 export interface WhenOptions {
   /** A PostgreSQL with Tributary's migrations (applied if missing). @default TRIBUTARY_TEST_DATABASE_URL or DATABASE_URL */
   url?: string;
+  /**
+   * The processing time the run sees (`tx.now`, and `onTimer` runs whose time has come by then).
+   * @default one second after the last given event was recorded
+   */
+  now?: Date | string;
+  /** Envelopes per batch, as the runner's `batchSize`. @default 1000 */
+  batchSize?: number;
 }
 
 export interface When {
@@ -146,30 +168,11 @@ async function runProjection(
     await client.query('begin');
     const schema = `tributary_test_${randomBytes(6).toString('hex')}`;
     await createViewTables(client, projection.views, schema);
-    const writer = createViewWriter({
-      client,
-      projection: projection.name,
-      views: projection.views,
+    await runAsTheRunnerWould(client, projection, envelopes, {
       schema,
-      cache: new Map(),
+      now: options.now ? new Date(options.now) : new Date(EVENTS_START + events.length * 1000),
+      batchSize: options.batchSize ?? 1000,
     });
-    if (projection.handle) {
-      for (const envelope of envelopes) {
-        writer.setPosition(envelope.position);
-        await projection.handle(envelope, writer.ctx);
-      }
-    } else if (envelopes.length > 0) {
-      writer.setPosition(envelopes.at(-1)!.position);
-      await projection.handleBatch!(envelopes, {
-        client,
-        views: writer.ctx,
-        now: new Date(),
-        position: formatPosition(0n, 0n),
-        flush: () => writer.flush(),
-        scheduleTimer: () => {},
-      });
-    }
-    await writer.flush();
     const result = new Map<string, Row[]>();
     for (const view of projection.views) {
       const { rows } = await client.query<Row>(
@@ -184,9 +187,105 @@ async function runProjection(
   }
 }
 
+/** When the given events are recorded: from here, one second apart. */
+const EVENTS_START = Date.UTC(2024, 0, 1);
+
+/**
+ * The runner's loop, inside the test's transaction: `onTimer` first and whenever its time
+ * has come, batches of envelopes through `applyEnvelopes` (the one way the runner, replay
+ * and dead-letter retries call handlers), with the projection's retry and failure
+ * policies. A batch the runner would roll back and retry is rolled back to a savepoint and
+ * retried; the stop policy ends the run with the handler's error.
+ */
+async function runAsTheRunnerWould(
+  client: pg.Client,
+  projection: Projection,
+  envelopes: readonly Envelope[],
+  options: { schema: string; now: Date; batchSize: number },
+): Promise<void> {
+  const { now } = options;
+  const cache: RowCache = new Map();
+  const failures: FailureMemory = new Map();
+  const maxAttempts = projection.retry?.maxAttempts ?? 3;
+  let from = formatPosition(0n, 0n);
+  let next = 0;
+  let isolateUntil = -1;
+  let timer: Date | undefined = projection.onTimer ? now : undefined;
+  for (let steps = 0; ; steps++) {
+    if (steps > 100_000)
+      throw new Error(`Projection '${projection.name}' did not settle within 100,000 steps.`);
+    const timerDue = projection.onTimer && timer && now >= timer;
+    if (!timerDue && next >= envelopes.length) return;
+    const batch = timerDue
+      ? []
+      : envelopes.slice(next, next + (next <= isolateUntil ? 1 : options.batchSize));
+    await client.query('savepoint batch');
+    const writer = createViewWriter({
+      client,
+      projection: projection.name,
+      views: projection.views,
+      schema: options.schema,
+      cache,
+    });
+    let result: ApplyResult;
+    if (timerDue) {
+      const at = await applyTimer(projection, { client, writer, now, from });
+      result = { position: from, applied: 0, deadLettered: 0, ...(at ? { timer: at } : {}) };
+      timer = undefined;
+    } else {
+      result = await applyEnvelopes(batch, {
+        projection,
+        client,
+        writer,
+        failures,
+        from,
+        now,
+        readNext: batch.at(-1)!.position,
+      });
+    }
+    let abandoned = result.rollback === true;
+    if (!abandoned) {
+      try {
+        await writer.flush();
+      } catch (error) {
+        // A batch whose writes break a view's constraint: retried, then one envelope at a time.
+        if (timerDue) throw error;
+        const attempts = (failures.get(batch[0]!.position)?.attempts ?? 0) + 1;
+        failures.set(batch[0]!.position, { attempts, error });
+        if (attempts >= maxAttempts && batch.length > 1) {
+          failures.delete(batch[0]!.position);
+          isolateUntil = next + batch.length - 1;
+        }
+        abandoned = true;
+      }
+    } else if (
+      projection.handleBatch &&
+      batch.length > 1 &&
+      (failures.get(batch[0]!.position)?.attempts ?? 0) >= maxAttempts
+    ) {
+      failures.delete(batch[0]!.position);
+      isolateUntil = next + batch.length - 1;
+    }
+    if (abandoned) {
+      await client.query('rollback to savepoint batch');
+      clearCache(cache);
+      continue;
+    }
+    await client.query('release savepoint batch');
+    if (result.timer && (!timer || result.timer < timer)) timer = result.timer;
+    if (result.halt) {
+      const { envelope, error } = result.halt;
+      throw new ProjectionHandlerError(projection.name, envelope.position, envelope.type, error);
+    }
+    const done = batch.findIndex((envelope) => envelope.position > result.position);
+    next += done === -1 ? batch.length : done;
+    from = result.position;
+  }
+}
+
 function toEnvelopes(events: readonly GivenEvent[]): Envelope[] {
   const versions = new Map<string, number>();
-  const base = Date.UTC(2024, 0, 1);
+  const base = EVENTS_START;
   return events.map((event, index) => {
     const streamId = event.streamId ?? 'test-stream';
     const streamPosition = (versions.get(streamId) ?? 0) + 1;

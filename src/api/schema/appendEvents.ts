@@ -1,5 +1,6 @@
 import type { EventInput, JsonObject } from '../../ingest/index.js';
-import { type Builder, type SchemaOptions, scoped } from './context.js';
+import type { Builder } from './builder.js';
+import { type SchemaOptions, scoped } from './context.js';
 
 /** `appendEvents(streamId, expectedVersion, events)`: the log's append, with its typed errors. */
 export function appendEventsField(builder: Builder, options: SchemaOptions): void {

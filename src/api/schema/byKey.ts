@@ -1,6 +1,7 @@
 import type { AnyView } from '../anyView.js';
 import { queryByKey } from '../queryView.js';
-import { type Builder, SCALAR_OF, type SchemaOptions, scoped } from './context.js';
+import { type Builder, SCALAR_OF } from './builder.js';
+import { type SchemaOptions, scoped } from './context.js';
 import { readYourWrites } from './readYourWrites.js';
 import type { RowType } from './rows.js';
 

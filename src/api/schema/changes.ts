@@ -2,7 +2,8 @@ import type { EnumRef } from '@pothos/core';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import type { AnyView } from '../anyView.js';
 import { type ChangeMessage, subscribeChanges } from '../subscribeChanges.js';
-import { type Builder, type SchemaOptions, type SchemaTypes, scoped } from './context.js';
+import type { Builder, SchemaTypes } from './builder.js';
+import { type SchemaOptions, scoped } from './context.js';
 import type { WhereInput } from './filters.js';
 import type { RowType } from './rows.js';
 

@@ -2,7 +2,7 @@ import type { InputObjectRef } from '@pothos/core';
 import type { ColumnType } from '../../projections/index.js';
 import type { AnyView } from '../anyView.js';
 import type { Where } from '../filter.js';
-import { type Builder, type JsonInput, SCALAR_OF, type SchemaTypes } from './context.js';
+import { type Builder, type JsonInput, SCALAR_OF, type SchemaTypes } from './builder.js';
 
 type FilterShape = Record<string, JsonInput | undefined>;
 export type FilterInputs = Map<

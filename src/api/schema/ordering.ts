@@ -1,7 +1,7 @@
 import type { EnumRef, InputObjectRef } from '@pothos/core';
 import type { AnyView } from '../anyView.js';
 import type { OrderBy } from '../queryView.js';
-import type { Builder, SchemaTypes } from './context.js';
+import type { Builder, SchemaTypes } from './builder.js';
 
 type Types = PothosSchemaTypes.ExtendDefaultTypes<SchemaTypes>;
 export type SortDirection = EnumRef<Types, 'ASC' | 'DESC', 'ASC' | 'DESC'>;

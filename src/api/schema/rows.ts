@@ -1,6 +1,6 @@
 import type { ObjectRef } from '@pothos/core';
 import type { AnyView } from '../anyView.js';
-import { type Builder, type Row, SCALAR_OF, type SchemaTypes } from './context.js';
+import { type Builder, type Row, SCALAR_OF, type SchemaTypes } from './builder.js';
 
 export type RowType = ObjectRef<PothosSchemaTypes.ExtendDefaultTypes<SchemaTypes>, Row>;
 

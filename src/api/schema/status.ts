@@ -1,5 +1,6 @@
 import type { StatusProvider } from '../status.js';
-import { type Builder, type SchemaOptions, scoped } from './context.js';
+import type { Builder } from './builder.js';
+import { type SchemaOptions, scoped } from './context.js';
 
 /** `projections` and `sources`: checkpoints, state and lag. */
 export function statusFields(builder: Builder, options: SchemaOptions): void {
