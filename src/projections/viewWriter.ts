@@ -11,6 +11,7 @@ import {
   ValueTypeError,
 } from './values.js';
 import type { ColumnType } from './view.js';
+import { type ViewCopy, viewCopy } from './viewCopy.js';
 
 /**
  * Rows a worker remembers between batches, per view and key (null: known absent).
@@ -108,6 +109,8 @@ interface ViewTarget {
   keyJson: ColumnJson[];
   /** The flush statements and the canonical select list, built once. */
   sql: { delete: string; upsert: string };
+  /** The bulk path for rows known to be new (see viewCopy.ts). */
+  copy: ViewCopy | undefined;
   select: string;
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
@@ -162,6 +165,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       columnJson: Object.keys(view.columns).map((column) => columnJson(view, column)),
       keyJson: view.primaryKey.map((column) => columnJson(view, column)),
       sql: flushStatements(view, qualified(schema, view.name)),
+      copy: viewCopy(view, qualified(schema, view.name)),
       select: canonicalSelectList(view.columns),
       cache,
       pending: new Map(),
@@ -316,15 +320,20 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     }
 
     // Each row is written as JSON once: the same text feeds the upsert and the changelog.
+    // Rows known to be new (no row before the batch) go in by COPY instead.
     const upserts: string[] = [];
+    let copied = '';
     const deletes: Row[] = [];
     for (const [key, write] of entries) {
-      if (write.row !== null) upserts.push(rowJson(t, write.row));
+      if (write.row !== null && write.old === null && t.copy) copied += t.copy.line(write.row);
+      else if (write.row !== null) upserts.push(rowJson(t, write.row));
       else if (write.old) deletes.push(write.old);
       remember(t, key, write.row);
     }
     if (deletes.length > 0) await client.query(t.sql.delete, [JSON.stringify(deletes)]);
-    // The changelog is encoded while the upsert runs; its error surfaces at the await below.
+    // The changelog is encoded while the writes run; their errors surface at the await below.
+    const inserted = copied.length > 0 ? t.copy!.insert(client, copied) : undefined;
+    inserted?.catch(() => {});
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
     let lines = '';
@@ -346,6 +355,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
             );
       logged++;
     }
+    await inserted;
     await upserted;
     await appendChanges(client, lines);
     changes += logged;
