@@ -31,6 +31,15 @@ afterAll(async () => {
   await db?.drop();
 });
 
+/** When a worker last took or renewed the lease (every commit renews it). */
+async function leaseWritten(): Promise<string> {
+  const { rows } = await client.query<{ at: string | null }>(
+    'select max(lease_expires_at)::text as at from tributary.projections where name = any ($1)',
+    [[customerOrdersJoin.name]],
+  );
+  return rows[0]?.at ?? '';
+}
+
 async function caughtUpTo(position: string): Promise<boolean> {
   const { rows } = await client.query<{ ok: boolean }>(
     'select position >= $2 as ok from tributary.projections where name = $1',
@@ -58,8 +67,15 @@ it('a join keeping keyed state, SIGKILLed at random moments, ends as the join in
       });
     });
   const killer = (async () => {
-    child = await startChild();
     while (!stopping) {
+      const before = await leaseWritten();
+      child = await startChild();
+      // Killed at a random moment once it has taken the lease: on a slow machine, a worker still
+      // starting up would otherwise be killed again and again, and nothing would move.
+      await waitFor(async () => stopping || (await leaseWritten()) !== before, {
+        timeoutMs: 120_000,
+        what: 'the new worker to take the lease',
+      });
       await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 600));
       if (stopping) break;
       const victim = child;
@@ -67,7 +83,6 @@ it('a join keeping keyed state, SIGKILLed at random moments, ends as the join in
       victim.kill('SIGKILL');
       await exited;
       kills += 1;
-      child = await startChild();
     }
   })();
 

@@ -42,6 +42,15 @@ const aggregates = [crashTumbling, crashSessions];
  * Not `store.head()`: that only covers events below the snapshot's xmin, which the worker's
  * own open batch can hold back, so it may not include an append that just committed.
  */
+/** When a worker last took or renewed the lease (every commit renews it). */
+async function leaseWritten(): Promise<string> {
+  const { rows } = await client.query<{ at: string | null }>(
+    'select max(lease_expires_at)::text as at from tributary.projections where name = any ($1)',
+    [aggregates.map((a) => a.name)],
+  );
+  return rows[0]?.at ?? '';
+}
+
 async function caughtUpTo(position: string): Promise<boolean> {
   const { rows } = await client.query<{ n: number }>(
     `select count(*)::int as n from tributary.projections where name = any ($1) and position >= $2`,
@@ -87,8 +96,15 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
       });
     });
   const killer = (async () => {
-    child = await startChild();
     while (!stopping) {
+      const before = await leaseWritten();
+      child = await startChild();
+      // Killed at a random moment once it has taken the lease: on a slow machine, a worker still
+      // starting up would otherwise be killed again and again, and nothing would move.
+      await waitFor(async () => stopping || (await leaseWritten()) !== before, {
+        timeoutMs: 120_000,
+        what: 'the new worker to take the lease',
+      });
       await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 800));
       if (stopping) break;
       const victim = child;
@@ -96,7 +112,6 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
       victim.kill('SIGKILL');
       await exited;
       kills += 1;
-      child = await startChild();
     }
   })();
 
