@@ -66,9 +66,12 @@ function run(
 }
 
 function environment(runtime: Runtime | undefined, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn', ...extra };
+  // The test run's own database settings stay out; only what the caller passes goes in.
+  const env: NodeJS.ProcessEnv = { ...process.env, TRIBUTARY_LOG_LEVEL: 'warn' };
   delete env.DATABASE_URL;
+  delete env.TRIBUTARY_TEST_DATABASE_URL;
   delete env.NODE_OPTIONS;
+  Object.assign(env, extra);
   if (runtime) env.PATH = `${runtime.bin}${path.delimiter}${env.PATH}`;
   return env;
 }
@@ -207,6 +210,72 @@ const { config } = await loadConfig({ file: 'identity.config.ts' });
 console.log(JSON.stringify({ same: config.marker === TributaryError }));
 `;
 
+// The testing kit in an app's own vitest setup: nothing of Tributary's test setup, only the
+// public `tributary/testing` API and a database (DATABASE_URL, or an embedded one it starts).
+const KIT_SPEC = `import { expect, it } from 'vitest';
+import { aggregates, defineProjection, defineView, defineWindowedAggregate, triggers, windows } from 'tributary';
+import { given, panesByWindow, testStream } from 'tributary/testing';
+
+const counts = defineView({
+  name: 'counts',
+  columns: { id: { type: 'text' }, n: { type: 'integer', nullable: false } },
+  primaryKey: ['id'],
+});
+const counting = defineProjection({
+  name: 'counting',
+  version: 1,
+  views: [counts],
+  async handle(event, ctx) {
+    const id = String(event.data.id);
+    const row = await ctx.get(counts, { id });
+    await ctx.upsert(counts, { id, n: (row?.n ?? 0) + 1 });
+  },
+});
+
+it('given / when / then', async () => {
+  await given([
+    { type: 'Seen', data: { id: 'a' } },
+    { type: 'Seen', data: { id: 'a' } },
+  ]).when(counting).then(counts, [{ id: 'a', n: 2 }]);
+});
+
+it('a test stream on a clock that starts at noon', async () => {
+  const perMinute = defineWindowedAggregate({
+    name: 'per_minute',
+    key: () => 'all',
+    window: windows.tumbling({ size: '1m' }),
+    trigger: triggers.afterWatermark().withEarlyFirings(triggers.afterProcessingTime('30s')),
+    aggregate: aggregates.count(),
+  });
+  const panes = await testStream(perMinute, { startProcessingTime: '2026-05-01T12:00:00Z' })
+    .addElements({ time: '2026-05-01T11:59:10Z' }, { time: '2026-05-01T11:59:20Z' })
+    .advanceProcessingTimeTo(new Date('2026-05-01T12:01:00Z'))
+    .advanceWatermarkTo('2026-05-01T12:00:00Z')
+    .run();
+  expect(
+    panesByWindow(panes).map((w) => w.panes.map((p) => [p.timing, p.value, new Date(p.firedAt).toISOString()])),
+  ).toEqual([
+    [
+      ['EARLY', 2, '2026-05-01T12:00:30.000Z'],
+      ['ON_TIME', 2, '2026-05-01T12:01:00.000Z'],
+    ],
+  ]);
+});
+`;
+const KIT_CONFIG = `import { defineConfig } from 'vitest/config';
+export default defineConfig({ test: { include: ['kit/*.spec.ts'] } });
+`;
+const KIT_SETUP = `import { startTestDatabase } from 'tributary/testing';
+export default async function () {
+  const db = await startTestDatabase();
+  if (!db.embedded) throw new Error('expected an embedded server');
+  return () => db.stop();
+}
+`;
+const KIT_EMBEDDED_CONFIG = `import { defineConfig } from 'vitest/config';
+export default defineConfig({ test: { include: ['kit/*.spec.ts'], globalSetup: ['kit/setup.ts'] } });
+`;
+
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'tributary-package-'));
   // The embedded server runs as `postgres` when the tests run as root: it must reach the app.
@@ -242,6 +311,7 @@ beforeAll(async () => {
       `tsx@${dev.tsx}`,
       `typescript@${dev.typescript}`,
       `@types/node@${dev['@types/node']}`,
+      `vitest@${dev.vitest}`,
     ],
     app,
   );
@@ -251,6 +321,11 @@ beforeAll(async () => {
   await writeFile(path.join(app, 'imports.mjs'), IMPORTS);
   await writeFile(path.join(app, 'identity.config.ts'), IDENTITY_CONFIG);
   await writeFile(path.join(app, 'identity.mjs'), IDENTITY);
+  await mkdir(path.join(app, 'kit'));
+  await writeFile(path.join(app, 'kit', 'kit.spec.ts'), KIT_SPEC);
+  await writeFile(path.join(app, 'kit', 'vitest.config.ts'), KIT_CONFIG);
+  await writeFile(path.join(app, 'kit', 'vitest.embedded.config.ts'), KIT_EMBEDDED_CONFIG);
+  await writeFile(path.join(app, 'kit', 'setup.ts'), KIT_SETUP);
 }, 900_000);
 
 afterAll(async () => {
@@ -352,6 +427,32 @@ describe('the packed package', () => {
       }
       await devRoundTrip(runtime, env);
     }
+  });
+
+  it('runs the testing kit from the app’s own vitest, on DATABASE_URL or on an embedded server it starts', async () => {
+    const runtime = runtimes[0]!;
+    const vitest = async (config: string, env: Record<string, string>) => {
+      const result = await run(
+        path.join(runtime.bin, 'node'),
+        [path.join(app, 'node_modules/vitest/vitest.mjs'), 'run', '--config', config],
+        { cwd: app, runtime, env: { NO_COLOR: '1', ...env }, timeoutMs: 300_000 },
+      );
+      // Without colours, whatever the terminal: the checks read the summary line.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape codes
+      return { ...result, stdout: result.stdout.replace(/\u001b\[[0-9;]*m/g, '') };
+    };
+    const database = await createEmptyDatabase('kit');
+    databases.push(database);
+    const onUrl = await vitest('kit/vitest.config.ts', { DATABASE_URL: database.url });
+    expect(onUrl.code, onUrl.stdout + onUrl.stderr).toBe(0);
+    expect(onUrl.stdout).toMatch(/Tests\s+2 passed/);
+    // Without a database the kit says how to get one; the embedded setup then starts one itself.
+    const without = await vitest('kit/vitest.config.ts', {});
+    expect(without.code).not.toBe(0);
+    expect(without.stdout + without.stderr).toMatch(/testStream needs a PostgreSQL database/);
+    const embedded = await vitest('kit/vitest.embedded.config.ts', {});
+    expect(embedded.code, embedded.stdout + embedded.stderr).toBe(0);
+    expect(embedded.stdout).toMatch(/Tests\s+2 passed/);
   });
 
   it('loads a TypeScript config without tsx through Node type stripping, or says what to install', async () => {

@@ -1,6 +1,7 @@
 import { assertIdentifier, type Queryable } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { Envelope, LogFilter, Position } from '../ingest/index.js';
+import type { KeyedState } from './keyedState.js';
 import type { ColumnDefinition, ColumnInputs, ColumnValues, ViewDefinition } from './view.js';
 
 /** A row as handlers write it: every column by name. */
@@ -57,6 +58,11 @@ export interface HandlerContext extends ViewContext {
   readonly projection: string;
   /** True during `tributary replay`: effects must be idempotent. */
   readonly replaying: boolean;
+  /**
+   * The projection's own keyed state (what a join keeps of one side until the other arrives),
+   * committed with the views and the checkpoint; see KeyedState.
+   */
+  readonly state: KeyedState;
 }
 
 /**

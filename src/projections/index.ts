@@ -49,6 +49,7 @@ export {
   ProjectionHandlerError,
   ReplayNotSafeError,
 } from './errors.js';
+export type { KeyedState } from './keyedState.js';
 export {
   type Progress,
   type RebuildOptions,
@@ -146,6 +147,7 @@ export {
   type AccumulationMode,
   type Aggregate,
   aggregates,
+  type ClosingBehavior,
   type Duration,
   defineAggregate,
   defineWindowedAggregate,
@@ -153,9 +155,11 @@ export {
   GLOBAL_WINDOW,
   type Pane,
   type PaneTiming,
+  type ProcessingTimeTrigger,
   type TriggerSpec,
   triggers,
   type WatermarkSpec,
+  type WatermarkTrigger,
   type Window,
   type WindowedAggregate,
   type WindowedAggregateOptions,

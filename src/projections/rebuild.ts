@@ -13,6 +13,7 @@ import { sleep } from '../sleep.js';
 import { appendResets } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
+import { moveKeyedState, resetKeyedState } from './keyedState.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { type CheckpointTarget, runBatch, runBatchInTransaction, type WorkerMemory } from './runBatch.js';
 import { countEventsAfter, measureLag } from './status.js';
@@ -92,6 +93,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     }
     const names = projection.views.map((view) => view.name);
     await dropTables(client, shadow, names);
+    await resetKeyedState(client, projection.name, shadow);
     await createViewTables(client, projection.views, shadow);
     const total = await countEventsAfter(client, START, projection.filter);
     await client.query(
@@ -252,6 +254,7 @@ async function swap(
         `alter table ${qualified(shadow, view.name)} set schema ${quoteIdentifier(viewSchema)}`,
       );
     }
+    await moveKeyedState(client, projection.name, shadow, viewSchema);
     await client.query(
       `insert into tributary.projections (name, version, fingerprint, position, events_processed, generation)
        values ($1, $2, $3, $4, $5, 1)
@@ -304,6 +307,7 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
       projection.views.map((view) => view.name),
     );
     await createViewTables(client, projection.views, viewSchema);
+    await resetKeyedState(client, projection.name, viewSchema);
     await client.query(
       `update tributary.projections set version = $2, fingerprint = $3, position = $4, events_processed = 0,
          generation = generation + 1, state = 'running', last_error = null,

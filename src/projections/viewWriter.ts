@@ -2,6 +2,7 @@ import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { appendChanges, changeLine } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
+import { createKeyedState } from './keyedState.js';
 import {
   cachedRow,
   cacheKey,
@@ -19,6 +20,7 @@ import {
   ValueTypeError,
 } from './values.js';
 import { SQL_TYPES } from './view.js';
+import { type ViewCopy, viewCopy } from './viewCopy.js';
 
 export { clearCache, preloadCache, type RowCache, type ViewRows } from './rowCache.js';
 
@@ -40,6 +42,8 @@ interface ViewTarget {
   keyJson: ColumnJson[];
   /** The flush statements and the canonical select list, built once. */
   sql: { delete: string; upsert: string; read: string };
+  /** The bulk path for rows known to be new (see viewCopy.ts). */
+  copy: ViewCopy | undefined;
   select: string;
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
@@ -98,11 +102,19 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       columnJson: Object.keys(view.columns).map((column) => columnJson(view, column)),
       keyJson: view.primaryKey.map((column) => columnJson(view, column)),
       sql: flushStatements(view, qualified(schema, view.name)),
+      copy: viewCopy(view, qualified(schema, view.name)),
       select: canonicalSelectList(view.columns),
       cache,
       pending: new Map(),
     });
   }
+  // The projection's keyed state commits with the views: same transaction, same cache lifetime.
+  const state = createKeyedState({
+    client,
+    projection: options.projection,
+    scope: schema,
+    cache: options.cache,
+  });
   let position = '';
   let journal: Array<{ target: ViewTarget; key: string; previous: PendingWrite | undefined }> | undefined;
   let changes = 0;
@@ -204,6 +216,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const ctx: HandlerContext = {
     projection: options.projection,
     replaying: options.replaying ?? false,
+    state: state.api,
     async get(view, key) {
       const t = target(view);
       const row = await current(t, keyOf(t, key), key as Row);
@@ -277,15 +290,20 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     }
 
     // Each row is written as JSON once: the same text feeds the upsert and the changelog.
+    // Rows known to be new (no row before the batch) go in by COPY instead.
     const upserts: string[] = [];
+    let copied = '';
     const deletes: Row[] = [];
     for (const [key, write] of entries) {
-      if (write.row !== null) upserts.push(rowJson(t, write.row));
+      if (write.row !== null && write.old === null && t.copy) copied += t.copy.line(write.row);
+      else if (write.row !== null) upserts.push(rowJson(t, write.row));
       else if (write.old) deletes.push(write.old);
       remember(t, key, write.row);
     }
     if (deletes.length > 0) await client.query(t.sql.delete, [JSON.stringify(deletes)]);
-    // The changelog is encoded while the upsert runs; its error surfaces at the await below.
+    // The changelog is encoded while the writes run; their errors surface at the await below.
+    const inserted = copied.length > 0 ? t.copy!.insert(client, copied) : undefined;
+    inserted?.catch(() => {});
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
     let lines = '';
@@ -307,6 +325,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
             );
       logged++;
     }
+    await inserted;
     await upserted;
     await appendChanges(client, lines);
     changes += logged;
@@ -320,6 +339,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     beginEvent() {
       journal = [];
       flushedDuringEvent = false;
+      state.beginEvent();
     },
     undoEvent() {
       for (const entry of (journal ?? []).reverse()) {
@@ -327,9 +347,11 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
         else entry.target.pending.delete(entry.key);
       }
       journal = [];
+      state.undoEvent();
     },
     async flush() {
       for (const t of targets.values()) await flushTarget(t);
+      await state.flush();
     },
     get changes() {
       return changes;

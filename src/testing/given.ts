@@ -151,7 +151,7 @@ async function runProjection(
   const url = options.url ?? process.env.TRIBUTARY_TEST_DATABASE_URL ?? process.env.DATABASE_URL;
   if (!url) {
     throw new ConfigError('given(...).when(...) needs a PostgreSQL to run against.', {
-      hint: 'Pass { url } to when(), or set TRIBUTARY_TEST_DATABASE_URL (or DATABASE_URL).',
+      hint: 'Pass { url } to when(), set TRIBUTARY_TEST_DATABASE_URL (or DATABASE_URL), or start one with startTestDatabase() from tributary/testing.',
     });
   }
   let migration = migrated.get(url);

@@ -7,10 +7,10 @@ import { type Duration, toMillis } from './duration.js';
 import type { EngineConfig } from './engine.js';
 import { runWindowStep, type WindowStepResult } from './runWindowStep.js';
 import { normalizeTrigger, type TriggerSpec } from './triggers.js';
-import type { AccumulationMode, WindowElement } from './types.js';
+import type { AccumulationMode, ClosingBehavior, WindowElement } from './types.js';
 import { type WatermarkSpec, watermarks } from './watermarks.js';
 import { resetWindowState } from './windowStore.js';
-import type { WindowSpec } from './windows.js';
+import { GLOBAL_WINDOW, type WindowSpec } from './windows.js';
 
 export interface WindowedAggregateOptions {
   /** Lower-case identifier of at most 48 characters; names the views `<name>_panes` and `<name>_results`. */
@@ -34,6 +34,12 @@ export interface WindowedAggregateOptions {
   trigger?: TriggerSpec;
   /** @default 'accumulating' */
   accumulation?: AccumulationMode;
+  /**
+   * What a window that expires with nothing pending does: nothing ('fire-if-non-empty'), or fire a
+   * final pane all the same ('fire-always'), a marker that tells pane consumers the window closed.
+   * @default 'fire-if-non-empty'
+   */
+  closingBehavior?: ClosingBehavior;
   aggregate: Aggregate;
   description?: string;
   /**
@@ -54,6 +60,11 @@ export const panesViewColumns = {
   is_final: { type: 'boolean', nullable: false, description: 'No pane of this window follows.' },
   value: { type: 'jsonb' },
   retracted: { type: 'jsonb', description: 'Retracting mode: the value of the pane this one replaces.' },
+  fired_at: { type: 'timestamptz', nullable: false, description: 'Processing time at which the pane fired.' },
+  watermark: {
+    type: 'timestamptz',
+    description: 'The input watermark when the pane fired; null before the first one.',
+  },
 } as const;
 
 export const resultsViewColumns = {
@@ -73,8 +84,13 @@ export const lateViewColumns = {
   window_end: { type: 'timestamptz', nullable: false },
   key: { type: 'text', nullable: false },
   event_time: { type: 'timestamptz', nullable: false },
-  watermark: { type: 'timestamptz', nullable: false, description: 'The watermark when the event arrived.' },
+  watermark: { type: 'timestamptz', description: 'The watermark when the event arrived.' },
   value: { type: 'jsonb' },
+  reason: {
+    type: 'text',
+    nullable: false,
+    description: "'expired': after the window's allowed lateness; 'closed': after its trigger finished.",
+  },
 } as const;
 
 export type PanesView = ViewDefinition<typeof panesViewColumns>;
@@ -153,6 +169,12 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
       });
     }
   }
+  const closingBehavior = options.closingBehavior ?? 'fire-if-non-empty';
+  if (!['fire-if-non-empty', 'fire-always'].includes(closingBehavior)) {
+    throw new ValidationError(`Unknown closing behavior '${closingBehavior}'.`, {
+      hint: "Use 'fire-if-non-empty' or 'fire-always'.",
+    });
+  }
   const watermark = options.watermark ?? watermarks.boundedOutOfOrderness({ maxLag: 0 });
   const keyOf = options.key;
   const extractValue = options.value ?? ((envelope: Envelope) => envelope.data);
@@ -221,6 +243,7 @@ export function defineWindowedAggregate(options: WindowedAggregateOptions): Wind
       allowedLatenessMs: toMillis(options.allowedLateness ?? 0, 'allowedLateness'),
       trigger: normalizeTrigger(options.trigger),
       accumulation,
+      closing: closingBehavior,
       aggregate,
       watermark,
     },
@@ -289,6 +312,8 @@ async function writeViews(tx: WindowTransaction, aggregate: WindowedAggregate, o
       is_final: pane.isFinal,
       value: pane.value,
       retracted: pane.retracted ?? null,
+      fired_at: new Date(pane.firedAt),
+      watermark: watermarkTime(pane.watermark),
     });
   }
   for (const change of out.results) {
@@ -317,10 +342,17 @@ async function writeViews(tx: WindowTransaction, aggregate: WindowedAggregate, o
       window_end: new Date(dropped.window.end),
       key: dropped.key,
       event_time: new Date(dropped.eventTime),
-      watermark: new Date(dropped.watermark),
+      watermark: watermarkTime(dropped.watermark),
       value: dropped.value,
+      reason: dropped.reason,
     });
   }
+}
+
+/** A watermark as a view holds it: null before any (year 1), the end of time as the end of year 9999. */
+function watermarkTime(ms: number): Date | null {
+  if (ms < GLOBAL_WINDOW.start) return null;
+  return new Date(Math.min(ms, GLOBAL_WINDOW.end));
 }
 
 function toEventTime(value: Date | number | string, envelope: Envelope): number {

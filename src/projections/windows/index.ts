@@ -15,7 +15,14 @@ export {
   type WindowStepOptions,
   type WindowStepResult,
 } from './runWindowStep.js';
-export { type FiringSpec, type TriggerSpec, triggers, type WatermarkTrigger } from './triggers.js';
+export {
+  type FiringSpec,
+  type ProcessingTimeStep,
+  type ProcessingTimeTrigger,
+  type TriggerSpec,
+  triggers,
+  type WatermarkTrigger,
+} from './triggers.js';
 export type * from './types.js';
 export { MAX_WATERMARK, MIN_WATERMARK, type WatermarkSpec, watermarks } from './watermarks.js';
 export { resetWindowState } from './windowStore.js';

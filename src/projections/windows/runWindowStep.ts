@@ -2,7 +2,13 @@ import type { Queryable } from '../../db/index.js';
 import type { WindowedAggregate } from './defineWindowedAggregate.js';
 import { createWindowEngine, type EngineConfig } from './engine.js';
 import type { EngineOutput, WindowElement } from './types.js';
-import { MAX_WATERMARK, nextIdleDeadline, strategyWatermark, type WatermarkState } from './watermarks.js';
+import {
+  MAX_WATERMARK,
+  nextIdleDeadline,
+  nextSourceIdleAt,
+  strategyWatermark,
+  type WatermarkState,
+} from './watermarks.js';
 import { loadSnapshot, nextTimer, saveStep } from './windowStore.js';
 
 /** One input of a step, applied in order. */
@@ -28,6 +34,12 @@ export interface WindowStepResult extends EngineOutput {
   watermark: number;
   /** Processing time at which a timer or an idle timeout next needs a step, if any. */
   nextWakeAt: number | null;
+  /**
+   * Processing time of the next event a continuously moving clock would meet: a trigger's delay
+   * becoming due, or a watermark source becoming idle (not the periodic look at the clock of a
+   * watermark that follows it).
+   */
+  nextEventAt: number | null;
 }
 
 /**
@@ -67,11 +79,13 @@ export async function runWindowStep(
   const timer = await nextTimer(db, stateKey);
   const idle =
     config.watermark === 'manual' ? null : nextIdleDeadline(config.watermark, changes.watermark, now);
-  const wake = [timer, idle].filter((at): at is number => at !== null);
+  const sourceIdle =
+    config.watermark === 'manual' ? null : nextSourceIdleAt(config.watermark, changes.watermark, now);
   return {
     ...engine.output,
     watermark: changes.watermark.watermark,
-    nextWakeAt: wake.length === 0 ? null : Math.min(...wake),
+    nextWakeAt: earliest(timer, idle),
+    nextEventAt: earliest(timer, sourceIdle),
   };
 }
 
@@ -101,4 +115,8 @@ function watermarkBound(
   }
   if (fireTimers && spec !== 'manual') bound = Math.max(bound, strategyWatermark(spec, state, now, caughtUp));
   return Math.min(bound, MAX_WATERMARK);
+}
+
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null ? a : Math.min(a, b);
 }

@@ -10,6 +10,13 @@ export type PaneTiming = 'EARLY' | 'ON_TIME' | 'LATE';
  */
 export type AccumulationMode = 'accumulating' | 'discarding' | 'retracting';
 
+/**
+ * What a window does when it expires with no element pending since its last pane (Beam's
+ * closing behavior): nothing ('fire-if-non-empty'), or emit a final pane all the same
+ * ('fire-always'), so that consumers of the panes learn that the window closed.
+ */
+export type ClosingBehavior = 'fire-if-non-empty' | 'fire-always';
+
 /** One firing of a window. */
 export interface Pane {
   key: string;
@@ -22,6 +29,10 @@ export interface Pane {
   value: JsonValue;
   /** Retracting mode: the value of the previous pane of this window, which this pane replaces. */
   retracted?: JsonValue;
+  /** Processing time at which the pane fired, in milliseconds since the epoch. */
+  firedAt: number;
+  /** The input watermark when the pane fired (event time, milliseconds since the epoch). */
+  watermark: number;
 }
 
 /** A change to the one-row-per-window results. */
@@ -41,7 +52,10 @@ export type ResultChange =
     }
   | { op: 'delete'; key: string; window: Window };
 
-/** An element that arrived after its window expired (beyond the allowed lateness). */
+/**
+ * An element that arrived after its window expired (beyond the allowed lateness), or after the
+ * window's trigger finished and closed it.
+ */
 export interface DroppedElement {
   key: string;
   eventTime: number;
@@ -49,6 +63,7 @@ export interface DroppedElement {
   watermark: number;
   position: string | null;
   value: JsonValue;
+  reason: 'expired' | 'closed';
 }
 
 /** An element as the engine sees it: already keyed and timestamped. */

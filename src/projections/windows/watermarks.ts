@@ -98,15 +98,25 @@ export function strategyWatermark(
     : maxSeen;
 }
 
-/** Processing time at which an idle timeout may next move the watermark, if any. */
-export function nextIdleDeadline(spec: WatermarkSpec, state: WatermarkState, now: number): number | null {
+/** Processing time at which a source that is active now becomes idle, if any. */
+export function nextSourceIdleAt(spec: WatermarkSpec, state: WatermarkState, now: number): number | null {
   if (spec.idleTimeoutMs === null) return null;
   let next: number | null = null;
   for (const source of Object.values(state.sources)) {
     const at = source.lastSeenAt + spec.idleTimeoutMs;
     if (at > now && (next === null || at < next)) next = at;
   }
-  if (next === null && spec.followClockWhenIdle)
+  return next;
+}
+
+/**
+ * Processing time at which an idle timeout may next move the watermark, if any: a source
+ * becoming idle, or, for a watermark that follows the clock while every source is idle, the
+ * next look at the clock.
+ */
+export function nextIdleDeadline(spec: WatermarkSpec, state: WatermarkState, now: number): number | null {
+  const next = nextSourceIdleAt(spec, state, now);
+  if (next === null && spec.followClockWhenIdle && spec.idleTimeoutMs !== null)
     return now + Math.max(1000, Math.floor(spec.idleTimeoutMs / 10));
   return next;
 }

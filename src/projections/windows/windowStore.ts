@@ -1,6 +1,7 @@
 import type { Queryable } from '../../db/index.js';
 import type { JsonValue } from '../../ingest/index.js';
 import type { EngineChanges, EngineSnapshot, WindowState } from './engine.js';
+import { emptyTriggerState, isEmptyTriggerState, type TriggerState } from './triggerMachine.js';
 import type { EngineOutput, PaneTiming } from './types.js';
 import { MAX_WATERMARK, MIN_WATERMARK, type WatermarkState } from './watermarks.js';
 
@@ -18,6 +19,8 @@ interface StateRow {
   last_emitted: JsonValue;
   has_emitted: boolean;
   last_timing: PaneTiming | null;
+  trigger_state: TriggerState | null;
+  born_late: boolean;
 }
 
 /** Reads the watermark of an aggregate, creating its row on first use. */
@@ -47,7 +50,8 @@ export async function loadWindows(
 ): Promise<WindowState[]> {
   const { rows } = await db.query<StateRow>(
     `select key, window_start::text, window_end::text, total, pending, pending_count, element_count::text,
-            next_pane_index, on_time_at::text, timer_at::text, last_emitted, has_emitted, last_timing
+            next_pane_index, on_time_at::text, timer_at::text, last_emitted, has_emitted, last_timing,
+            trigger_state, born_late
        from tributary.window_state
       where aggregate = $1
         and (key = any ($2::text[]) or on_time_at <= $3 or expires_at <= $3 or timer_at <= $4)`,
@@ -62,8 +66,10 @@ export async function loadWindows(
     elementCount: Number(row.element_count),
     nextPaneIndex: row.next_pane_index,
     pastEnd: row.on_time_at === null,
+    bornLate: row.born_late,
     lastEmitted: row.has_emitted ? row.last_emitted : undefined,
     lastTiming: row.last_timing,
+    trigger: row.trigger_state ?? emptyTriggerState(),
     timerAt: row.timer_at === null ? null : Number(row.timer_at),
   }));
 }
@@ -116,14 +122,17 @@ export async function saveStep(
   if (up.length > 0) {
     await db.query(
       `insert into tributary.window_state as s (aggregate, key, window_start, window_end, total, pending, pending_count,
-              element_count, next_pane_index, on_time_at, expires_at, timer_at, last_emitted, has_emitted, last_timing)
+              element_count, next_pane_index, on_time_at, expires_at, timer_at, last_emitted, has_emitted, last_timing,
+              trigger_state, born_late)
        select $1, u.* from unnest($2::text[], $3::bigint[], $4::bigint[], $5::jsonb[], $6::jsonb[], $7::int[],
-              $8::bigint[], $9::int[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::boolean[], $15::text[]) u
+              $8::bigint[], $9::int[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::boolean[], $15::text[],
+              $16::jsonb[], $17::boolean[]) u
        on conflict (aggregate, key, window_start, window_end) do update set
          total = excluded.total, pending = excluded.pending, pending_count = excluded.pending_count,
          element_count = excluded.element_count, next_pane_index = excluded.next_pane_index,
          on_time_at = excluded.on_time_at, expires_at = excluded.expires_at, timer_at = excluded.timer_at,
-         last_emitted = excluded.last_emitted, has_emitted = excluded.has_emitted, last_timing = excluded.last_timing`,
+         last_emitted = excluded.last_emitted, has_emitted = excluded.has_emitted, last_timing = excluded.last_timing,
+         trigger_state = excluded.trigger_state, born_late = excluded.born_late`,
       [
         aggregate,
         up.map((s) => s.key),
@@ -140,15 +149,18 @@ export async function saveStep(
         up.map((s) => (s.lastEmitted === undefined ? null : JSON.stringify(s.lastEmitted))),
         up.map((s) => s.lastEmitted !== undefined),
         up.map((s) => s.lastTiming),
+        up.map((s) => (isEmptyTriggerState(s.trigger) ? null : JSON.stringify(s.trigger))),
+        up.map((s) => s.bornLate),
       ],
     );
   }
   const panes = output.panes;
   if (panes.length > 0) {
     await db.query(
-      `insert into tributary.window_panes (aggregate, key, window_start, window_end, pane_index, timing, is_final, value, retracted)
+      `insert into tributary.window_panes (aggregate, key, window_start, window_end, pane_index, timing, is_final, value, retracted,
+              fired_at_ms, input_watermark)
        select $1, p.* from unnest($2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::boolean[],
-              $8::jsonb[], $9::jsonb[]) p`,
+              $8::jsonb[], $9::jsonb[], $10::bigint[], $11::bigint[]) p`,
       [
         aggregate,
         panes.map((p) => p.key),
@@ -159,6 +171,8 @@ export async function saveStep(
         panes.map((p) => p.isFinal),
         panes.map((p) => JSON.stringify(p.value)),
         panes.map((p) => (p.retracted === undefined ? null : JSON.stringify(p.retracted))),
+        panes.map((p) => p.firedAt),
+        panes.map((p) => p.watermark),
       ],
     );
   }

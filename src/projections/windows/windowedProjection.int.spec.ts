@@ -81,6 +81,14 @@ it('runs as a projection: panes, results and late views with changelog, timers f
   expect(await panes()).toEqual([
     { key: 'home', start: 0, pane_index: 0, timing: 'EARLY', is_final: false, value: 5 },
   ]);
+  // The pane says when it fired (the runner's clock) and the watermark then (5s - 10s of lag).
+  expect(
+    await query(
+      `select extract(epoch from fired_at - timestamptz '${at(0)}')::int as fired_at,
+              extract(epoch from watermark - timestamptz '${at(0)}')::int as watermark
+         from tributary_views.clicks_per_page_panes`,
+    ),
+  ).toEqual([{ fired_at: 30, watermark: -5 }]);
 
   // An event at 1m10s moves the watermark to 1m: the ON_TIME pane. Then one too late for the lateness.
   await store.append('pages', [{ type: 'Clicked', data: { page: 'home', n: 1 }, eventTime: at(70_000) }]);
@@ -92,7 +100,8 @@ it('runs as a projection: panes, results and late views with changelog, timers f
   );
   expect(await panes()).toEqual([
     { key: 'home', start: 0, pane_index: 0, timing: 'EARLY', is_final: false, value: 5 },
-    { key: 'home', start: 0, pane_index: 1, timing: 'ON_TIME', is_final: false, value: 5 },
+    // Without late firings the trigger finishes with the ON_TIME pane: it is final, the window closed.
+    { key: 'home', start: 0, pane_index: 1, timing: 'ON_TIME', is_final: true, value: 5 },
     // The watermark jumped past this window's expiry at once: its ON_TIME pane is also its last.
     { key: 'home', start: 60, pane_index: 0, timing: 'ON_TIME', is_final: true, value: 1 },
   ]);

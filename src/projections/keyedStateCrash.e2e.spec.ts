@@ -1,0 +1,139 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  CUSTOMER_ORDERS_SQL,
+  customerOrdersJoin,
+  joinScript,
+  WAITING_SQL,
+} from '../../test/fixtures/joinCrash.js';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
+
+const WORKER = fileURLToPath(new URL('../../test/fixtures/joinCrashWorker.ts', import.meta.url));
+
+let db: TestDatabase;
+let store: EventStore;
+let client: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  store = createPostgresEventStore({ connectionString: db.url });
+  client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.end();
+  await store?.close();
+  await db?.drop();
+});
+
+/** When a worker last took or renewed the lease (every commit renews it). */
+async function leaseWritten(): Promise<string> {
+  const { rows } = await client.query<{ at: string | null }>(
+    'select max(lease_expires_at)::text as at from tributary.projections where name = any ($1)',
+    [[customerOrdersJoin.name]],
+  );
+  return rows[0]?.at ?? '';
+}
+
+async function caughtUpTo(position: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>(
+    'select position >= $2 as ok from tributary.projections where name = $1',
+    [customerOrdersJoin.name, position],
+  );
+  return rows[0]?.ok === true;
+}
+
+it('a join keeping keyed state, SIGKILLed at random moments, ends as the join in SQL', async () => {
+  const script = joinScript(30, 40);
+  let child: ChildProcess | undefined;
+  let kills = 0;
+  let stopping = false;
+  const startChild = () =>
+    new Promise<ChildProcess>((resolve, reject) => {
+      const next = spawn(process.execPath, ['--import', 'tsx', WORKER], {
+        env: { ...process.env, CRASH_DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'error' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      next.stdout?.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) resolve(next);
+      });
+      next.once('exit', (code, signal) => {
+        if (signal !== 'SIGKILL') reject(new Error(`worker exited on its own: ${code} ${signal}`));
+      });
+    });
+  const killer = (async () => {
+    while (!stopping) {
+      const before = await leaseWritten();
+      child = await startChild();
+      // Killed at a random moment once it has taken the lease: on a slow machine, a worker still
+      // starting up would otherwise be killed again and again, and nothing would move.
+      await waitFor(async () => stopping || (await leaseWritten()) !== before, {
+        timeoutMs: 120_000,
+        what: 'the new worker to take the lease',
+      });
+      await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 600));
+      if (stopping) break;
+      const victim = child;
+      const exited = new Promise((resolve) => victim.once('exit', resolve));
+      victim.kill('SIGKILL');
+      await exited;
+      kills += 1;
+    }
+  })();
+
+  try {
+    for (const [index, phase] of script.entries()) {
+      // Several appends per phase, so that batches and kills cut across them.
+      const third = Math.ceil(phase.length / 3);
+      await store.append(`shop-${index}-a`, phase.slice(0, third));
+      await store.append(`shop-${index}-b`, phase.slice(third, 2 * third));
+      const { position } = await store.append(`shop-${index}-c`, phase.slice(2 * third));
+      // Every few phases, let the worker catch up, so that kills also land on a live tail.
+      if (index % 5 === 4) {
+        await waitFor(() => caughtUpTo(position), { timeoutMs: 60_000, what: 'the join to catch up' });
+      }
+    }
+    const { rows } = await client.query<{ p: string }>(
+      `select lpad(to_hex(transaction_id::text::bigint), 16, '0') || '-' || lpad(to_hex(global_position), 16, '0') as p
+         from tributary.events order by transaction_id desc, global_position desc limit 1`,
+    );
+    await waitFor(() => caughtUpTo(rows[0]!.p), {
+      timeoutMs: 120_000,
+      what: 'the join to catch up at the end',
+    });
+  } finally {
+    stopping = true;
+    await killer.catch(() => {});
+    child?.kill('SIGKILL');
+  }
+  expect(kills).toBeGreaterThanOrEqual(3);
+
+  const expected = (await client.query(CUSTOMER_ORDERS_SQL)).rows;
+  expect(expected.length).toBeGreaterThan(20);
+  const view = (
+    await client.query(
+      'select customer, name, orders, total from tributary_views.customer_orders order by customer',
+    )
+  ).rows;
+  expect(view).toEqual(expected);
+  // The keyed state holds exactly the orders still waiting for a customer, and who is known.
+  const waiting = (
+    await client.query(
+      `select key as customer, (value->>'orders')::int as orders, (value->>'total')::int as total
+         from tributary.projection_state where projection = $1 and namespace = 'waiting' order by key`,
+      [customerOrdersJoin.name],
+    )
+  ).rows;
+  expect(waiting).toEqual((await client.query(WAITING_SQL)).rows);
+  expect(waiting.length).toBeGreaterThan(0);
+  const { rows: known } = await client.query(
+    `select count(*)::int as n from tributary.projection_state where projection = $1 and namespace = 'customer'`,
+    [customerOrdersJoin.name],
+  );
+  expect(known[0].n).toBe(expected.length);
+}, 600_000);
