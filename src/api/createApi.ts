@@ -32,12 +32,13 @@ import {
 import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
 import { type Authenticator, createAuthenticator, type Identity } from './auth.js';
-import { documentGuards } from './documentGuards.js';
+import { compiledReads } from './compiledReads.js';
+import { documentChecks, documentGuards } from './documentGuards.js';
 import { declaredBodyLimit, measureRequests, operationalEndpoints } from './endpoints.js';
 import { errorHandling, requestIdOf } from './errorHandling.js';
 import { createLimitedServer, createRequestHandler, credentialsOf } from './httpGuards.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
-import { type ApiContext, buildSchema } from './schema/index.js';
+import { type ApiContext, buildSchema, type SchemaOptions } from './schema/index.js';
 import type { StatusProvider } from './status.js';
 import { serveWebSockets } from './websocket.js';
 
@@ -115,7 +116,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     : primaryOnly(pool);
   const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
   const defaultPageSize = limits.defaultPageSize ?? 50;
-  const schema = buildSchema({
+  const schemaOptions: SchemaOptions = {
     views,
     viewSchema: config.viewSchema ?? DEFAULT_VIEW_SCHEMA,
     pool,
@@ -132,12 +133,27 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     subscriptionBuffer: limits.subscriptionBuffer ?? 10_000,
     readYourWritesTimeoutMs: limits.readYourWritesTimeoutMs ?? 5000,
     onSubscription: (view) => metrics.subscriptionStarted(view),
-  });
+  };
+  const schema = buildSchema(schemaOptions);
   const introspection = config.introspection ?? !production;
   const graphiql = config.graphiql ?? !production;
   const maxBodyBytes = limits.maxBodyBytes ?? 1_000_000;
   const errors = errorHandling(logger, introspection);
 
+  const guards = {
+    schema,
+    limits,
+    introspection,
+    defaultPageSize,
+    maxEventsPerAppend: options.log?.maxEventsPerAppend ?? 10_000,
+  };
+  const compiled = compiledReads({
+    schema,
+    options: schemaOptions,
+    checks: documentChecks(guards),
+    onServed: (method, status, seconds) =>
+      metrics.request({ operation: method, status: String(status) }, seconds),
+  });
   const yoga = createYoga<Record<string, unknown>, ApiContext>({
     schema,
     graphqlEndpoint: path,
@@ -163,13 +179,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         metrics,
       }),
       declaredBodyLimit(maxBodyBytes),
-      documentGuards({
-        schema,
-        limits,
-        introspection,
-        defaultPageSize,
-        maxEventsPerAppend: options.log?.maxEventsPerAppend ?? 10_000,
-      }),
+      documentGuards(guards),
       measureRequests(metrics, path),
       errors.requestLog,
     ],
@@ -197,6 +207,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     authenticate,
     maxBodyBytes,
     graphiql,
+    serveFirst: compiled.serve,
     onRefused: (status, seconds) =>
       metrics.request({ operation: 'refused', status: String(status) }, seconds),
     logger,
