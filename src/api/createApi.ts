@@ -147,10 +147,11 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     defaultPageSize,
     maxEventsPerAppend: options.log?.maxEventsPerAppend ?? 10_000,
   };
+  const checks = documentChecks(guards);
   const compiled = compiledReads({
     schema,
     options: schemaOptions,
-    checks: documentChecks(guards),
+    checks,
     onServed: (method, status, seconds) =>
       metrics.request({ operation: method, status: String(status) }, seconds),
   });
@@ -236,7 +237,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     handle: requests.handle,
     async listen(port = config.port ?? 4000, host = config.host ?? '127.0.0.1') {
       server = createLimitedServer(requests.handle, limits);
-      wss = serveWebSockets({ server, path, yoga, authenticate, limits, maxPayload: maxBodyBytes });
+      wss = serveWebSockets({
+        server,
+        path,
+        yoga,
+        authenticate,
+        limits,
+        maxPayload: maxBodyBytes,
+        oversized: checks.oversized,
+        maskError: errors.maskedErrors.maskError,
+      });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
         server!.listen(port, host, () => resolve());
