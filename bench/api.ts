@@ -1,13 +1,13 @@
 // `npm run bench -- api`: a filtered, ordered 50-row page through GraphQL under concurrent load
 // against the same SQL run directly with pg (same run, same database), and change-to-delivery
-// latency with 1,000 concurrent subscribers while changes flow.
+// latency with 1,000 and 10,000 concurrent subscribers while changes flow; beside it PostGraphile
+// v4 serves the same page under the same load.
 
 import { fork } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { createApi } from '../src/api/index.js';
 import { createPool, migrate, startEmbeddedPostgres, withTransaction } from '../src/db/index.js';
@@ -17,8 +17,11 @@ const CONNECTIONS = 16;
 const DURATION_S = 6;
 const ROUNDS = 2;
 const ROWS = 100_000;
-const SUBSCRIBERS = 1000;
-const CHANGES = 100;
+/** Subscribers, and changes sent to them, in each fan-out run. */
+const FAN_OUT = [
+  [1000, 100],
+  [10_000, 20],
+] as const;
 const CHANGE_INTERVAL_MS = 100;
 
 const orders = defineView({
@@ -56,7 +59,17 @@ export async function benchApi() {
     pool,
     views: [orders, ticks],
     // Every subscriber of the fan-out comes from this one address.
-    config: { auth: { open: true }, limits: { subscriptionBuffer: 100_000, maxConnectionsPerAddress: 0 } },
+    config: {
+      auth: { open: true },
+      limits: {
+        subscriptionBuffer: 100_000,
+        maxConnectionsPerAddress: 0,
+        maxConnections: 20_000,
+        // 10,000 sockets opening at once on a busy machine take a while to say connection_init.
+        connectionInitTimeoutMs: 120_000,
+        headersTimeoutMs: 60_000,
+      },
+    },
   });
   try {
     await pool.query('create schema if not exists tributary_views');
@@ -150,57 +163,61 @@ export async function benchApi() {
     line('revalidation (304):', polled);
     console.log('');
 
-    // 4. Fan-out: 1,000 subscribers on graphql-ws while changes flow.
-    // The worker runs TypeScript through tsx, registered before it imports the subscriber script.
-    const script = new URL('./apiSubscribers.ts', import.meta.url).href;
-    const worker = new Worker(
-      `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(script)}); });`,
-      {
-        eval: true,
-        workerData: { url: endpoint.replace('http', 'ws'), subscribers: SUBSCRIBERS, changes: CHANGES },
-      },
-    );
-    const finished = new Promise<number[]>((resolve, reject) => {
-      worker.on('message', (message: { latencies?: number[] }) => {
-        if (message.latencies) resolve(message.latencies);
+    // 4. Fan-out: 1,000 then 10,000 subscribers on graphql-ws while changes flow.
+    let tick = 0;
+    for (const [subscribers, changes] of FAN_OUT) {
+      const worker = fork(fileURLToPath(new URL('./apiSubscribers.ts', import.meta.url)), {
+        execArgv: ['--import', 'tsx'],
+        env: {
+          ...process.env,
+          BENCH_SUBSCRIBERS: JSON.stringify({ url: endpoint.replace('http', 'ws'), subscribers, changes }),
+        },
       });
-      worker.on('error', reject);
-    });
-    const started = Date.now();
-    while (api.tailer.listeners < SUBSCRIBERS) {
-      if (Date.now() - started > 120_000)
-        throw new Error(`only ${api.tailer.listeners} subscribers attached`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    for (let i = 0; i < CHANGES; i++) {
-      await withTransaction(pool, async (client) => {
-        const now = Date.now();
-        await client.query('insert into tributary_views.bench_ticks values ($1, $2)', [i, now]);
-        await client.query(
-          `insert into tributary.view_changes (view, op, key, row) values ('bench_ticks', 'upsert', $1, $2)`,
-          [JSON.stringify({ id: i }), JSON.stringify({ id: i, written_ms: now })],
-        );
+      const finished = new Promise<number[]>((resolve, reject) => {
+        worker.on('message', (message: { latencies?: number[] }) => {
+          if (message.latencies) resolve(message.latencies);
+        });
+        worker.on('error', reject);
+        worker.on('exit', (code) => reject(new Error(`the subscribers' process exited (${code})`)));
       });
-      await new Promise((resolve) => setTimeout(resolve, CHANGE_INTERVAL_MS));
+      const started = Date.now();
+      while (api.tailer.listeners < subscribers) {
+        if (Date.now() - started > 300_000)
+          throw new Error(`only ${api.tailer.listeners} subscribers attached`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (let i = 0; i < changes; i++) {
+        await withTransaction(pool, async (client) => {
+          const now = Date.now();
+          const id = tick++;
+          await client.query('insert into tributary_views.bench_ticks values ($1, $2)', [id, now]);
+          await client.query(
+            `insert into tributary.view_changes (view, op, key, row) values ('bench_ticks', 'upsert', $1, $2)`,
+            [JSON.stringify({ id }), JSON.stringify({ id, written_ms: now })],
+          );
+        });
+        await new Promise((resolve) => setTimeout(resolve, CHANGE_INTERVAL_MS));
+      }
+      const latencies = await Promise.race([
+        finished,
+        new Promise<number[]>((_, reject) =>
+          setTimeout(() => reject(new Error('subscribers did not finish')), 300_000),
+        ),
+      ]);
+      worker.kill();
+      while (api.tailer.listeners > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      const received = latencies.length;
+      latencies.sort((a, b) => a - b);
+      const pct = (p: number) =>
+        latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
+      console.log(
+        `fan-out: ${subscribers} subscribers over graphql-ws (clients in another process), ${changes} changes (one every ${CHANGE_INTERVAL_MS} ms), one shared changelog tailer`,
+      );
+      console.log(`  delivered ${received} of ${subscribers * changes} messages`);
+      console.log(
+        `  change-to-delivery latency: p50 ${pct(50)} ms  p99 ${pct(99)} ms  max ${latencies.at(-1)} ms${subscribers <= 1000 ? '  (target p99 < 100 ms)' : ''}`,
+      );
     }
-    const latencies = await Promise.race([
-      finished,
-      new Promise<number[]>((_, reject) =>
-        setTimeout(() => reject(new Error('subscribers did not finish')), 120_000),
-      ),
-    ]);
-    await worker.terminate();
-    const received = latencies.length;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) =>
-      latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
-    console.log(
-      `fan-out: ${SUBSCRIBERS} subscribers over graphql-ws (clients in a worker thread), ${CHANGES} changes (one every ${CHANGE_INTERVAL_MS} ms), one shared changelog tailer`,
-    );
-    console.log(`  delivered ${received} of ${SUBSCRIBERS * CHANGES} messages`);
-    console.log(
-      `  change-to-delivery latency: p50 ${pct(50)} ms  p99 ${pct(99)} ms  max ${latencies.at(-1)} ms  (target p99 < 100 ms)`,
-    );
   } finally {
     for (const close of closers) await close();
     await api.close();
