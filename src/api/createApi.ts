@@ -34,12 +34,13 @@ import {
 import type { AnyView } from './anyView.js';
 import type { ApiConfig } from './apiConfig.js';
 import { type Authenticator, createAuthenticator, type Identity } from './auth.js';
-import { documentGuards } from './documentGuards.js';
+import { compiledReads } from './compiledReads.js';
+import { documentChecks, documentGuards } from './documentGuards.js';
 import { declaredBodyLimit, measureRequests, operationalEndpoints } from './endpoints.js';
 import { errorHandling, requestIdOf } from './errorHandling.js';
 import { createLimitedServer, createRequestHandler, credentialsOf } from './httpGuards.js';
 import { type ApiMetrics, createApiMetrics } from './metrics.js';
-import { type ApiContext, buildSchema } from './schema/index.js';
+import { type ApiContext, buildSchema, type SchemaOptions } from './schema/index.js';
 import { searchSources } from './searchSources.js';
 import type { StatusProvider } from './status.js';
 import { serveWebSockets } from './websocket.js';
@@ -122,7 +123,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
   const closeSearch = search.close;
   const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
   const defaultPageSize = limits.defaultPageSize ?? 50;
-  const schema = buildSchema({
+  const schemaOptions: SchemaOptions = {
     views,
     viewSchema: config.viewSchema ?? DEFAULT_VIEW_SCHEMA,
     pool,
@@ -140,12 +141,28 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     readYourWritesTimeoutMs: limits.readYourWritesTimeoutMs ?? 5000,
     onSubscription: (view) => metrics.subscriptionStarted(view),
     search: search.sources,
-  });
+  };
+  const schema = buildSchema(schemaOptions);
   const introspection = config.introspection ?? !production;
   const graphiql = config.graphiql ?? !production;
   const maxBodyBytes = limits.maxBodyBytes ?? 1_000_000;
   const errors = errorHandling(logger, introspection);
 
+  const guards = {
+    schema,
+    limits,
+    introspection,
+    defaultPageSize,
+    maxEventsPerAppend: options.log?.maxEventsPerAppend ?? 10_000,
+  };
+  const checks = documentChecks(guards);
+  const compiled = compiledReads({
+    schema,
+    options: schemaOptions,
+    checks,
+    onServed: (method, status, seconds) =>
+      metrics.request({ operation: method, status: String(status) }, seconds),
+  });
   const yoga = createYoga<Record<string, unknown>, ApiContext>({
     schema,
     graphqlEndpoint: path,
@@ -171,13 +188,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         metrics,
       }),
       declaredBodyLimit(maxBodyBytes),
-      documentGuards({
-        schema,
-        limits,
-        introspection,
-        defaultPageSize,
-        maxEventsPerAppend: options.log?.maxEventsPerAppend ?? 10_000,
-      }),
+      documentGuards(guards),
       measureRequests(metrics, path),
       errors.requestLog,
     ],
@@ -205,6 +216,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     authenticate,
     maxBodyBytes,
     graphiql,
+    serveFirst: compiled.serve,
     onRefused: (status, seconds) =>
       metrics.request({ operation: 'refused', status: String(status) }, seconds),
     logger,
@@ -237,7 +249,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     handle: requests.handle,
     async listen(port = config.port ?? 4000, host = config.host ?? '127.0.0.1') {
       server = createLimitedServer(requests.handle, limits);
-      wss = serveWebSockets({ server, path, yoga, authenticate, limits, maxPayload: maxBodyBytes });
+      wss = serveWebSockets({
+        server,
+        path,
+        yoga,
+        authenticate,
+        limits,
+        maxPayload: maxBodyBytes,
+        oversized: checks.oversized,
+        maskError: errors.maskedErrors.maskError,
+      });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);
         server!.listen(port, host, () => resolve());

@@ -6,6 +6,7 @@ import {
   NoSchemaIntrospectionCustomRule,
   parse,
   type TypeNode,
+  type ValidationRule,
   validate,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
@@ -30,9 +31,55 @@ export interface DocumentGuardOptions {
  * append over the limit) before execution coerces them.
  */
 export function documentGuards(options: DocumentGuardOptions): Plugin {
+  const checks = documentChecks(options);
+  return {
+    onParams({ params, setResult }) {
+      const refusal = checks.deepVariables(params.variables);
+      if (refusal) setResult({ errors: [refusal] });
+    },
+    onParse({ setParseFn }) {
+      setParseFn((source, parseOptions) => parse(source, { ...parseOptions, maxTokens: checks.maxTokens }));
+    },
+    onValidate({ params, setResult, setValidationFn }) {
+      // Measured first, in linear time: GraphQL's own rules only see documents within the limits.
+      const conflicts = checks.measure(params.documentAST);
+      if (conflicts.length > 0) {
+        setResult(conflicts);
+        return;
+      }
+      setValidationFn((served, document, _rules, validateOptions, typeInfo) =>
+        validate(served, document, checks.rules, validateOptions, typeInfo),
+      );
+    },
+    // Before GraphQL coerces variables (which costs far more than counting them).
+    onExecute({ args, setResultAndStopExecution }) {
+      const refusal = checks.oversized(args.document, args.variableValues);
+      if (refusal) setResultAndStopExecution({ errors: [refusal] });
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const refusal = checks.oversized(args.document, args.variableValues);
+      if (refusal) setResultAndStopExecution({ errors: [refusal] });
+    },
+  };
+}
+
+/** The checks of documentGuards, for paths that serve a request without Yoga (compiledReads.ts). */
+export interface DocumentChecks {
+  maxTokens: number;
+  /** The validation rules: GraphQL's, the limits' own, and no introspection when it is off. */
+  rules: readonly ValidationRule[];
+  deepVariables(variables: unknown): GraphQLError | undefined;
+  /** The document's measure against the limits, then field merges (in linear time). */
+  measure(document: DocumentNode): readonly GraphQLError[];
+  oversized(
+    document: DocumentNode,
+    variables: Record<string, unknown> | null | undefined,
+  ): GraphQLError | undefined;
+}
+
+export function documentChecks(options: DocumentGuardOptions): DocumentChecks {
   const { limits } = options;
   const maxVariablesDepth = limits.maxVariablesDepth ?? 64;
-  const maxTokens = limits.maxTokens ?? 5000;
   const queryLimits: QueryLimits = {
     maxDepth: limits.maxDepth ?? 12,
     maxAliases: limits.maxAliases ?? 30,
@@ -41,48 +88,23 @@ export function documentGuards(options: DocumentGuardOptions): Plugin {
     defaultPageSize: options.defaultPageSize,
     introspection: options.introspection,
   };
-  const rules = [
-    ...validationRules(options.schema),
-    ...(options.introspection ? [] : [NoSchemaIntrospectionCustomRule]),
-  ];
-  const oversized = (document: DocumentNode, variables: Record<string, unknown> | null | undefined) =>
-    oversizedVariables(document, variables, options.maxEventsPerAppend);
   return {
-    onParams({ params, setResult }) {
-      if (jsonDepth(params.variables, maxVariablesDepth) > maxVariablesDepth) {
-        setResult({
-          errors: [
-            new GraphQLError(`Variables nest deeper than ${maxVariablesDepth} levels.`, {
-              extensions: { code: 'VALIDATION_FAILED', limit: 'maxVariablesDepth' },
-            }),
-          ],
-        });
-      }
+    maxTokens: limits.maxTokens ?? 5000,
+    rules: [
+      ...validationRules(options.schema),
+      ...(options.introspection ? [] : [NoSchemaIntrospectionCustomRule]),
+    ],
+    deepVariables: (variables) =>
+      jsonDepth(variables, maxVariablesDepth) > maxVariablesDepth
+        ? new GraphQLError(`Variables nest deeper than ${maxVariablesDepth} levels.`, {
+            extensions: { code: 'VALIDATION_FAILED', limit: 'maxVariablesDepth' },
+          })
+        : undefined,
+    measure: (document) => {
+      const refused = checkQueryLimits(document, queryLimits);
+      return refused.length > 0 ? refused : checkFieldMerges(document);
     },
-    onParse({ setParseFn }) {
-      setParseFn((source, parseOptions) => parse(source, { ...parseOptions, maxTokens }));
-    },
-    onValidate({ params, setResult, setValidationFn }) {
-      // Measured first, in linear time: GraphQL's own rules only see documents within the limits.
-      const refused = checkQueryLimits(params.documentAST, queryLimits);
-      const conflicts = refused.length > 0 ? refused : checkFieldMerges(params.documentAST);
-      if (conflicts.length > 0) {
-        setResult(conflicts);
-        return;
-      }
-      setValidationFn((served, document, _rules, validateOptions, typeInfo) =>
-        validate(served, document, rules, validateOptions, typeInfo),
-      );
-    },
-    // Before GraphQL coerces variables (which costs far more than counting them).
-    onExecute({ args, setResultAndStopExecution }) {
-      const refusal = oversized(args.document, args.variableValues);
-      if (refusal) setResultAndStopExecution({ errors: [refusal] });
-    },
-    onSubscribe({ args, setResultAndStopExecution }) {
-      const refusal = oversized(args.document, args.variableValues);
-      if (refusal) setResultAndStopExecution({ errors: [refusal] });
-    },
+    oversized: (document, variables) => oversizedVariables(document, variables, options.maxEventsPerAppend),
   };
 }
 

@@ -54,6 +54,38 @@ export async function queryPage(
   args: PageArgs,
   limits: PageLimits = {},
 ): Promise<Page> {
+  const plan = planPage(schema, view, args, limits, selectList(view));
+  const { rows } = await db.query<Record<string, unknown>>(plan.text, plan.params);
+  return plan.page(rows, (row) => {
+    const node: Record<string, unknown> = {};
+    for (const column of Object.keys(view.columns)) node[column] = row[column];
+    return node;
+  });
+}
+
+/**
+ * A page's statement, checked and built before anything is read (a bad size, cursor or
+ * orderBy throws here), with `select` as its select list; `page` turns the rows it returned
+ * into the page, each node made from its row by `nodeOf`.
+ */
+export interface PagePlan {
+  text: string;
+  params: unknown[];
+  page<Node>(rows: Record<string, unknown>[], nodeOf: (row: Record<string, unknown>) => Node): PageOf<Node>;
+}
+
+export interface PageOf<Node> {
+  edges: { cursor: string; node: Node }[];
+  pageInfo: Page['pageInfo'];
+}
+
+export function planPage(
+  schema: string,
+  view: AnyView,
+  args: PageArgs,
+  limits: PageLimits,
+  select: string,
+): PagePlan {
   const maxPageSize = limits.maxPageSize ?? 1000;
   if (args.first != null && args.last != null) {
     throw new ValidationError('Pass either first or last, not both.', { field: 'first' });
@@ -92,27 +124,27 @@ export async function queryPage(
     })
     .join(', ');
   params.push(size + 1);
-  const { rows } = await db.query<Record<string, unknown>>(
-    `select ${selectList(view)}, ${keys} from ${qualified(schema, view.name)} t where ${clauses.join(' and ')}
+  return {
+    text: `select ${select}, ${keys} from ${qualified(schema, view.name)} t where ${clauses.join(' and ')}
      order by ${orderSql} limit $${params.length}`,
     params,
-  );
-  const more = rows.length > size;
-  const page = rows.slice(0, size);
-  if (backwards) page.reverse();
-  const edges = page.map((row) => {
-    const values = order.map((_, i) => row[`__k${i}`] as string | null);
-    const node: Record<string, unknown> = {};
-    for (const column of Object.keys(view.columns)) node[column] = row[column];
-    return { cursor: encodeCursor(signature, values), node };
-  });
-  return {
-    edges,
-    pageInfo: {
-      hasNextPage: backwards ? beforeCursor !== undefined : more,
-      hasPreviousPage: backwards ? more : afterCursor !== undefined,
-      startCursor: edges[0]?.cursor ?? null,
-      endCursor: edges.at(-1)?.cursor ?? null,
+    page(rows, nodeOf) {
+      const more = rows.length > size;
+      const page = rows.slice(0, size);
+      if (backwards) page.reverse();
+      const edges = page.map((row) => {
+        const values = order.map((_, i) => row[`__k${i}`] as string | null);
+        return { cursor: encodeCursor(signature, values), node: nodeOf(row) };
+      });
+      return {
+        edges,
+        pageInfo: {
+          hasNextPage: backwards ? beforeCursor !== undefined : more,
+          hasPreviousPage: backwards ? more : afterCursor !== undefined,
+          startCursor: edges[0]?.cursor ?? null,
+          endCursor: edges.at(-1)?.cursor ?? null,
+        },
+      };
     },
   };
 }
@@ -138,16 +170,27 @@ export async function queryByKey(
   view: AnyView,
   key: Record<string, unknown>,
 ): Promise<Record<string, unknown> | null> {
+  const { text, params } = byKeyStatement(schema, view, key, selectList(view));
+  const { rows } = await db.query<Record<string, unknown>>(text, params);
+  return rows[0] ?? null;
+}
+
+/** The statement reading one row by its primary key, with `select` as its select list. */
+export function byKeyStatement(
+  schema: string,
+  view: AnyView,
+  key: Record<string, unknown>,
+  select: string,
+): { text: string; params: unknown[] } {
   const params: unknown[] = [];
   const clauses = view.primaryKey.map((column) => {
     params.push(key[column]);
     return `${quoteIdentifier(column)} = $${params.length}::${SQL_TYPES[view.columns[column]!.type]}`;
   });
-  const { rows } = await db.query<Record<string, unknown>>(
-    `select ${selectList(view)} from ${qualified(schema, view.name)} where ${clauses.join(' and ')}`,
+  return {
+    text: `select ${select} from ${qualified(schema, view.name)} t where ${clauses.join(' and ')}`,
     params,
-  );
-  return rows[0] ?? null;
+  };
 }
 
 /** Every column in its canonical form (timestamps as ISO text with microseconds, not a Date). */

@@ -57,6 +57,27 @@ export interface SubscribeChangesOptions {
 }
 
 /**
+ * The message of a change, one object per change whoever receives it: what is made of a
+ * message (its GraphQL result, see websocket.ts) can then be made once for all its subscribers.
+ */
+const messages = new WeakMap<ViewChange, ChangeMessage>();
+function toMessage(change: ViewChange): ChangeMessage {
+  let message = messages.get(change);
+  if (!message) {
+    message = {
+      op: change.op,
+      cursor: change.cursor,
+      key: change.key,
+      row: change.row,
+      previous: change.old,
+      initial: false,
+    };
+    messages.set(change, message);
+  }
+  return message;
+}
+
+/**
  * History from the changelog, then live changes from the shared tailer, with no gap and
  * no duplicate at the boundary: history is read (pull-based) until this subscriber's
  * position has reached the tailer's, then it attaches in the same tick, and from then
@@ -74,14 +95,6 @@ export async function* subscribeChanges(options: SubscribeChangesOptions): Async
       !matches ||
       (change.row !== null && matches(change.row)) ||
       (change.old !== null && matches(change.old)));
-  const toMessage = (change: ViewChange): ChangeMessage => ({
-    op: change.op,
-    cursor: change.cursor,
-    key: change.key,
-    row: change.row,
-    previous: change.old,
-    initial: false,
-  });
 
   await tailer.ready;
   let position: Position;

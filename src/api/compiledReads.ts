@@ -1,0 +1,598 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  type DocumentNode,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  type GraphQLField,
+  type GraphQLSchema,
+  getOperationAST,
+  Kind,
+  type OperationDefinitionNode,
+  parse,
+  type SelectionSetNode,
+  validate,
+} from 'graphql';
+import { getArgumentValues, getVariableValues } from 'graphql/execution/values.js';
+import type { Queryable } from '../db/index.js';
+import { quoteIdentifier } from '../db/index.js';
+import { canonicalSql } from '../projections/index.js';
+import type { AnyView } from './anyView.js';
+import { type Identity, requireScope } from './auth.js';
+import type { DocumentChecks } from './documentGuards.js';
+import { byKeyStatement, countRows, type PageArgs, planPage } from './queryView.js';
+import { fieldName, type SchemaOptions } from './schema/context.js';
+import { typeName } from './schema/index.js';
+import { readView } from './schema/readYourWrites.js';
+
+/**
+ * Queries of views served without GraphQL execution: a document made only of connections
+ * (`<view>`) and by-key fields (`<view>ByKey`) is compiled once, when first seen, into one
+ * statement per root field that builds each node's JSON in PostgreSQL, in the canonical form
+ * of each column (as canonicalSelectList reads it). Node then only joins JSON texts and
+ * computes cursors exactly as queryPage does. Documents are checked by the same guards and
+ * validation rules as Yoga's path, and variables and arguments coerced by GraphQL's own
+ * functions, so filters, page sizes and cursors mean the same. Anything else (mutations,
+ * subscriptions, status fields, directives, any error) is left to Yoga, which answers it as
+ * it always did.
+ *
+ * Every compiled answer carries an ETag: a hash of the document, its variables, the caller's
+ * principal and scopes, and the changelog version of each view it read, taken in the same
+ * statement (so on the same database and snapshot, replica or primary) as the rows. A request
+ * whose If-None-Match holds the current ETag is answered 304 after one indexed lookup per
+ * view, without reading the page.
+ */
+export interface CompiledReads {
+  /** Serves `req` when its operation compiles; false when Yoga must serve it (nothing was sent). */
+  serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    identity: Identity,
+    body: Buffer | undefined,
+  ): Promise<boolean>;
+}
+
+export interface CompiledReadsOptions {
+  schema: GraphQLSchema;
+  options: SchemaOptions;
+  checks: DocumentChecks;
+  /** Told of each request answered here (status 200 or 304). */
+  onServed?: (method: 'get' | 'post', status: number, seconds: number) => void;
+  /** Documents kept compiled (or known not to compile). @default 1000 */
+  cacheSize?: number;
+}
+
+/**
+ * The version of a view's changelog: its last change below the snapshot's xmin (every
+ * transaction below it has ended, so no change can still commit there). It moves with every
+ * change once the change's transaction and those before it have ended, never goes back,
+ * and the rows read in the same snapshot hold at least the changes it counts.
+ */
+const versionSql = (param: string) => `(select c.transaction_id::text || '/' || c.seq::text
+  from tributary.view_changes c
+  where c.view = ${param} and c.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  order by c.transaction_id desc, c.seq desc limit 1)`;
+
+type NodeField = { key: string; column: string } | { key: string; typename: string };
+type EdgeField = { key: string; kind: 'cursor' } | { key: string; kind: 'node'; node: number } | Typename;
+type PageInfoField =
+  | { key: string; kind: 'hasNextPage' | 'hasPreviousPage' | 'startCursor' | 'endCursor' }
+  | Typename;
+type Typename = { key: string; kind: 'typename'; typename: string };
+type ConnectionField =
+  | { key: string; kind: 'edges'; fields: EdgeField[] }
+  | { key: string; kind: 'nodes'; node: number }
+  | { key: string; kind: 'pageInfo'; fields: PageInfoField[] }
+  | { key: string; kind: 'totalCount' }
+  | Typename;
+
+interface RootField {
+  key: string;
+  node: FieldNode;
+  field: GraphQLField<unknown, unknown>;
+  view: AnyView;
+  kind: 'connection' | 'byKey';
+  /** The select list of each distinct node selection, as JSON text (`__n<i>`). */
+  nodes: string[];
+  fields: ConnectionField[];
+}
+
+interface Compiled {
+  document: DocumentNode;
+  operation: OperationDefinitionNode;
+  roots: RootField[];
+}
+
+export function compiledReads(options: CompiledReadsOptions): CompiledReads {
+  const { schema, checks } = options;
+  const settings = options.options;
+  const cacheSize = options.cacheSize ?? 1000;
+  const cache = new Map<string, Compiled | null>();
+  const views = new Map<string, { view: AnyView; kind: 'connection' | 'byKey' }>();
+  for (const view of settings.views) {
+    views.set(fieldName(view.name), { view, kind: 'connection' });
+    views.set(`${fieldName(view.name)}ByKey`, { view, kind: 'byKey' });
+  }
+  const queryType = schema.getQueryType()!;
+
+  const compiled = (query: string, operationName: string | undefined): Compiled | null => {
+    const cacheKey = `${operationName ?? ''}\u0000${query}`;
+    const known = cache.get(cacheKey);
+    if (known !== undefined) return known;
+    const result = compile(query, operationName);
+    if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);
+    cache.set(cacheKey, result);
+    return result;
+  };
+
+  const compile = (query: string, operationName: string | undefined): Compiled | null => {
+    let document: DocumentNode;
+    try {
+      document = parse(query, { maxTokens: checks.maxTokens });
+    } catch {
+      return null;
+    }
+    if (checks.measure(document).length > 0) return null;
+    if (validate(schema, document, checks.rules).length > 0) return null;
+    const operation = getOperationAST(document, operationName);
+    if (operation?.operation !== 'query') return null;
+    const fragments = new Map<string, FragmentDefinitionNode>();
+    for (const definition of document.definitions) {
+      if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+    }
+    const top = collect(operation.selectionSet, fragments);
+    if (!top || top.size === 0) return null;
+    const roots: RootField[] = [];
+    for (const [key, nodes] of top) {
+      const name = nodes[0]!.name.value;
+      const served = views.get(name);
+      if (!served) return null; // __typename, status fields: Yoga
+      const selection = merged(nodes);
+      const root: RootField = {
+        key,
+        node: nodes[0]!,
+        field: queryType.getFields()[name]!,
+        view: served.view,
+        kind: served.kind,
+        nodes: [],
+        fields: [],
+      };
+      if (served.kind === 'byKey') {
+        const node = nodeSelect(served.view, selection, fragments, root.nodes);
+        if (node === undefined) return null;
+      } else {
+        const fields = connectionFields(served.view, selection, fragments, root.nodes);
+        if (!fields) return null;
+        root.fields = fields;
+      }
+      roots.push(root);
+    }
+    return { document, operation, roots };
+  };
+
+  const serve: CompiledReads['serve'] = async (req, res, identity, body) => {
+    const startedAt = performance.now();
+    const method = req.method === 'GET' ? 'get' : req.method === 'POST' ? 'post' : undefined;
+    if (!method) return false;
+    const accepted = responseType(req.headers.accept);
+    if (!accepted) return false;
+    const params = method === 'get' ? paramsOfUrl(req.url ?? '') : paramsOfBody(req, body);
+    if (!params) return false;
+    const plan = compiled(params.query, params.operationName);
+    if (!plan) return false;
+    if (checks.deepVariables(params.variables)) return false;
+    if (checks.oversized(plan.document, params.variables)) return false;
+    const coerced = getVariableValues(
+      schema,
+      plan.operation.variableDefinitions ?? [],
+      params.variables ?? {},
+      {
+        maxErrors: 1,
+      },
+    );
+    if (coerced.errors) return false;
+    let reads: ReturnType<typeof planRoot>[];
+    try {
+      requireScope(identity, 'read');
+      reads = plan.roots.map((root) =>
+        planRoot(root, getArgumentValues(root.field, root.node, coerced.coerced)),
+      );
+    } catch {
+      return false; // Yoga answers with the same error
+    }
+    const controller = new AbortController();
+    const onClose = () => controller.abort();
+    req.once('close', onClose);
+    const context = { identity, requestId: '', signal: controller.signal };
+    try {
+      const tagOf = (versions: (string | null)[]) =>
+        `W/"${createHash('sha1')
+          .update(
+            JSON.stringify([
+              params.query,
+              params.operationName ?? null,
+              params.variables ?? null,
+              identity.principal!.name,
+              [...identity.principal!.scopes].sort(),
+              versions,
+            ]),
+          )
+          .digest('base64url')}"`;
+      const ifNoneMatch = req.headers['if-none-match'];
+      if (ifNoneMatch) {
+        const versions = await Promise.all(
+          reads.map((read) =>
+            readView(settings, read.view.name, read.minPosition, context, async (db) => {
+              const { rows } = await db.query<{ v: string | null }>(`select ${versionSql('$1')} as v`, [
+                read.view.name,
+              ]);
+              return rows[0]!.v;
+            }),
+          ),
+        );
+        const tag = tagOf(versions);
+        if (matches(ifNoneMatch, tag)) {
+          res.writeHead(304, headers(req, { etag: tag }));
+          res.end();
+          options.onServed?.(method, 304, (performance.now() - startedAt) / 1000);
+          return true;
+        }
+      }
+      const results = await Promise.all(
+        reads.map((read) => readView(settings, read.view.name, read.minPosition, context, read.run)),
+      );
+      const tag = tagOf(results.map((result) => result.version));
+      let json = '{"data":{';
+      results.forEach((result, i) => {
+        json += `${i > 0 ? ',' : ''}${JSON.stringify(plan.roots[i]!.key)}:${result.json}`;
+      });
+      json += '}}';
+      res.writeHead(
+        200,
+        headers(req, {
+          'content-type': `${accepted}; charset=utf-8`,
+          'content-length': String(Buffer.byteLength(json)),
+          etag: tag,
+        }),
+      );
+      res.end(json);
+      options.onServed?.(method, 200, (performance.now() - startedAt) / 1000);
+      return true;
+    } catch {
+      // A database that failed or a read-your-writes wait that timed out: Yoga reads again
+      // and reports the error as it always does.
+      return res.headersSent;
+    } finally {
+      req.off('close', onClose);
+    }
+  };
+
+  /** Checks a root field's arguments and builds its statement (throws what the resolver would). */
+  const planRoot = (root: RootField, args: Record<string, unknown>) => {
+    const { view } = root;
+    const schemaName = settings.viewSchema;
+    const minPosition = (args.minPosition as string | null | undefined) ?? undefined;
+    const nodeColumns = root.nodes.map((sql, i) => `${sql}::text as "__n${i}"`);
+    const select = [...nodeColumns, 'true as "__row"'].join(', ');
+    const lateral = (text: string, params: unknown[]) => {
+      params.push(view.name);
+      return `select v."__version", p.* from (select ${versionSql(`$${params.length}`)} as "__version") v
+        left join lateral (${text}) p on true`;
+    };
+    if (root.kind === 'byKey') {
+      const statement = byKeyStatement(schemaName, view, args, select);
+      const text = lateral(statement.text, statement.params);
+      return {
+        view,
+        minPosition,
+        run: async (db: Queryable) => {
+          const { rows } = await db.query<Record<string, string | null>>(text, statement.params);
+          const row = rows[0]!;
+          return { version: row.__version ?? null, json: row.__row === null ? 'null' : row.__n0! };
+        },
+      };
+    }
+    const pageArgs = args as PageArgs;
+    const plan = planPage(schemaName, view, pageArgs, settings, select);
+    // The page in its own order: the one-row side of the join cannot reorder it.
+    const text = lateral(plan.text, plan.params);
+    return {
+      view,
+      minPosition,
+      run: async (db: Queryable) => {
+        const { rows } = await db.query<Record<string, string | null>>(text, plan.params);
+        const version = rows[0]!.__version ?? null;
+        const page = plan.page(
+          rows.filter((row) => row.__row !== null),
+          (row) => row,
+        );
+        let json = '{';
+        let first = true;
+        for (const field of root.fields) {
+          json += `${first ? '' : ','}${JSON.stringify(field.key)}:`;
+          first = false;
+          switch (field.kind) {
+            case 'typename':
+              json += JSON.stringify(field.typename);
+              break;
+            case 'totalCount':
+              json += String(await countRows(db, schemaName, view, pageArgs.where));
+              break;
+            case 'nodes':
+              json += `[${page.edges.map((edge) => edge.node[`__n${field.node}`]).join(',')}]`;
+              break;
+            case 'pageInfo':
+              json += `{${field.fields
+                .map(
+                  (f) =>
+                    `${JSON.stringify(f.key)}:${JSON.stringify(f.kind === 'typename' ? f.typename : page.pageInfo[f.kind])}`,
+                )
+                .join(',')}}`;
+              break;
+            case 'edges':
+              json += `[${page.edges
+                .map(
+                  (edge) =>
+                    `{${field.fields
+                      .map(
+                        (f) =>
+                          `${JSON.stringify(f.key)}:${
+                            f.kind === 'cursor'
+                              ? JSON.stringify(edge.cursor)
+                              : f.kind === 'node'
+                                ? edge.node[`__n${f.node}`]
+                                : JSON.stringify(f.typename)
+                          }`,
+                      )
+                      .join(',')}}`,
+                )
+                .join(',')}]`;
+              break;
+          }
+        }
+        return { version, json: `${json}}` };
+      },
+    };
+  };
+
+  const connectionFields = (
+    view: AnyView,
+    selection: SelectionSetNode[],
+    fragments: Map<string, FragmentDefinitionNode>,
+    nodes: string[],
+  ): ConnectionField[] | undefined => {
+    const type = typeName(view.name);
+    const fields = collectAll(selection, fragments);
+    if (!fields) return undefined;
+    const out: ConnectionField[] = [];
+    for (const [key, list] of fields) {
+      const name = list[0]!.name.value;
+      const sub = merged(list);
+      if (name === '__typename') out.push({ key, kind: 'typename', typename: `${type}Connection` });
+      else if (name === 'totalCount') out.push({ key, kind: 'totalCount' });
+      else if (name === 'nodes') {
+        const node = nodeSelect(view, sub, fragments, nodes);
+        if (node === undefined) return undefined;
+        out.push({ key, kind: 'nodes', node });
+      } else if (name === 'pageInfo') {
+        const info = collectAll(sub, fragments);
+        if (!info) return undefined;
+        out.push({
+          key,
+          kind: 'pageInfo',
+          fields: [...info].map(([k, l]) => {
+            const n = l[0]!.name.value;
+            return n === '__typename'
+              ? { key: k, kind: 'typename', typename: 'PageInfo' }
+              : { key: k, kind: n as 'hasNextPage' };
+          }),
+        });
+      } else if (name === 'edges') {
+        const edge = collectAll(sub, fragments);
+        if (!edge) return undefined;
+        const edgeFields: EdgeField[] = [];
+        for (const [k, l] of edge) {
+          const n = l[0]!.name.value;
+          if (n === '__typename') edgeFields.push({ key: k, kind: 'typename', typename: `${type}Edge` });
+          else if (n === 'cursor') edgeFields.push({ key: k, kind: 'cursor' });
+          else {
+            const node = nodeSelect(view, merged(l), fragments, nodes);
+            if (node === undefined) return undefined;
+            edgeFields.push({ key: k, kind: 'node', node });
+          }
+        }
+        out.push({ key, kind: 'edges', fields: edgeFields });
+      } else return undefined;
+    }
+    return out;
+  };
+
+  /** The JSON of a node selection, built in SQL; its index among the root field's nodes. */
+  const nodeSelect = (
+    view: AnyView,
+    selection: SelectionSetNode[],
+    fragments: Map<string, FragmentDefinitionNode>,
+    nodes: string[],
+  ): number | undefined => {
+    const fields = collectAll(selection, fragments);
+    if (!fields) return undefined;
+    const list: NodeField[] = [];
+    for (const [key, l] of fields) {
+      const name = l[0]!.name.value;
+      if (name === '__typename') list.push({ key, typename: typeName(view.name) });
+      else if (view.columns[name]) list.push({ key, column: name });
+      else return undefined;
+    }
+    const sql = nodeJson(view, list);
+    const existing = nodes.indexOf(sql);
+    if (existing >= 0) return existing;
+    nodes.push(sql);
+    return nodes.length - 1;
+  };
+
+  return { serve };
+}
+
+/** json_build_object takes at most 50 pairs: longer selections join several objects' texts. */
+function nodeJson(view: AnyView, fields: NodeField[]): string {
+  const pairs = fields.map((field) => {
+    const key = `'${field.key}'`; // a GraphQL name: letters, digits and underscores
+    if ('typename' in field) return `${key}, '${field.typename}'::text`;
+    return `${key}, ${canonicalJsonSql(`t.${quoteIdentifier(field.column)}`, view.columns[field.column]!.type)}`;
+  });
+  const chunks: string[] = [];
+  for (let i = 0; i < pairs.length; i += 50)
+    chunks.push(`json_build_object(${pairs.slice(i, i + 50).join(', ')})`);
+  if (chunks.length === 1) return chunks[0]!;
+  // '{"a": 1}' and '{"b": 2}' → '{"a": 1, "b": 2}'
+  return `(${chunks
+    .map((chunk, i) => {
+      const text = `${chunk}::text`;
+      if (i === 0) return `left(${text}, -1)`;
+      return `', ' || substr(${text}, 2${i === chunks.length - 1 ? '' : `, length(${text}) - 2`})`;
+    })
+    .join(' || ')})::json`;
+}
+
+/**
+ * A column as the JSON value of its canonical form: numeric and bigint as strings (as
+ * PostgreSQL prints them), timestamps as canonicalSql's text, a double with -0 as 0 (as
+ * JSON.stringify writes it), the rest as JSON writes them.
+ */
+function canonicalJsonSql(column: string, type: AnyView['columns'][string]['type']): string {
+  switch (type) {
+    case 'numeric':
+    case 'bigint':
+      return `${column}::text`;
+    case 'timestamptz':
+      return canonicalSql(column, type);
+    case 'double':
+      return `(${column} + 0)`;
+    default:
+      return column;
+  }
+}
+
+/** Fields by response key, in order, fragments expanded; undefined when a directive is used. */
+function collectAll(
+  selections: readonly SelectionSetNode[],
+  fragments: Map<string, FragmentDefinitionNode>,
+): Map<string, FieldNode[]> | undefined {
+  const fields = new Map<string, FieldNode[]>();
+  for (const selection of selections) if (!collect(selection, fragments, fields)) return undefined;
+  return fields;
+}
+
+function collect(
+  selectionSet: SelectionSetNode,
+  fragments: Map<string, FragmentDefinitionNode>,
+  fields: Map<string, FieldNode[]> = new Map(),
+  depth = 0,
+): Map<string, FieldNode[]> | undefined {
+  if (depth > 32) return undefined;
+  for (const selection of selectionSet.selections) {
+    if (selection.directives?.length) return undefined;
+    if (selection.kind === Kind.FIELD) {
+      const key = selection.alias?.value ?? selection.name.value;
+      const list = fields.get(key);
+      if (list) list.push(selection);
+      else fields.set(key, [selection]);
+    } else {
+      const fragment =
+        selection.kind === Kind.INLINE_FRAGMENT ? selection : fragments.get(selection.name.value);
+      if (!fragment || !collect(fragment.selectionSet, fragments, fields, depth + 1)) return undefined;
+    }
+  }
+  return fields;
+}
+
+/** The selections of every field merged under one response key. */
+const merged = (nodes: readonly FieldNode[]): SelectionSetNode[] =>
+  nodes.flatMap((node) => (node.selectionSet ? [node.selectionSet] : []));
+
+interface Params {
+  query: string;
+  operationName: string | undefined;
+  variables: Record<string, unknown> | undefined;
+}
+
+function paramsOfUrl(url: string): Params | undefined {
+  const search = new URL(url, 'http://localhost').searchParams;
+  const query = search.get('query');
+  if (!query || search.has('extensions')) return undefined;
+  const variables = search.get('variables');
+  try {
+    return checked({
+      query,
+      operationName: search.get('operationName') ?? undefined,
+      variables: variables ? JSON.parse(variables) : undefined,
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+function paramsOfBody(req: IncomingMessage, body: Buffer | undefined): Params | undefined {
+  if (!body || !(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json'))
+    return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+  const { query, operationName, variables, extensions } = parsed as Record<string, unknown>;
+  if (extensions != null && !(typeof extensions === 'object' && Object.keys(extensions).length === 0))
+    return undefined;
+  return checked({
+    query: query as string,
+    operationName: (operationName ?? undefined) as string | undefined,
+    variables: (variables ?? undefined) as Record<string, unknown> | undefined,
+  });
+}
+
+function checked(params: Params): Params | undefined {
+  if (typeof params.query !== 'string') return undefined;
+  if (params.operationName !== undefined && typeof params.operationName !== 'string') return undefined;
+  const { variables } = params;
+  if (
+    variables !== undefined &&
+    (variables === null || typeof variables !== 'object' || Array.isArray(variables))
+  )
+    return undefined;
+  return params;
+}
+
+/** The media type Yoga would answer with, for the Accept headers served here; else undefined. */
+function responseType(accept: string | undefined): string | undefined {
+  if (!accept) return 'application/json';
+  for (const item of accept.split(',')) {
+    const type = item.split(';')[0]!.trim().toLowerCase();
+    if (type === 'application/graphql-response+json') return type;
+    if (type === 'application/json' || type === '*/*' || type === 'application/*') return 'application/json';
+  }
+  return undefined;
+}
+
+function matches(ifNoneMatch: string, tag: string): boolean {
+  return ifNoneMatch.split(',').some((item) => {
+    const candidate = item.trim();
+    return candidate === tag || candidate === '*' || `W/${candidate}` === tag;
+  });
+}
+
+/**
+ * Answers may be kept by the caller and revalidated: `private` (a shared cache must not hand
+ * one caller's page to another) and `no-cache` (always revalidated, never served stale).
+ */
+function headers(req: IncomingMessage, extra: Record<string, string>): Record<string, string> {
+  const origin = req.headers.origin;
+  return {
+    ...extra,
+    'cache-control': 'private, no-cache',
+    vary: origin ? 'Origin, Authorization, X-API-Key' : 'Authorization, X-API-Key',
+    // As Yoga's default CORS answers.
+    ...(origin ? { 'access-control-allow-origin': origin, 'access-control-allow-credentials': 'true' } : {}),
+  };
+}
