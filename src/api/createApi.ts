@@ -13,6 +13,7 @@ import {
   type LimitOptions,
 } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { createMetrics, type Metrics } from '../observability/index.js';
 import {
   type ChangeTailer,
   createChangeTailer,
@@ -28,8 +29,9 @@ import { type Authenticator, createAuthenticator, type Identity } from './auth.j
 import { documentGuards } from './documentGuards.js';
 import { declaredBodyLimit, measureRequests, operationalEndpoints } from './endpoints.js';
 import { errorHandling, requestIdOf } from './errorHandling.js';
+import { graphiqlAssets, renderGraphiQL } from './graphiql.js';
 import { createLimitedServer, createRequestHandler, credentialsOf } from './httpGuards.js';
-import { type ApiMetrics, createApiMetrics } from './metrics.js';
+import { observeOperations } from './observeOperations.js';
 import { type ApiContext, buildSchema } from './schema/index.js';
 import type { StatusProvider } from './status.js';
 import { serveWebSockets } from './websocket.js';
@@ -56,12 +58,17 @@ export interface CreateApiOptions {
   /** Production defaults: no GraphiQL, no introspection. @default NODE_ENV === 'production' */
   production?: boolean;
   logger?: Logger;
+  /**
+   * Where the API records its metrics, and what `/metrics` serves: pass the process's metrics
+   * (also given to `startWorkers` and `startCapture`) to serve them all. @default metrics of its own
+   */
+  metrics?: Metrics;
 }
 
 export interface Api {
   yoga: YogaServerInstance<Record<string, unknown>, ApiContext>;
   schema: GraphQLSchema;
-  metrics: ApiMetrics;
+  metrics: Metrics;
   tailer: ChangeTailer;
   /** Node request handler (HTTP and SSE); WebSockets need `listen` or `attach`. */
   handle(req: IncomingMessage, res: ServerResponse): void;
@@ -99,7 +106,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     pollIntervalMs: config.pollIntervalMs ?? 1000,
     logger,
   });
-  const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
+  const metrics = options.metrics ?? createMetrics();
+  const unobserve = [
+    metrics.watchLag(status),
+    metrics.trackPool('api', pool),
+    metrics.observe(
+      'tributary_api_changelog_listeners',
+      'Subscriptions listening to the changelog reader.',
+      () => tailer.listeners,
+    ),
+  ];
   const defaultPageSize = limits.defaultPageSize ?? 50;
   const schema = buildSchema({
     views,
@@ -128,6 +144,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     graphqlEndpoint: path,
     landingPage: false,
     healthCheckEndpoint: '/healthz',
+    renderGraphiQL: renderGraphiQL(path),
     graphiql: graphiql
       ? {
           subscriptionsProtocol: 'WS',
@@ -148,6 +165,9 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         metrics,
       }),
       declaredBodyLimit(maxBodyBytes),
+      ...(graphiql ? [graphiqlAssets(path)] : []),
+      // Before the guards, so that it counts what they refuse.
+      observeOperations(metrics),
       documentGuards({
         schema,
         limits,
@@ -182,8 +202,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     authenticate,
     maxBodyBytes,
     graphiql,
-    onRefused: (status, seconds) =>
-      metrics.request({ operation: 'refused', status: String(status) }, seconds),
+    onRefused: (status, seconds, method) => metrics.httpRequest({ method, status: String(status) }, seconds),
     logger,
   });
 
@@ -220,6 +239,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     },
     async close() {
       clearInterval(pruner);
+      for (const stop of unobserve) stop();
       for (const client of wss?.clients ?? []) client.terminate();
       await new Promise<void>((resolve) => (wss ? wss.close(() => resolve()) : resolve()));
       if (server) {

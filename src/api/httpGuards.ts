@@ -167,7 +167,7 @@ export interface RequestHandlerOptions {
   /** Whether GraphiQL is served: its page is the one thing served without credentials. */
   graphiql: boolean;
   /** Told of each request refused here. */
-  onRefused: (status: number, seconds: number) => void;
+  onRefused: (status: number, seconds: number, method: string) => void;
   logger: Logger;
 }
 
@@ -189,7 +189,7 @@ export function createRequestHandler(options: RequestHandlerOptions): {
     if (pathname !== path || req.method === 'OPTIONS') return yoga.handle(req, res);
     const reject = (status: number, error: Parameters<typeof refuse>[3], close: boolean) => {
       refuse(req, res, status, error, close);
-      options.onRefused(status, (performance.now() - startedAt) / 1000);
+      options.onRefused(status, (performance.now() - startedAt) / 1000, req.method ?? 'GET');
     };
     const identity = await authenticate(credentialsOf(req.headers));
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
