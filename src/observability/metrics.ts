@@ -134,7 +134,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   });
   const cdcEvents = new Counter({
     name: 'tributary_cdc_events_total',
-    help: 'Change events captured into the log by this process.',
+    help: 'Change events streamed into the log by this process (rows of an initial snapshot are not counted).',
     labelNames: ['source'] as const,
     registers,
   });

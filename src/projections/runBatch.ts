@@ -54,6 +54,8 @@ export type BatchResult =
       /** Why the projection halted (stop policy). */
       haltError?: { message: string; position: Position; eventType: string };
       committed: boolean;
+      /** A committed batch: seconds from its first view write to its COMMIT. */
+      commitSeconds?: number;
     };
 
 const TABLE = { live: 'tributary.projections', rebuild: 'tributary.projection_rebuilds' } as const;
@@ -246,6 +248,7 @@ async function batch(
       }
       return abandoned(result.retryAfterMs);
     }
+    const writeStarted = performance.now();
     try {
       await writer.flush();
     } catch (error) {
@@ -288,6 +291,7 @@ async function batch(
       return { kind: 'lost' };
     }
     if (own) await client.query('commit');
+    const commitSeconds = (performance.now() - writeStarted) / 1000;
     if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
     remember(memory, read, result);
     return {
@@ -298,6 +302,7 @@ async function batch(
       caughtUp: step.caughtUp,
       held: step.held,
       committed: true,
+      commitSeconds,
       ...(halt
         ? {
             halted: true,

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { cdcStatus, dropSource, type SourceStatus } from '../../ingest/index.js';
 import { openContext, runUntilStopped } from '../context.js';
+import { startOperationalServer } from '../operationalService.js';
 import { startSources } from './start.js';
 
 export async function cdcStatusCommand(options: { json?: boolean }, command: Command): Promise<void> {
@@ -73,6 +74,7 @@ export async function cdcRunCommand(command: Command): Promise<void> {
       context.logger.warn('no sources configured; add `sources` to tributary.config.ts');
     }
     await startSources(context);
+    await startOperationalServer(context, { projections: false, sources: true });
   });
 }
 

@@ -45,6 +45,7 @@ export async function startApi(
     ...(config.log ? { log: config.log } : {}),
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
+    metrics: context.metrics,
     ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),
   });
   let url: string;

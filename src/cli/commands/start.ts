@@ -3,6 +3,7 @@ import { createPool } from '../../db/index.js';
 import { startCapture } from '../../ingest/index.js';
 import { startWorkers } from '../../projections/index.js';
 import { type CommandContext, runUntilStopped } from '../context.js';
+import { startOperationalServer } from '../operationalService.js';
 import { apiAuth, startApi } from './serve.js';
 
 /**
@@ -29,6 +30,7 @@ export const startProjections: Service = async (context) => {
     pool,
     projections,
     logger: context.logger,
+    metrics: context.metrics,
     ...config.runner,
   });
   context.lifecycle.add(async () => {
@@ -45,7 +47,12 @@ export const startProjections: Service = async (context) => {
 export const startSources: Service = async (context) => {
   const { sources } = context.loaded.config;
   if (!sources || Object.keys(sources).length === 0) return;
-  const capture = startCapture({ sources, url: context.database.url, logger: context.logger });
+  const capture = startCapture({
+    sources,
+    url: context.database.url,
+    logger: context.logger,
+    metrics: context.metrics,
+  });
   context.lifecycle.add(() => capture.stop());
   // A source that cannot be captured stops the process (exit code 1) instead of retrying forever.
   void capture.failure.then((error) => context.lifecycle.fail(error));
@@ -67,5 +74,7 @@ export async function startCommand(options: { api: boolean }, command: Command):
       if (service === startApiService && !options.api) continue;
       await service(context);
     }
+    // Without the API, health and metrics get a port of their own.
+    if (!options.api) await startOperationalServer(context, { projections: true, sources: true });
   });
 }

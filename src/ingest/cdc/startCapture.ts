@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { createPool, type Pool } from '../../db/index.js';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { type Metrics, recordSpan } from '../../observability/index.js';
 import { sleep } from '../../sleep.js';
 import { createTypeResolver } from './changeEvents.js';
 import {
@@ -50,6 +51,8 @@ export interface CaptureOptions {
   /** @default silentLogger */
   logger?: Logger;
   tuning?: StreamTuning;
+  /** Records log commits (`tributary_cdc_*`) and the pool's usage. */
+  metrics?: Metrics;
 }
 
 /** What the running capture knows about one source, without asking the source. */
@@ -95,6 +98,7 @@ export function startCapture(options: CaptureOptions): Capture {
   }
   const ownPool = options.pool === undefined;
   const pool = options.pool ?? createPool(options.url!, { applicationName: 'tributary-cdc', logger });
+  const untrackPool = options.metrics?.trackPool('cdc', pool);
   const controller = new AbortController();
   let fail!: (error: TributaryError) => void;
   const failure = new Promise<TributaryError>((resolve) => {
@@ -120,6 +124,7 @@ export function startCapture(options: CaptureOptions): Capture {
       logger: logger.child({ source: source.name }),
       signal: controller.signal,
       tuning: options.tuning,
+      metrics: options.metrics,
       fail,
     }),
   );
@@ -129,6 +134,7 @@ export function startCapture(options: CaptureOptions): Capture {
       stopping ??= (async () => {
         controller.abort();
         await Promise.allSettled(runners);
+        untrackPool?.();
         if (ownPool) await pool.end();
       })();
       return stopping;
@@ -143,6 +149,7 @@ interface RunContext {
   logger: Logger;
   signal: AbortSignal;
   tuning: StreamTuning | undefined;
+  metrics: Metrics | undefined;
   fail: (error: TributaryError) => void;
 }
 
@@ -229,7 +236,7 @@ function asPermanent(error: unknown, source: string): TributaryError | undefined
 async function runOnce(
   settings: SourceSettings,
   live: LiveSourceStatus,
-  { pool, logger, signal, tuning }: RunContext,
+  { pool, logger, signal, tuning, metrics }: RunContext,
   onStreaming: () => void,
 ): Promise<void> {
   const client = connectSource(settings);
@@ -351,6 +358,17 @@ async function runOnce(
           onStreaming();
         },
         onCheckpoint(last) {
+          metrics?.cdcCommit(source.name, {
+            seconds: last.commitSeconds,
+            transactions: last.transactions,
+            events: last.events,
+          });
+          recordSpan('tributary.cdc.commit', last.openedAt, {
+            'tributary.source': source.name,
+            'tributary.cdc.transactions': last.transactions,
+            'tributary.cdc.events': last.events,
+            'tributary.cdc.commit_lsn': last.commitLsn,
+          });
           live.checkpointLsn = last.commitLsn;
           live.checkpointTime = last.commitTime;
           live.confirmedLsn = last.endLsn;

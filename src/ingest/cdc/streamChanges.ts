@@ -42,7 +42,18 @@ export interface StreamTuning {
 export interface StreamHooks {
   /** Called after each log commit and each confirmed keepalive. */
   onConfirmed(lsn: Lsn, caughtUp: boolean): void;
-  onCheckpoint(checkpoint: { commitLsn: Lsn; endLsn: Lsn; commitTime: Date; transactions: number }): void;
+  onCheckpoint(checkpoint: {
+    commitLsn: Lsn;
+    endLsn: Lsn;
+    commitTime: Date;
+    transactions: number;
+    /** Events the log transaction wrote. */
+    events: number;
+    /** When the log transaction began (ms since the epoch). */
+    openedAt: number;
+    /** From its last change written to its COMMIT, checkpoint included. */
+    commitSeconds: number;
+  }): void;
 }
 
 type Item =
@@ -233,13 +244,21 @@ export async function streamChanges(options: {
     await flush();
     const open = log;
     if (open === null || lastCommit === null) return;
+    const committing = performance.now();
     await open.copy.finish();
     await advanceCheckpoint(open.client, source.name, lastCommit, open.transactions);
     await open.client.query('commit');
+    const commitSeconds = (performance.now() - committing) / 1000;
     open.client.release();
     log = null;
     lastCommitLsn = lastCommit.commitLsn;
-    hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
+    hooks.onCheckpoint({
+      ...lastCommit,
+      transactions: open.transactions,
+      events: open.copy.count,
+      openedAt: open.openedAt,
+      commitSeconds,
+    });
     wakeSubscribers();
     confirmable = lastCommit.endLsn;
     if (compareLsn(confirmable, recorded) > 0) recorded = confirmable; // recorded with the checkpoint
