@@ -99,12 +99,14 @@ describe.skipIf(!available && !required)('GraphiQL offline, in a headless browse
     const pageErrors: string[] = [];
     page.on('pageerror', (error) => pageErrors.push(error.message));
     try {
-      const response = await page.goto(url);
+      // Generous timeouts: on a loaded machine the 9 MB of script take a while to load and run.
+      page.setDefaultTimeout(120_000);
+      const response = await page.goto(url, { waitUntil: 'domcontentloaded' });
       expect(response?.status()).toBe(200);
-      await page.locator('.graphiql-container').first().waitFor({ timeout: 60_000 });
+      await page.locator('.graphiql-container').first().waitFor();
       // The demo's query in the editor and its tab, not GraphiQL's welcome text.
       const editor = page.locator('.graphiql-query-editor');
-      await expect.poll(() => textOf(editor), { timeout: 30_000 }).toMatch(/query LatestOrders \{/);
+      await expect.poll(() => textOf(editor), { timeout: 120_000 }).toMatch(/query LatestOrders \{/);
       expect(await textOf(editor)).not.toMatch(/Welcome to GraphiQL/);
       expect(await textOf(page.locator('.graphiql-tab').first())).toMatch(/LatestOrders/);
 
@@ -113,7 +115,7 @@ describe.skipIf(!available && !required)('GraphiQL offline, in a headless browse
       await page.getByRole('menuitem', { name: 'LatestOrders' }).click();
       const result = page.locator('.graphiql-response');
       await expect
-        .poll(() => textOf(result), { timeout: 60_000 })
+        .poll(() => textOf(result), { timeout: 120_000 })
         .toMatch(/"order_id": "[^"]+"[\s\S]*"product_name": "[^"]+"/);
       expect(await textOf(result)).not.toMatch(/"errors"/);
       await page.screenshot({ path: path.join(ARTIFACTS, 'graphiql.png') });
@@ -121,9 +123,9 @@ describe.skipIf(!available && !required)('GraphiQL offline, in a headless browse
       // The Docs panel loads the schema through introspection.
       await page.getByRole('button', { name: 'Show Documentation Explorer' }).click();
       const docs = page.locator('.graphiql-doc-explorer');
-      await expect.poll(() => textOf(docs), { timeout: 30_000 }).toMatch(/Root Types[\s\S]*query: Query/);
+      await expect.poll(() => textOf(docs), { timeout: 120_000 }).toMatch(/Root Types[\s\S]*query: Query/);
       await docs.getByText('Query', { exact: true }).click();
-      await expect.poll(() => textOf(docs), { timeout: 30_000 }).toMatch(/orderLines/);
+      await expect.poll(() => textOf(docs), { timeout: 120_000 }).toMatch(/orderLines/);
       await page.screenshot({ path: path.join(ARTIFACTS, 'graphiql-docs.png') });
 
       expect(outside).toEqual([]);
