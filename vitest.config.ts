@@ -27,6 +27,8 @@ export default defineConfig({
   },
   test: {
     pool: 'forks',
+    // Processes without the API serve health and metrics on 9464 by default: tests take any free port.
+    env: { TRIBUTARY_METRICS_PORT: '0' },
     // TRIBUTARY_TEST_REPORT=<file> also writes a JSON report (CI prints its totals).
     reporters: process.env.TRIBUTARY_TEST_REPORT
       ? ['default', ['json', { outputFile: process.env.TRIBUTARY_TEST_REPORT }]]

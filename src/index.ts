@@ -15,10 +15,13 @@ export {
   type CreateApiOptions,
   createApi,
   type JwtConfig,
+  type OperationalServer,
+  type OperationalServerOptions,
   type SchemaOptions,
   type Scope,
   SUBSCRIPTION_OVERFLOW,
   SubscriptionOverflowError,
+  serveOperationalEndpoints,
 } from './api/index.js';
 // Configuration (tributary.config.ts)
 export {
@@ -27,6 +30,7 @@ export {
   type EmbeddedConfig,
   type LoadedConfig,
   loadConfig,
+  type MetricsConfig,
   type TributaryConfig,
   validateConfig,
 } from './config/index.js';
@@ -124,6 +128,16 @@ export {
 } from './ingest/log/index.js';
 // Logging
 export { createLogger, type Logger, type LoggerOptions, type LogLevel, silentLogger } from './logger.js';
+// Metrics (prom-client) for one process; sinks feed theirs through registerSinkMetrics
+export {
+  createMetrics,
+  type Metrics,
+  type MetricsOptions,
+  registerSinkMetrics,
+  type SinkLag,
+  type SinkMetrics,
+  type SinkMetricsOptions,
+} from './observability/index.js';
 // Projections and views
 // Search sinks
 export {
@@ -187,7 +201,7 @@ export {
   type SinkBackendConfig,
   type SinkConfig,
   type SinkDeadLetter,
-  type SinkMetrics,
+  type SinkFigures,
   type SinkStatus,
   type SinksConfig,
   type SinkWorkers,

@@ -57,7 +57,13 @@ export interface CompiledReadsOptions {
   options: SchemaOptions;
   checks: DocumentChecks;
   /** Told of each request answered here (status 200 or 304). */
-  onServed?: (method: 'get' | 'post', status: number, seconds: number) => void;
+  onServed?: (served: {
+    method: 'get' | 'post';
+    status: number;
+    seconds: number;
+    /** The operation's name, if it has one. */
+    operation: string | undefined;
+  }) => void;
   /** Documents kept compiled (or known not to compile). @default 1000 */
   cacheSize?: number;
 }
@@ -234,7 +240,12 @@ export function compiledReads(options: CompiledReadsOptions): CompiledReads {
         if (matches(ifNoneMatch, tag)) {
           res.writeHead(304, headers(req, { etag: tag }));
           res.end();
-          options.onServed?.(method, 304, (performance.now() - startedAt) / 1000);
+          options.onServed?.({
+            method,
+            status: 304,
+            seconds: (performance.now() - startedAt) / 1000,
+            operation: plan.operation.name?.value,
+          });
           return true;
         }
       }
@@ -256,7 +267,12 @@ export function compiledReads(options: CompiledReadsOptions): CompiledReads {
         }),
       );
       res.end(json);
-      options.onServed?.(method, 200, (performance.now() - startedAt) / 1000);
+      options.onServed?.({
+        method,
+        status: 200,
+        seconds: (performance.now() - startedAt) / 1000,
+        operation: plan.operation.name?.value,
+      });
       return true;
     } catch {
       // A database that failed or a read-your-writes wait that timed out: Yoga reads again

@@ -20,6 +20,7 @@ import {
   type LimitOptions,
 } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import { createMetrics, type Metrics } from '../observability/index.js';
 import {
   type ChangeTailer,
   createChangeTailer,
@@ -38,8 +39,9 @@ import { compiledReads } from './compiledReads.js';
 import { documentChecks, documentGuards } from './documentGuards.js';
 import { declaredBodyLimit, measureRequests, operationalEndpoints } from './endpoints.js';
 import { errorHandling, requestIdOf } from './errorHandling.js';
+import { graphiqlAssets, renderGraphiQL } from './graphiql.js';
 import { createLimitedServer, createRequestHandler, credentialsOf } from './httpGuards.js';
-import { type ApiMetrics, createApiMetrics } from './metrics.js';
+import { observeOperations } from './observeOperations.js';
 import { type ApiContext, buildSchema, type SchemaOptions } from './schema/index.js';
 import { searchSources } from './searchSources.js';
 import type { StatusProvider } from './status.js';
@@ -71,12 +73,17 @@ export interface CreateApiOptions {
   /** Production defaults: no GraphiQL, no introspection. @default NODE_ENV === 'production' */
   production?: boolean;
   logger?: Logger;
+  /**
+   * Where the API records its metrics, and what `/metrics` serves: pass the process's metrics
+   * (also given to `startWorkers` and `startCapture`) to serve them all. @default metrics of its own
+   */
+  metrics?: Metrics;
 }
 
 export interface Api {
   yoga: YogaServerInstance<Record<string, unknown>, ApiContext>;
   schema: GraphQLSchema;
-  metrics: ApiMetrics;
+  metrics: Metrics;
   tailer: ChangeTailer;
   /** The replicas queries may read, and how each one stands. */
   replicas: Pick<ReadRouter, 'status'>;
@@ -121,7 +128,16 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     : primaryOnly(pool);
   const search = searchSources(options.sinks ?? [], options.connectionString, pool, logger);
   const closeSearch = search.close;
-  const metrics = createApiMetrics(status, () => ({ tributary_api_changelog_listeners: tailer.listeners }));
+  const metrics = options.metrics ?? createMetrics();
+  const unobserve = [
+    metrics.watchLag(status),
+    metrics.trackPool('api', pool),
+    metrics.observe(
+      'tributary_api_changelog_listeners',
+      'Subscriptions listening to the changelog reader.',
+      () => tailer.listeners,
+    ),
+  ];
   const defaultPageSize = limits.defaultPageSize ?? 50;
   const schemaOptions: SchemaOptions = {
     views,
@@ -160,14 +176,17 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     schema,
     options: schemaOptions,
     checks,
-    onServed: (method, status, seconds) =>
-      metrics.request({ operation: method, status: String(status) }, seconds),
+    onServed: ({ method, status, seconds, operation }) => {
+      metrics.httpRequest({ method: method.toUpperCase(), status: String(status) }, seconds);
+      metrics.graphqlOperation({ operation, type: 'query', outcome: 'ok' }, seconds);
+    },
   });
   const yoga = createYoga<Record<string, unknown>, ApiContext>({
     schema,
     graphqlEndpoint: path,
     landingPage: false,
     healthCheckEndpoint: '/healthz',
+    renderGraphiQL: renderGraphiQL(path),
     graphiql: graphiql
       ? {
           subscriptionsProtocol: 'WS',
@@ -188,6 +207,9 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
         metrics,
       }),
       declaredBodyLimit(maxBodyBytes),
+      ...(graphiql ? [graphiqlAssets(path)] : []),
+      // Before the guards, so that it counts what they refuse.
+      observeOperations(metrics),
       documentGuards(guards),
       measureRequests(metrics, path),
       errors.requestLog,
@@ -217,8 +239,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     maxBodyBytes,
     graphiql,
     serveFirst: compiled.serve,
-    onRefused: (status, seconds) =>
-      metrics.request({ operation: 'refused', status: String(status) }, seconds),
+    onRefused: (status, seconds, method) => metrics.httpRequest({ method, status: String(status) }, seconds),
     logger,
   });
 
@@ -269,6 +290,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     },
     async close() {
       clearInterval(pruner);
+      for (const stop of unobserve) stop();
       for (const client of wss?.clients ?? []) client.terminate();
       await new Promise<void>((resolve) => (wss ? wss.close(() => resolve()) : resolve()));
       if (server) {

@@ -1,7 +1,7 @@
 import type { Plugin } from 'graphql-yoga';
+import type { Metrics } from '../observability/index.js';
 import type { Authenticator } from './auth.js';
 import { credentialsOf } from './httpGuards.js';
-import type { ApiMetrics } from './metrics.js';
 
 export type OperationalEndpoint = 'healthz' | 'readyz' | 'metrics';
 
@@ -11,56 +11,71 @@ const ENDPOINTS = new Map<string, OperationalEndpoint>([
   ['/metrics', 'metrics'],
 ]);
 
-/**
- * /healthz (the process serves), /readyz (the database answers and the changelog reader
- * started) and /metrics (Prometheus). Those not listed as public need a credential with the
- * `metrics` (or `admin`) scope.
- */
-export function operationalEndpoints(options: {
+export interface OperationalOptions {
   publicEndpoints: readonly OperationalEndpoint[];
   authenticate: Authenticator;
+  /** Resolves when the process is ready to serve, rejects (or throws) when it is not. */
   ready: () => Promise<void>;
-  metrics: ApiMetrics;
-}): Plugin {
+  metrics: Metrics;
+}
+
+/**
+ * /healthz (the process serves), /readyz (ready: what that means is the caller's) and
+ * /metrics (Prometheus). Those not listed as public need a credential with the `metrics` (or
+ * `admin`) scope. Undefined for any other path.
+ */
+export function operationalResponder(
+  options: OperationalOptions,
+): (
+  request: Request,
+  pathname: string,
+  fetchAPI?: { Response: typeof Response },
+) => Promise<Response | undefined> {
   const open = new Set(options.publicEndpoints);
   const mayRead = async (endpoint: OperationalEndpoint, request: Request) => {
     if (open.has(endpoint)) return true;
     const { principal } = await options.authenticate(credentialsOf(request.headers));
     return principal !== null && (principal.scopes.has('metrics') || principal.scopes.has('admin'));
   };
-  return {
-    async onRequest({ request, url, endResponse, fetchAPI }) {
-      const endpoint = ENDPOINTS.get(url.pathname);
-      if (!endpoint) return;
-      if (!(await mayRead(endpoint, request))) {
-        endResponse(
-          fetchAPI.Response.json(
+  return async (request, pathname, { Response } = globalThis) => {
+    const endpoint = ENDPOINTS.get(pathname);
+    if (!endpoint) return undefined;
+    if (!(await mayRead(endpoint, request))) {
+      return Response.json(
+        {
+          errors: [
             {
-              errors: [
-                {
-                  message: `${url.pathname} needs a credential with the metrics scope.`,
-                  extensions: { code: 'UNAUTHENTICATED' },
-                },
-              ],
+              message: `${pathname} needs a credential with the metrics scope.`,
+              extensions: { code: 'UNAUTHENTICATED' },
             },
-            { status: 401, headers: { 'www-authenticate': 'Bearer' } },
-          ),
-        );
-      } else if (endpoint === 'healthz') {
-        endResponse(new fetchAPI.Response('ok\n', { status: 200 }));
-      } else if (endpoint === 'readyz') {
-        const ok = await options.ready().then(
+          ],
+        },
+        { status: 401, headers: { 'www-authenticate': 'Bearer' } },
+      );
+    }
+    if (endpoint === 'healthz') return new Response('ok\n', { status: 200 });
+    if (endpoint === 'readyz') {
+      const ok = await Promise.resolve()
+        .then(options.ready)
+        .then(
           () => true,
           () => false,
         );
-        endResponse(new fetchAPI.Response(ok ? 'ready\n' : 'not ready\n', { status: ok ? 200 : 503 }));
-      } else {
-        endResponse(
-          new fetchAPI.Response(await options.metrics.render(), {
-            headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' },
-          }),
-        );
-      }
+      return new Response(ok ? 'ready\n' : 'not ready\n', { status: ok ? 200 : 503 });
+    }
+    return new Response(await options.metrics.render(), {
+      headers: { 'content-type': options.metrics.contentType },
+    });
+  };
+}
+
+/** The operational endpoints inside the GraphQL server (see `operationalResponder`). */
+export function operationalEndpoints(options: OperationalOptions): Plugin {
+  const respond = operationalResponder(options);
+  return {
+    async onRequest({ request, url, endResponse, fetchAPI }) {
+      const response = await respond(request, url.pathname, fetchAPI);
+      if (response) endResponse(response);
     },
   };
 }
@@ -87,8 +102,8 @@ export function declaredBodyLimit(maxBodyBytes: number): Plugin {
   };
 }
 
-/** Records each GraphQL request's outcome and duration in the API metrics. */
-export function measureRequests(metrics: ApiMetrics, path: string): Plugin {
+/** Records each HTTP request to the GraphQL path: its method, status and duration. */
+export function measureRequests(metrics: Metrics, path: string): Plugin {
   return {
     onRequest({ serverContext }) {
       (serverContext as { startedAt?: number }).startedAt = performance.now();
@@ -97,12 +112,8 @@ export function measureRequests(metrics: ApiMetrics, path: string): Plugin {
       if (new URL(request.url).pathname !== path) return;
       const startedAt = (serverContext as { startedAt?: number }).startedAt;
       if (startedAt === undefined) return;
-      const streaming = response.headers.get('content-type')?.includes('text/event-stream') ?? false;
-      metrics.request(
-        {
-          operation: streaming ? 'subscription' : request.method === 'GET' ? 'get' : 'post',
-          status: String(response.status),
-        },
+      metrics.httpRequest(
+        { method: request.method, status: String(response.status) },
         (performance.now() - startedAt) / 1000,
       );
     },

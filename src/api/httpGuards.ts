@@ -177,7 +177,7 @@ export interface RequestHandlerOptions {
     body: Buffer | undefined,
   ) => Promise<boolean>;
   /** Told of each request refused here. */
-  onRefused: (status: number, seconds: number) => void;
+  onRefused: (status: number, seconds: number, method: string) => void;
   logger: Logger;
 }
 
@@ -199,7 +199,7 @@ export function createRequestHandler(options: RequestHandlerOptions): {
     if (pathname !== path || req.method === 'OPTIONS') return yoga.handle(req, res);
     const reject = (status: number, error: Parameters<typeof refuse>[3], close: boolean) => {
       refuse(req, res, status, error, close);
-      options.onRefused(status, (performance.now() - startedAt) / 1000);
+      options.onRefused(status, (performance.now() - startedAt) / 1000, req.method ?? 'GET');
     };
     const identity = await authenticate(credentialsOf(req.headers));
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';

@@ -1,8 +1,13 @@
 export type { ApiConfig, ApiKeyConfig, ApiLimitsConfig, AuthConfig, JwtConfig, Scope } from './apiConfig.js';
 export { type Authenticator, createAuthenticator, type Identity, type Principal } from './auth.js';
 export { type Api, type CreateApiOptions, createApi } from './createApi.js';
+export type { OperationalEndpoint } from './endpoints.js';
 export { matchesWhere, type Where } from './filter.js';
-export { type ApiMetrics, createApiMetrics } from './metrics.js';
+export {
+  type OperationalServer,
+  type OperationalServerOptions,
+  serveOperationalEndpoints,
+} from './operationalServer.js';
 export { countRows, type OrderBy, type Page, type PageArgs, queryByKey, queryPage } from './queryView.js';
 export { type ApiContext, buildSchema, fieldName, type SchemaOptions, typeName } from './schema/index.js';
 export type { CaptureSourceStatus, StatusProvider } from './status.js';

@@ -345,13 +345,38 @@ describe('hostile requests', () => {
       headers: { authorization: 'Bearer scrape-key' },
     });
     expect(scraper.status).toBe(200);
+    // Operations by name and outcome: two that ran, one whose result carries an error, two refused.
+    const probe = async (query: string) => gql(query, {}, READER);
+    expect((await probe('query MetricsProbe { projections { name } }')).errors).toBeUndefined();
+    expect((await probe('query MetricsProbe { projections { name } }')).errors).toBeUndefined();
+    const tooLarge = await probe('query MetricsProbe { balances(first: 2000) { nodes { account } } }');
+    expect(tooLarge.errors?.[0]?.extensions?.code).toBe('VALIDATION_FAILED');
+    await probe('query MetricsProbe { balances { nodes { nope } } }');
+    await probe('query MetricsProbe { balances {');
     const metrics = await (await api.yoga.fetch('http://yoga/metrics', { headers: ADMIN })).text();
-    expect(metrics).toMatch(/^tributary_api_requests_total\{operation="post",status="200"\} \d+$/m);
+    const count = (labels: string) =>
+      Number(
+        new RegExp(`^tributary_graphql_operations_total\\{${labels}\\} (\\d+)$`, 'm').exec(metrics)?.[1],
+      );
+    expect(count('operation="MetricsProbe",type="query",outcome="ok"')).toBe(2);
+    expect(count('operation="MetricsProbe",type="query",outcome="error"')).toBe(1);
+    expect(count('operation="MetricsProbe",type="query",outcome="refused"')).toBe(1);
+    // A document that does not parse has no type; its name comes from the request, if it gives one.
+    expect(count('operation="anonymous",type="unknown",outcome="refused"')).toBeGreaterThanOrEqual(1);
     expect(metrics).toMatch(
-      /^tributary_api_request_duration_seconds_bucket\{operation="post",le="\+Inf"\} \d+$/m,
+      /^tributary_graphql_operation_duration_seconds_count\{operation="MetricsProbe",type="query"\} 3$/m,
+    );
+    expect(metrics).toMatch(/^tributary_api_requests_total\{method="POST",status="200"\} \d+$/m);
+    expect(metrics).toMatch(
+      /^tributary_api_request_duration_seconds_bucket\{le="\+Inf",method="POST"\} \d+$/m,
     );
     expect(metrics).toMatch(/^tributary_projection_lag_seconds\{projection="balances"\} \d+/m);
+    expect(metrics).toMatch(/^tributary_projection_lag_events\{projection="balances"\} \d+$/m);
     expect(metrics).toContain('# TYPE tributary_api_subscriptions gauge');
+    // The API's pool, and the event loop of the process.
+    expect(metrics).toMatch(/^tributary_db_pool_connections\{pool="api",state="idle"\} \d+$/m);
+    expect(metrics).toMatch(/^tributary_db_pool_max\{pool="api"\} \d+$/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
   });
 });
 

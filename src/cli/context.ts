@@ -1,6 +1,7 @@
 import { type LoadedConfig, loadConfig, type ResolvedDatabase, resolveDatabase } from '../config/index.js';
 import { migrate } from '../db/index.js';
 import { createLogger, type Logger } from '../logger.js';
+import { createMetrics, type Metrics } from '../observability/index.js';
 import { findInstance, type InstanceRecord, withInstance } from './instance.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
 
@@ -15,6 +16,8 @@ export interface CommandContext {
   lifecycle: Lifecycle;
   /** The running `tributary dev` this command attached to, if any. */
   instance: InstanceRecord | undefined;
+  /** The process's metrics: the API, the workers and the capture record into it. */
+  metrics: Metrics;
 }
 
 export interface ContextOptions {
@@ -88,7 +91,19 @@ async function open(
       throw error;
     }
   }
-  return { logger, loaded, database, lifecycle, instance };
+  let metrics: Metrics | undefined;
+  return {
+    logger,
+    loaded,
+    database,
+    lifecycle,
+    instance,
+    // Made on first use: a one-shot command never starts the event-loop monitor.
+    get metrics() {
+      metrics ??= createMetrics();
+      return metrics;
+    },
+  };
 }
 
 /**

@@ -40,7 +40,10 @@ export function createProgram(): Command {
     .description(
       'Run the change data capture of the configured sources, the projection workers and the GraphQL API until stopped. Start as many processes as you like: each projection runs in one of them at a time, and another takes over when it dies.',
     )
-    .option('--no-api', 'run the capture and the projection workers only, without the GraphQL API')
+    .option(
+      '--no-api',
+      'run the capture and the projection workers only, without the GraphQL API (/healthz, /readyz and /metrics then on metrics.port, 9464)',
+    )
     .action(async (options: { api: boolean }, command: Command) =>
       (await import('./commands/start.js')).startCommand(options, command),
     );
@@ -210,7 +213,9 @@ export function createProgram(): Command {
     );
   cdc
     .command('run')
-    .description('Capture the configured sources into the log until stopped (Ctrl-C).')
+    .description(
+      'Capture the configured sources into the log until stopped (Ctrl-C); /healthz, /readyz and /metrics on metrics.port (9464).',
+    )
     .action(async (_options: object, command: Command) =>
       (await import('./commands/cdc.js')).cdcRunCommand(command),
     );

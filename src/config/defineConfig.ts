@@ -26,6 +26,21 @@ export interface EmbeddedConfig {
   port?: number;
 }
 
+/**
+ * `/healthz`, `/readyz` and `/metrics` of a process that serves no GraphQL API
+ * (`tributary start --no-api`, `tributary cdc run`); with the API they are on its port.
+ */
+export interface MetricsConfig {
+  /** 0 for any free port (logged). `TRIBUTARY_METRICS_PORT` overrides it. @default 9464 */
+  port?: number;
+  /**
+   * Address to bind. `TRIBUTARY_METRICS_HOST` overrides it. Beyond loopback, `/metrics` needs
+   * `api.auth` (a credential with the `metrics` scope) or `'metrics'` in `api.publicEndpoints`.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+}
+
 /** Everything `tributary.config.ts` can say. Sections are added by the parts that read them. */
 export interface TributaryConfig {
   database?: DatabaseConfig;
@@ -48,6 +63,8 @@ export interface TributaryConfig {
    * Elasticsearch, OpenSearch, Meilisearch, Typesense. `tributary start` and `dev` run them.
    */
   sinks?: SinksConfig;
+  /** Health and metrics of processes without the API. */
+  metrics?: MetricsConfig;
 }
 
 /** Identity function that gives `tributary.config.ts` its types. */

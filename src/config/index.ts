@@ -3,6 +3,7 @@ export {
   type DatabaseConfig,
   defineConfig,
   type EmbeddedConfig,
+  type MetricsConfig,
   type TributaryConfig,
 } from './defineConfig.js';
 export { applyEnvironment, CONFIG_FILES, type LoadedConfig, loadConfig } from './loadConfig.js';

@@ -89,7 +89,7 @@ export {
   type SinkBackendKind,
   type SinkConfig,
   type SinkDeadLetter,
-  type SinkMetrics,
+  type SinkFigures,
   type SinkStatus,
   type SinksConfig,
   type SinkWorkerStatus,

@@ -57,6 +57,8 @@ export type BatchResult =
       /** Why the projection halted (stop policy). */
       haltError?: { message: string; position: Position; eventType: string };
       committed: boolean;
+      /** A committed batch: seconds from its first view write to its COMMIT. */
+      commitSeconds?: number;
     };
 
 const TABLE = { live: 'tributary.projections', rebuild: 'tributary.projection_rebuilds' } as const;
@@ -250,6 +252,7 @@ async function batch(
       }
       return abandoned(result.retryAfterMs);
     }
+    const writeStarted = performance.now();
     try {
       await writer.flush();
     } catch (error) {
@@ -292,6 +295,7 @@ async function batch(
       return { kind: 'lost' };
     }
     if (own) await client.query('commit');
+    const commitSeconds = (performance.now() - writeStarted) / 1000;
     if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
     remember(memory, read, result);
     return {
@@ -302,6 +306,7 @@ async function batch(
       caughtUp: step.caughtUp,
       held: step.held,
       committed: true,
+      commitSeconds,
       ...(halt
         ? {
             halted: true,

@@ -3,11 +3,13 @@ import { hostname } from 'node:os';
 import { createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
 import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
+import type { Metrics } from '../observability/index.js';
 import { sleep } from '../sleep.js';
 import { VIEW_CHANGES_CHANNEL } from './changelog/index.js';
 import { type Clock, systemClock } from './clock.js';
 import { type Projection, validateProjections } from './defineProjection.js';
 import { acquireLease, releaseLease } from './leases.js';
+import { observeBatch } from './observeBatch.js';
 import { ensureViewTables } from './registry.js';
 import {
   type BatchResult,
@@ -47,6 +49,8 @@ export interface StartWorkersOptions extends RunnerOptions {
   clock?: Clock;
   /** Identifies this process in leases. @default `<host>:<pid>:<random>` */
   workerId?: string;
+  /** Records batch and commit durations, events applied and the pool's usage (`tributary_projection_*`). */
+  metrics?: Metrics;
   /** Called after each committed batch that applied events (metrics, latency measurements). */
   onCommit?: (info: { projection: string; position: Position; events: number }) => void;
   /**
@@ -102,6 +106,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   const notifier = createNotifier(options.url, undefined, logger);
   // Changelog readers are woken after each commit, coalesced, outside the batch transactions.
   const wakeChanges = createWakeUp(pool, logger, VIEW_CHANGES_CHANNEL);
+  const untrackPool = options.metrics?.trackPool('projections', pool);
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const abort = new AbortController();
   const active = new Set<PoolClient>();
@@ -156,6 +161,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
         }
         await notifier.close();
         await wakeChanges.idle();
+        untrackPool?.();
         if (ownsPool) await pool.end();
       })();
       return stopping;
@@ -298,12 +304,10 @@ async function holdProjection(
         onChanges: options.wakeChanges,
         eventsPerSecond: rate.value(),
       };
-      let result: BatchResult;
-      if (projection.onTimer && memory.nextTimer && clock.now() >= memory.nextTimer) {
-        result = await runTimerBatch(client, target, memory, batchOptions);
-      } else {
-        result = await runBatch(client, target, memory, batchOptions);
-      }
+      const timer = projection.onTimer !== undefined && memory.nextTimer && clock.now() >= memory.nextTimer;
+      const result: BatchResult = await observeBatch(projection.name, options.metrics, () =>
+        (timer ? runTimerBatch : runBatch)(client, target, memory, batchOptions),
+      );
       if (result.kind === 'lost') return 'lost';
       if (result.committed) {
         lastCommit = Date.now();

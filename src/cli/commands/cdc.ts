@@ -17,6 +17,7 @@ import {
 } from '../../ingest/index.js';
 import { sleep } from '../../sleep.js';
 import { openContext, runUntilStopped } from '../context.js';
+import { startOperationalServer } from '../operationalService.js';
 import { createProgressBar } from '../progress.js';
 import { startSources } from './start.js';
 
@@ -147,6 +148,7 @@ export async function cdcRunCommand(command: Command): Promise<void> {
       context.logger.warn('no sources configured; add `sources` to tributary.config.ts');
     }
     await startSources(context);
+    await startOperationalServer(context, { projections: false, sources: true });
   });
 }
 

@@ -58,6 +58,7 @@ export async function startApi(
       : {}),
     config: { ...api, auth, ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}) },
     logger: context.logger.child({ component: 'api' }),
+    metrics: context.metrics,
     ...(overrides.graphiqlDefaultQuery ? { graphiqlDefaultQuery: overrides.graphiqlDefaultQuery } : {}),
   });
   let url: string;

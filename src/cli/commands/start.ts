@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { startCapture } from '../../ingest/index.js';
-import { startSinks, startWorkers } from '../../projections/index.js';
+import { registerSinkMetrics } from '../../observability/index.js';
+import { readSinkMetrics, type SinkFigures, startSinks, startWorkers } from '../../projections/index.js';
 import { type CommandContext, runUntilStopped } from '../context.js';
+import { startOperationalServer } from '../operationalService.js';
 import { configuredSinks } from '../sinksOf.js';
 import { apiAuth, startApi } from './serve.js';
 
@@ -30,6 +32,7 @@ export const startProjections: Service = async (context) => {
     pool,
     projections,
     logger: context.logger,
+    metrics: context.metrics,
     ...config.runner,
   });
   context.lifecycle.add(async () => {
@@ -58,6 +61,30 @@ export const startSinksService: Service = async (context) => {
     ...(config.runner?.leaseTimeoutMs ? { leaseTimeoutMs: config.runner.leaseTimeoutMs } : {}),
   });
   context.lifecycle.add(() => workers.stop());
+  // Sink lag on /metrics, read from the database at most once a second for all the sinks.
+  const pool = createPool(context.database.url, { max: 1 });
+  let figures: { at: number; value: Promise<Map<string, SinkFigures>> } | undefined;
+  const readFigures = () => {
+    if (!figures || Date.now() - figures.at > 1000) {
+      const value = readSinkMetrics(pool, sinks).then((list) => new Map(list.map((f) => [f.sink, f])));
+      value.catch(() => {});
+      figures = { at: Date.now(), value };
+    }
+    return figures.value;
+  };
+  const reported = sinks.map((sink) =>
+    registerSinkMetrics(context.metrics, {
+      sink: sink.name,
+      lag: async () => {
+        const figure = (await readFigures()).get(sink.name);
+        return { events: figure?.lagChanges ?? 0, seconds: figure?.lagSeconds ?? 0 };
+      },
+    }),
+  );
+  context.lifecycle.add(async () => {
+    for (const sink of reported) sink.remove();
+    await pool.end();
+  });
   context.logger.info('sinks started', { sinks: sinks.map((sink) => sink.name) });
 };
 
@@ -65,7 +92,12 @@ export const startSinksService: Service = async (context) => {
 export const startSources: Service = async (context) => {
   const { sources } = context.loaded.config;
   if (!sources || Object.keys(sources).length === 0) return;
-  const capture = startCapture({ sources, url: context.database.url, logger: context.logger });
+  const capture = startCapture({
+    sources,
+    url: context.database.url,
+    logger: context.logger,
+    metrics: context.metrics,
+  });
   context.lifecycle.add(() => capture.stop());
   // A source that cannot be captured stops the process (exit code 1) instead of retrying forever.
   void capture.failure.then((error) => context.lifecycle.fail(error));
@@ -90,5 +122,7 @@ export async function startCommand(options: { api: boolean }, command: Command):
       if (service === startApiService && !options.api) continue;
       await service(context);
     }
+    // Without the API, health and metrics get a port of their own.
+    if (!options.api) await startOperationalServer(context, { projections: true, sources: true });
   });
 }

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { createPool, type Pool } from '../../db/index.js';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
+import { type Metrics, recordSpan } from '../../observability/index.js';
 import { sleep } from '../../sleep.js';
 import {
   type EsdbFeed,
@@ -67,6 +68,8 @@ export interface CaptureOptions {
   tuning?: StreamTuning;
   /** How EventStoreDB sources are read. @default @eventstore/db-client */
   eventStoreDbFeed?: (source: EventStoreDbSettings) => EsdbFeed;
+  /** Records log commits (`tributary_cdc_*`) and the pool's usage. */
+  metrics?: Metrics;
 }
 
 /** What the running capture knows about one source, without asking the source. */
@@ -118,6 +121,7 @@ export function startCapture(options: CaptureOptions): Capture {
   }
   const ownPool = options.pool === undefined;
   const pool = options.pool ?? createPool(options.url!, { applicationName: 'tributary-cdc', logger });
+  const untrackPool = options.metrics?.trackPool('cdc', pool);
   const controller = new AbortController();
   let fail!: (error: TributaryError) => void;
   const failure = new Promise<TributaryError>((resolve) => {
@@ -144,6 +148,7 @@ export function startCapture(options: CaptureOptions): Capture {
       logger: logger.child({ source: source.name }),
       signal: controller.signal,
       tuning: options.tuning,
+      metrics: options.metrics,
       fail,
     }),
   );
@@ -178,6 +183,7 @@ export function startCapture(options: CaptureOptions): Capture {
       stopping ??= (async () => {
         controller.abort();
         await Promise.allSettled(runners);
+        untrackPool?.();
         if (ownPool) await pool.end();
       })();
       return stopping;
@@ -198,6 +204,7 @@ interface RunContext {
   logger: Logger;
   signal: AbortSignal;
   tuning: StreamTuning | undefined;
+  metrics: Metrics | undefined;
   fail: (error: TributaryError) => void;
 }
 
@@ -284,7 +291,7 @@ function asPermanent(error: unknown, source: string): TributaryError | undefined
 async function runOnce(
   settings: SourceSettings,
   live: LiveSourceStatus,
-  { pool, logger, signal, tuning }: RunContext,
+  { pool, logger, signal, tuning, metrics }: RunContext,
   onStreaming: () => void,
 ): Promise<void> {
   const client = connectSource(settings);
@@ -433,6 +440,17 @@ async function runOnce(
             onStreaming();
           },
           onCheckpoint(last) {
+            metrics?.cdcCommit(source.name, {
+              seconds: last.commitSeconds,
+              transactions: last.transactions,
+              events: last.events,
+            });
+            recordSpan('tributary.cdc.commit', last.openedAt, {
+              'tributary.source': source.name,
+              'tributary.cdc.transactions': last.transactions,
+              'tributary.cdc.events': last.events,
+              'tributary.cdc.commit_lsn': last.commitLsn,
+            });
             live.checkpointLsn = last.commitLsn;
             live.checkpointTime = last.commitTime;
             live.confirmedLsn = last.endLsn;

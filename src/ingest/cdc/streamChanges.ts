@@ -58,7 +58,18 @@ export interface StreamTuning {
 export interface StreamHooks {
   /** Called after each log commit and each confirmed keepalive. */
   onConfirmed(lsn: Lsn, caughtUp: boolean): void;
-  onCheckpoint(checkpoint: { commitLsn: Lsn; endLsn: Lsn; commitTime: Date; transactions: number }): void;
+  onCheckpoint(checkpoint: {
+    commitLsn: Lsn;
+    endLsn: Lsn;
+    commitTime: Date;
+    transactions: number;
+    /** Events the log transaction wrote. */
+    events: number;
+    /** When the log transaction began (ms since the epoch). */
+    openedAt: number;
+    /** From its last change written to its COMMIT, checkpoint included. */
+    commitSeconds: number;
+  }): void;
 }
 
 type Item =
@@ -289,14 +300,22 @@ export async function streamChanges(options: {
     await flush();
     const open = log;
     if (open === null || lastCommit === null) return;
+    const committing = performance.now();
     if (open.copy !== null) await open.copy.finish();
     await advanceCheckpoint(open.client, source.name, lastCommit, open.transactions);
     for (const chunk of open.chunks) await recordChunk(open.client, chunk);
     await open.client.query('commit');
+    const commitSeconds = (performance.now() - committing) / 1000;
     open.client.release();
     log = null;
     lastCommitLsn = lastCommit.commitLsn;
-    hooks.onCheckpoint({ ...lastCommit, transactions: open.transactions });
+    hooks.onCheckpoint({
+      ...lastCommit,
+      transactions: open.transactions,
+      events: open.events,
+      openedAt: open.openedAt,
+      commitSeconds,
+    });
     if (open.chunks.length > 0) windows.committed(open.chunks);
     wakeSubscribers();
     confirmable = lastCommit.endLsn;

@@ -24,5 +24,5 @@ export {
   type SinkRow,
 } from './sinkState.js';
 export { type SinkWorkers, type StartSinksOptions, startSinks } from './startSinks.js';
-export { getSinkStatuses, readSinkMetrics, type SinkMetrics, type SinkStatus } from './status.js';
+export { getSinkStatuses, readSinkMetrics, type SinkFigures, type SinkStatus } from './status.js';
 export type * from './types.js';

@@ -98,7 +98,7 @@ export async function getSinkStatuses(db: Queryable, sinks: readonly ResolvedSin
  * The figures a metrics module exports per sink (gauges, except `errors`, a counter).
  * Read from the database, so any process serving metrics reports every sink.
  */
-export interface SinkMetrics {
+export interface SinkFigures {
   sink: string;
   lagChanges: number;
   lagSeconds: number;
@@ -107,7 +107,7 @@ export interface SinkMetrics {
   deadLetters: number;
 }
 
-export async function readSinkMetrics(db: Queryable, sinks: readonly ResolvedSink[]): Promise<SinkMetrics[]> {
+export async function readSinkMetrics(db: Queryable, sinks: readonly ResolvedSink[]): Promise<SinkFigures[]> {
   return (await getSinkStatuses(db, sinks)).map((status) => ({
     sink: status.name,
     lagChanges: status.lagChanges,
