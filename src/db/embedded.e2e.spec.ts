@@ -182,7 +182,12 @@ describe('embedded PostgreSQL', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       const port = await waitFor(
-        () => /"msg":"embedded PostgreSQL started".*"port":(\d+)/.exec(stderr)?.[1],
+        () =>
+          stderr
+            .split('\n')
+            .filter((line) => line.includes('"msg":"embedded PostgreSQL started"'))
+            .map((line) => /"port":(\d+)/.exec(line)?.[1])
+            .find((port) => port !== undefined),
         {
           timeoutMs: 60_000,
           what: () => `the embedded server to start (stderr: ${stderr})`,
