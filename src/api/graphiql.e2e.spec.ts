@@ -104,13 +104,16 @@ describe.skipIf(!available && !required)('GraphiQL offline, in a headless browse
       const response = await page.goto(url, { waitUntil: 'domcontentloaded' });
       expect(response?.status()).toBe(200);
       await page.locator('.graphiql-container').first().waitFor();
-      // The demo's query in the editor and its tab, not GraphiQL's welcome text.
+      // The demo's document in the editor (product search first, then the orders), named after
+      // its first operation, not GraphiQL's welcome text.
       const editor = page.locator('.graphiql-query-editor');
-      await expect.poll(() => textOf(editor), { timeout: 120_000 }).toMatch(/query LatestOrders \{/);
+      await expect
+        .poll(() => textOf(editor), { timeout: 120_000 })
+        .toMatch(/query ProductSearch \{[\s\S]*query LatestOrders \{/);
       expect(await textOf(editor)).not.toMatch(/Welcome to GraphiQL/);
-      expect(await textOf(page.locator('.graphiql-tab').first())).toMatch(/LatestOrders/);
+      expect(await textOf(page.locator('.graphiql-tab').first())).toMatch(/ProductSearch/);
 
-      // The document has two operations: the run button asks which one.
+      // The document has several operations: the run button asks which one.
       await page.locator('.graphiql-execute-button').click();
       await page.getByRole('menuitem', { name: 'LatestOrders' }).click();
       const result = page.locator('.graphiql-response');
