@@ -28,6 +28,11 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.logger?.warn('idle database connection lost', { error }));
+  // Nor may a checked-out client that loses its connection between two queries (a terminated
+  // backend, a restart): its next query fails, and the pool drops it when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', (error) => options.logger?.debug('database connection lost', { error }));
+  });
   return pool;
 }
 

@@ -1,0 +1,40 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { createPool } from './pool.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+describe('a pooled connection lost while checked out', () => {
+  it('fails its next query instead of crashing the process, and the pool goes on', async () => {
+    const pool = createPool(db.url, { max: 2, applicationName: 'tributary-pool-test' });
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const client = await pool.connect();
+      const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+      let lost = false;
+      client.once('end', () => {
+        lost = true;
+      });
+      // Terminated between two queries, while the client is checked out and idle.
+      await pool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+      await waitFor(() => lost || undefined, { what: 'the client to see its connection end' });
+      await expect(client.query('select 1')).rejects.toThrow();
+      client.release(true);
+      const { rows: after } = await pool.query<{ one: number }>('select 1 as one');
+      expect(after[0]!.one).toBe(1);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await pool.end();
+    }
+  });
+});
