@@ -191,6 +191,7 @@ export default defineConfig({
 
 const IMPORTS = `import * as tributary from 'tributary';
 import * as testing from 'tributary/testing';
+import * as client from 'tributary/client';
 console.log(JSON.stringify({
   node: process.version,
   defineProjection: typeof tributary.defineProjection,
@@ -198,6 +199,7 @@ console.log(JSON.stringify({
   createApi: typeof tributary.createApi,
   given: typeof testing.given,
   testStream: typeof testing.testStream,
+  resumableSubscription: typeof client.resumableSubscription,
 }));
 `;
 
@@ -408,6 +410,7 @@ describe('the packed package', () => {
         createApi: 'function',
         given: 'function',
         testStream: 'function',
+        resumableSubscription: 'function',
       });
 
       const identity = await run(node, ['identity.mjs'], { cwd: app, runtime });
