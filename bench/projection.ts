@@ -1,24 +1,8 @@
-/**
- * `npm run bench -- projection`: a per-key count-and-sum view over 200k events with 10k
- * keys, processed from the start of the log, against two baselines in the same run:
- * (a) reading the same events with the raw log read and doing nothing, and
- * (b) computing the same view in one SQL `INSERT … SELECT … GROUP BY`.
- * Then live latency: append commit to view commit under a steady load, p50 and p99.
- *
- * Uses DATABASE_URL when set, else a fresh embedded server (fsync off) in a temporary directory.
- * Then a large view: 1,000,000 rows that exist before the worker starts (cold cache), and
- * 200k deposits into random rows, against the raw read and a naive runner (a SELECT per event).
- * Options (environment): BENCH_EVENTS (200000), BENCH_KEYS (10000), BENCH_LIVE_SECONDS (10),
- * BENCH_LIVE_RATE (200 appends a second), BENCH_BATCH (1000, the runner's default batch size),
- * BENCH_LARGE_KEYS (1000000; 0 skips the large view), BENCH_LARGE_EVENTS (200000), BENCH_NAIVE_SECONDS (15).
- */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { migrate, quoteIdentifier, startEmbeddedPostgres } from '../src/db/index.js';
+import { migrate } from '../src/db/index.js';
 import { createPostgresEventStore, readAll, readHead, START } from '../src/ingest/index.js';
 import { defineProjection, defineView, startWorkers } from '../src/projections/index.js';
+import { openBenchDatabase } from './database.js';
 
 const TOTAL = Number(process.env.BENCH_EVENTS ?? 200_000);
 const KEYS = Number(process.env.BENCH_KEYS ?? 10_000);
@@ -52,49 +36,11 @@ const projection = defineProjection({
   },
 });
 
-async function openDatabase(): Promise<{ url: string; close(): Promise<void> }> {
-  const external = process.env.DATABASE_URL;
-  const database = `bench_projection_${Date.now().toString(36)}`;
-  let adminUrl: string;
-  let stopServer = async () => {};
-  if (external) {
-    adminUrl = external;
-  } else {
-    const dir = await mkdtemp(path.join(tmpdir(), 'tributary-bench-proj-'));
-    await chmod(dir, 0o755);
-    const server = await startEmbeddedPostgres({
-      dataDir: path.join(dir, 'pgdata'),
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
-    });
-    adminUrl = server.adminUrl;
-    stopServer = async () => {
-      await server.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
-  }
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${quoteIdentifier(database)}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return {
-    url: url.toString(),
-    async close() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
-      await client.end();
-      await stopServer();
-    },
-  };
-}
-
 const rate = (events: number, ms: number) => Math.round((events * 1000) / ms);
 const fmt = (n: number) => n.toLocaleString('en-US');
 
 export async function benchProjection(): Promise<void> {
-  const db = await openDatabase();
+  const db = await openBenchDatabase('projection');
   await migrate(db.url);
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   try {

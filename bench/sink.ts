@@ -1,21 +1,5 @@
-/**
- * `npm run bench -- sink`: the PostgreSQL search backend.
- * (1) Backfill: a sink loads a view of 100k rows into a new search index, against a plain
- *     `INSERT … SELECT` that builds the same weighted tsvectors into an equivalent table
- *     (same columns, same GIN index) in the same run: docs/s of both and their ratio.
- * (2) Live: view writes at 1,000 changes a second, each committed with its changelog entry
- *     and a wake-up as the projection runner does; the time from a write's commit to its
- *     document being searchable (the sink's write to the index committed), p50 and p99.
- *
- * Uses DATABASE_URL when set, else a fresh embedded server (fsync off) in a temporary directory.
- * Options (environment): BENCH_ROWS (100000), BENCH_LIVE_SECONDS (10), BENCH_LIVE_RATE (1000 changes a
- * second), BENCH_CHUNK (rows per backfill chunk, the sink's default).
- */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { migrate, quoteIdentifier, startEmbeddedPostgres } from '../src/db/index.js';
+import { migrate } from '../src/db/index.js';
 import { formatPosition } from '../src/ingest/index.js';
 import {
   defineView,
@@ -24,6 +8,7 @@ import {
   startSinks,
   VIEW_CHANGES_CHANNEL,
 } from '../src/projections/index.js';
+import { openBenchDatabase } from './database.js';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 100_000);
 const LIVE_SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 10);
@@ -56,51 +41,13 @@ const WORDS = [
   'kettle',
 ];
 
-async function openDatabase(): Promise<{ url: string; close(): Promise<void> }> {
-  const external = process.env.DATABASE_URL;
-  const database = `bench_sink_${Date.now().toString(36)}`;
-  let adminUrl: string;
-  let stopServer = async () => {};
-  if (external) {
-    adminUrl = external;
-  } else {
-    const dir = await mkdtemp(path.join(tmpdir(), 'tributary-bench-sink-'));
-    await chmod(dir, 0o755);
-    const server = await startEmbeddedPostgres({
-      dataDir: path.join(dir, 'pgdata'),
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
-    });
-    adminUrl = server.adminUrl;
-    stopServer = async () => {
-      await server.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
-  }
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`create database ${quoteIdentifier(database)}`);
-  await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  return {
-    url: url.toString(),
-    async close() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`drop database if exists ${quoteIdentifier(database)} with (force)`);
-      await client.end();
-      await stopServer();
-    },
-  };
-}
-
 const rate = (count: number, ms: number) => Math.round((count * 1000) / ms);
 const fmt = (n: number) => n.toLocaleString('en-US');
 const words = (i: number, n: number) =>
   Array.from({ length: n }, (_, j) => WORDS[(i * 7 + j * 13) % WORDS.length]).join(' ');
 
 export async function benchSink(): Promise<void> {
-  const db = await openDatabase();
+  const db = await openBenchDatabase('sink');
   await migrate(db.url);
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   try {
