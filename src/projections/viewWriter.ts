@@ -158,6 +158,25 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
 
   const remember = (t: ViewTarget, key: string, row: Row | null) => cacheRow(t.cache, key, row, budget);
 
+  /** The rows of these keys (normalized key columns) that exist, in one statement. */
+  const readByKeys = async (t: ViewTarget, keys: readonly Row[]): Promise<Row[]> => {
+    const only = t.key.length === 1 ? t.view.columns[t.key[0]!]!.type : undefined;
+    if (only !== undefined && only !== 'jsonb' && only !== 'text[]') {
+      const { rows } = await client.query<Row>(
+        `select ${t.select} from ${t.table} where ${quoteIdentifier(t.key[0]!)} = any($1::${SQL_TYPES[only]}[])`,
+        [keys.map((row) => row[t.key[0]!])],
+      );
+      return rows;
+    }
+    const { rows } = await client.query<Row>(
+      `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
+       where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
+         (select ${t.key.map(quoteIdentifier).join(', ')} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
+      [`[${keys.map((row) => membersJson(t.keyJson, row)).join(',')}]`],
+    );
+    return rows;
+  };
+
   /** Caches the rows of `keys` not yet known, read in one statement; absent keys as null. */
   const prefetchTarget = async (t: ViewTarget, keys: readonly Record<string, unknown>[]) => {
     if (t.cache.complete) return;
@@ -174,19 +193,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       if (!t.pending.has(key) && !t.cache.has(key)) wanted.set(key, keyRow);
     }
     if (wanted.size === 0) return;
-    const list = [...wanted.values()];
-    const { rows } =
-      t.key.length === 1
-        ? await client.query<Row>(
-            `select ${t.select} from ${t.table} where ${quoteIdentifier(t.key[0]!)} = any($1::${SQL_TYPES[t.view.columns[t.key[0]!]!.type]}[])`,
-            [list.map((row) => row[t.key[0]!])],
-          )
-        : await client.query<Row>(
-            `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
-             where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
-               (select ${t.key.map(quoteIdentifier).join(', ')} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
-            [`[${list.map((row) => membersJson(t.keyJson, row)).join(',')}]`],
-          );
+    const rows = await readByKeys(t, [...wanted.values()]);
     for (const row of rows) {
       const key = cacheKey(t.view, row);
       if (wanted.delete(key)) remember(t, key, row);
@@ -278,13 +285,8 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
 
     const unknown = entries.filter(([, write]) => write.old === undefined);
     if (unknown.length > 0) {
-      const keyList = t.key.map(quoteIdentifier).join(', ');
-      const { rows } = await client.query<Row>(
-        `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
-         where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
-           (select ${keyList} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
-        [JSON.stringify(unknown.map(([, write]) => write.row ?? {}))],
-      );
+      const keys = unknown.flatMap(([, write]) => (write.row === null ? [] : [write.row]));
+      const rows = keys.length > 0 ? await readByKeys(t, keys) : [];
       const found = new Map(rows.map((row) => [keyOf(t, row), row]));
       for (const [key, write] of unknown) write.old = found.get(key) ?? null;
     }
