@@ -7,6 +7,7 @@ export const ErrorCodes = {
   Validation: 'VALIDATION_FAILED',
   Concurrency: 'WRONG_EXPECTED_VERSION',
   IdempotencyConflict: 'IDEMPOTENCY_CONFLICT',
+  StreamOrderConflict: 'STREAM_ORDER_CONFLICT',
   NotFound: 'NOT_FOUND',
   Config: 'CONFIG_INVALID',
   Migration: 'MIGRATION_FAILED',
@@ -73,6 +74,25 @@ export class IdempotencyConflictError extends TributaryError {
       {
         hint: 'Retry an append with exactly the same events it had the first time, or give every new event a new id.',
       },
+    );
+  }
+}
+
+/**
+ * An append inside a transaction that began writing before another transaction appended to
+ * the same stream and committed. Its events would be read before events already in the
+ * stream, so it is refused (SQLSTATE 40001 in PostgreSQL); the transaction succeeds when run
+ * again. Appends that are their own transaction are run again by Tributary itself.
+ */
+export class StreamOrderConflictError extends TributaryError {
+  constructor(
+    readonly streamId: string | undefined,
+    cause?: unknown,
+  ) {
+    super(
+      ErrorCodes.StreamOrderConflict,
+      `${streamId === undefined ? 'A stream' : `Stream '${streamId}'`} was appended to by a transaction that began writing after this one, so this append would be read out of stream order.`,
+      { hint: 'Roll back and run the transaction again; nothing of it was written.', cause },
     );
   }
 }

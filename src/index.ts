@@ -48,6 +48,7 @@ export {
   isValidationError,
   MigrationError,
   NotFoundError,
+  StreamOrderConflictError,
   TimeoutError,
   TributaryError,
   ValidationError,

@@ -1,6 +1,7 @@
 import type { Queryable } from '../../db/index.js';
 import { ConcurrencyError, IdempotencyConflictError } from '../../errors.js';
 import { formatPosition } from './position.js';
+import { translateStreamOrder } from './streamOrder.js';
 import type { AppendOptions, AppendResult, EventInput } from './types.js';
 import {
   type LimitOptions,
@@ -85,5 +86,5 @@ function translateAppendError(
       ids.filter((id) => !repeated.has(id)),
     );
   }
-  return error;
+  return translateStreamOrder(error);
 }

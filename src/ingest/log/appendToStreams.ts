@@ -1,4 +1,5 @@
 import type { Queryable } from '../../db/index.js';
+import { translateStreamOrder } from './streamOrder.js';
 import type { PreparedEvent } from './validation.js';
 
 /** An event of a multi-stream append: checked and serialized, with the stream it goes to. */
@@ -64,7 +65,11 @@ export async function appendToStreams(
   events: readonly StreamEvent[],
 ): Promise<AppendToStreamsResult> {
   if (events.length === 0) return { appended: 0, duplicates: 0 };
-  const { rows } = await db.query<{ appended: number; total: number }>(APPEND_SQL, [batchJson(events)]);
+  const { rows } = await db
+    .query<{ appended: number; total: number }>(APPEND_SQL, [batchJson(events)])
+    .catch((error: unknown) => {
+      throw translateStreamOrder(error);
+    });
   const { appended, total } = rows[0]!;
   return { appended, duplicates: total - appended };
 }

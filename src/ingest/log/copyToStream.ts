@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { escapeCopyText } from '../../db/index.js';
 import { formatPosition } from './position.js';
+import { translateStreamOrder } from './streamOrder.js';
 import type { AppendResult, EventInput } from './types.js';
 import { type LimitOptions, type PreparedEvent, prepareEvents, validateStreamId } from './validation.js';
 
@@ -107,7 +108,11 @@ export async function openStreamCopy(client: pg.ClientBase, streamId: string): P
       const done = settled(target, 'finish');
       target.end();
       await done;
-      const last = await client.query<{ xid: string; gp: string }>(FINISH_SQL, [streamId, base + count]);
+      const last = await client
+        .query<{ xid: string; gp: string }>(FINISH_SQL, [streamId, base + count])
+        .catch((error: unknown) => {
+          throw translateStreamOrder(error);
+        });
       return {
         nextExpectedVersion: base + count,
         position: formatPosition(last.rows[0]!.xid, last.rows[0]!.gp),

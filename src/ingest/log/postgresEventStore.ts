@@ -4,6 +4,7 @@ import { appendToStream } from './appendToStream.js';
 import { createNotifier } from './notifier.js';
 import { readAll, readHead } from './readAll.js';
 import { readStream } from './readStream.js';
+import { retryStreamOrder } from './streamOrder.js';
 import { subscribe } from './subscribe.js';
 import type { EventStore } from './types.js';
 import type { LimitOptions } from './validation.js';
@@ -42,7 +43,10 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
   return {
     pool,
     async append(streamId, events, appendOptions) {
-      const result = await appendToStream(pool, streamId, events, appendOptions, options, false);
+      // Each attempt is its own transaction, so a refusal by the stream-order rule is retried.
+      const result = await retryStreamOrder(() =>
+        appendToStream(pool, streamId, events, appendOptions, options, false),
+      );
       if (result.appended) wakeUp();
       return result;
     },
