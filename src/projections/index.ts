@@ -87,6 +87,7 @@ export {
   type SearchPage,
   type SinkBackendConfig,
   type SinkBackendKind,
+  type SinkBuildProgress,
   type SinkConfig,
   type SinkDeadLetter,
   type SinkFigures,

@@ -9,7 +9,7 @@ import { type ColumnType, defineView } from '../view.js';
 import { createPostgresBackend } from './backends/index.js';
 import { openViewSnapshot } from './backfill.js';
 import { documentSql, rowOp } from './documents.js';
-import { loadSinks, resolveSinks, type SinkConfig, startSinks } from './index.js';
+import { listSinkDeadLetters, loadSinks, resolveSinks, type SinkConfig, startSinks } from './index.js';
 import type { IndexSpec, ResolvedSink } from './types.js';
 
 /** Every column type, with a key whose bigint is past 2^53, so the chunk boundary must be exact. */
@@ -251,4 +251,29 @@ describe('a backfill that builds documents in SQL', () => {
     expect(rows.map((row) => row.title)).toContain('LAMPS AND DESKS');
     expect(await stored('plain_search')).toHaveLength(ROWS.length);
   });
+});
+
+it('sends a chunk with a document the table refuses through the process: that document alone reaches the dead letters', async () => {
+  // Over a megabyte of distinct words: more than a tsvector holds.
+  const huge = Array.from({ length: 160_000 }, (_, i) => `w${i.toString(36)}x`).join(' ');
+  await pool.query(`insert into tributary_views.everything (shard, slug, title) values (5, 'huge', $1)`, [
+    huge,
+  ]);
+  const sink = sinkOf('refusing_search');
+  const workers = startSinks({ url: db.url, sinks: [sink], pollIntervalMs: 50 });
+  try {
+    await waitFor(
+      async () => {
+        const [row] = await loadSinks(pool, [sink.name]);
+        return Boolean(row?.index_name && !row.pending_swap);
+      },
+      { what: 'the first load' },
+    );
+  } finally {
+    await workers.stop();
+  }
+  const letters = await listSinkDeadLetters(pool, { sink: sink.name });
+  expect(letters.map((letter) => letter.documentId)).toEqual([JSON.stringify(['5', 'huge'])]);
+  expect(letters[0]!.reason).toMatch(/too long for tsvector/);
+  expect(await stored('refusing_search')).toHaveLength(ROWS.length);
 });

@@ -34,6 +34,20 @@ export interface SinkWorkerStatus {
   lastError?: string;
 }
 
+/** Where a build of a sink's index stands: what a progress bar or a progress log shows. */
+export interface SinkBuildProgress {
+  sink: string;
+  index: string;
+  /** Why it is built: 'first load', 'reindex requested', 'the index definition changed', … */
+  reason: string;
+  /** Backfilling the view, catching up with the changelog, or swapped in. */
+  phase: 'backfill' | 'catching up' | 'done';
+  /** View rows backfilled. */
+  done: number;
+  /** Rows of the view when the backfill began. */
+  total: number;
+}
+
 export interface SinkLoopOptions {
   pool: Pool;
   viewSchema: string;
@@ -49,6 +63,8 @@ export interface SinkLoopOptions {
   backfillChunk?: number;
   /** Called after each batch the backend acknowledged (tests, latency measurements). */
   onApplied?: (info: { sink: string; index: string; position: Position; documents: number }) => void;
+  /** Called as a build of the index goes: when it starts, after each backfill chunk, when it is swapped in. */
+  onBuildProgress?: (progress: SinkBuildProgress) => void;
 }
 
 /** The sink lost its lease (another process took it over), or stop was asked for. */
@@ -94,6 +110,7 @@ export async function runSink(sink: ResolvedSink, options: SinkLoopOptions): Pro
 interface Build {
   index: string;
   reason: string;
+  total: number;
   snapshot?: ViewSnapshot;
   version?: bigint;
   /** Set once the backfill is done: the build's own changelog cursor and skip snapshot. */
@@ -122,6 +139,20 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
   const documentsInSql = backend.upsertFromSql ? documentSql(sink, 'c') : undefined;
   const backfillChunk = options.backfillChunk ?? (documentsInSql ? 10_000 : 1000);
   const rate = createRate();
+  const progress = (current: Build, phase: SinkBuildProgress['phase']) => {
+    try {
+      options.onBuildProgress?.({
+        sink: sink.name,
+        index: current.index,
+        reason: current.reason,
+        phase,
+        done: current.done,
+        total: phase === 'done' ? Math.max(current.total, current.done) : current.total,
+      });
+    } catch (error) {
+      logger.warn('a build progress listener failed', { error });
+    }
+  };
   let lastCheckpoint = 0;
   let build: Build | undefined;
   let prepared: string | undefined;
@@ -217,7 +248,8 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         build_started_at: new Date(),
         reindex_requested: false,
       });
-      build = { index, reason, snapshot, version, done: 0 };
+      build = { index, reason, snapshot, version, done: 0, total };
+      progress(build, 'backfill');
     } catch (error) {
       await snapshot.close();
       throw error;
@@ -277,6 +309,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
           documents_per_second: rate.value(),
           addDocuments: written,
         });
+        progress(current, 'backfill');
         return rows;
       }
       // Read whole: the build follows the changelog from the snapshot on.
@@ -286,6 +319,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
       current.snapshot = undefined;
       await update({ build_position: current.position, build_snapshot: current.skip });
       logger.info('index backfilled; catching up', { index: current.index, documents: current.done });
+      progress(current, 'catching up');
       return 1;
     }
     const { read, reset, expired, written } = await applyChanges(
@@ -328,6 +362,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
     });
     build = undefined;
     await finishSwap(current.index, previous);
+    progress(current, 'done');
     await pool.query('delete from tributary.sink_dead_letters where sink = $1 and created_at < $2', [
       sink.name,
       row.build_started_at ?? new Date(),
@@ -430,6 +465,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
             position: row.build_position,
             skip: row.build_snapshot,
             done: Number(row.build_done),
+            total: Number(row.build_total),
           };
           await backend.ensureIndex(build.index, spec);
         } else {
