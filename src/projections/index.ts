@@ -101,6 +101,7 @@ export {
   startSinks,
   type TypesenseBackendConfig,
   type WriteResult,
+  waitForSink,
 } from './sinks/index.js';
 export {
   type RunnerOptions,

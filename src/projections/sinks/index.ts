@@ -26,3 +26,4 @@ export {
 export { type SinkWorkers, type StartSinksOptions, startSinks } from './startSinks.js';
 export { getSinkStatuses, readSinkMetrics, type SinkFigures, type SinkStatus } from './status.js';
 export type * from './types.js';
+export { waitForSink } from './waitForSink.js';
