@@ -200,6 +200,7 @@ export {
   type SearchBackend,
   type SearchFieldOptions,
   type SinkBackendConfig,
+  type SinkBuildProgress,
   type SinkConfig,
   type SinkDeadLetter,
   type SinkFigures,

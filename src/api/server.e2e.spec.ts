@@ -8,6 +8,7 @@ import { createClient } from 'graphql-ws';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import WebSocket from 'ws';
+import { runCli } from '../../test/support/cli.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { quoteIdentifier } from '../db/index.js';
 
@@ -210,6 +211,105 @@ export default defineConfig({
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
     const metrics = await (await fetch(`${base}/metrics`, { headers: auth })).text();
     expect(metrics).toMatch(/tributary_projection_lag_events\{projection="notes"\} 0/);
+
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+
+  it('searches with minPosition: the hit is there as soon as the append returns; a paused sink gets a clear timeout', async () => {
+    const databaseUrl = await freshDatabase();
+    await writeFile(
+      path.join(cwd, 'tributary.config.ts'),
+      `import { defineConfig, defineProjection, defineView } from ${JSON.stringify(SRC)};
+const notes = defineView({
+  name: 'notes', columns: { id: { type: 'text' }, body: { type: 'text' } }, primaryKey: ['id'],
+  search: { fields: ['body'] },
+});
+const projection = defineProjection({
+  name: 'notes', version: 1, views: [notes], filter: { types: ['NoteWritten'] },
+  async handle(event, ctx) { await ctx.upsert(notes, { id: event.streamId, body: String(event.data.body) }); },
+});
+export default defineConfig({
+  projections: [projection],
+  sinks: { noteSearch: { view: 'notes', backend: { kind: 'postgres' } } },
+  api: {
+    port: 0,
+    auth: { apiKeys: [{ name: 'ops', key: 'k-ops', scopes: ['admin'] }] },
+    limits: { readYourWritesTimeoutMs: 1500 },
+  },
+});
+`,
+    );
+    const run = start(['start'], { DATABASE_URL: databaseUrl, TRIBUTARY_LOG_LEVEL: 'info' });
+    const url = await waitFor(() => /"url":"(http:\/\/[^"]+)"/.exec(run.output.stderr)?.[1], {
+      timeoutMs: 60_000,
+      what: `the API address in the log (stderr: ${run.output.stderr.slice(-500)})`,
+    });
+    const auth = { authorization: 'Bearer k-ops' };
+    const append = async (id: string, body: string) => {
+      const appended = await gql(
+        url,
+        `mutation { appendEvents(streamId: "${id}", events: [{ type: "NoteWritten", data: { body: "${body}" } }]) { position } }`,
+        auth,
+      );
+      return (appended.data!.appendEvents as { position: string }).position;
+    };
+    const search = (query: string, minPosition: string) =>
+      gql(
+        url,
+        `{ searchNotes(query: "${query}", minPosition: "${minPosition}") { nodes { id body } } }`,
+        auth,
+      );
+    // The first load of the (empty) index.
+    await waitFor(
+      async () => !(await gql(url, '{ searchNotes(query: "x") { nodes { id } } }', auth)).errors,
+      {
+        timeoutMs: 60_000,
+        what: 'the search index',
+      },
+    );
+
+    for (const [i, word] of ['apricot', 'blueberry', 'cherry'].entries()) {
+      const position = await append(`note-${i}`, `zebra ${word}`);
+      const found = await search(word, position);
+      expect(found).toEqual({
+        data: { searchNotes: { nodes: [{ id: `note-${i}`, body: `zebra ${word}` }] } },
+      });
+    }
+
+    const env = { DATABASE_URL: databaseUrl };
+    const cli = (args: string[]) => runCli(args, { cwd, env });
+    expect((await cli(['sinks', 'pause', 'noteSearch'])).stdout).toMatch(/Paused noteSearch/);
+    await waitFor(
+      async () => JSON.parse((await cli(['sinks', 'status', '--json'])).stdout)[0].state === 'paused',
+      {
+        what: 'the sink paused',
+        timeoutMs: 30_000,
+      },
+    );
+    const position = await append('note-4', 'zebra paused');
+    const refused = (await search('paused', position)) as {
+      errors?: { message: string; extensions?: { code?: string; hint?: string } }[];
+    };
+    expect(refused.errors?.[0]?.extensions?.code).toBe('READ_YOUR_WRITES_TIMEOUT');
+    expect(refused.errors?.[0]?.message).toMatch(
+      /Search sink 'noteSearch' had not applied .* after 1500 ms: it is paused/,
+    );
+    expect(refused.errors?.[0]?.extensions?.hint).toMatch(/without minPosition/);
+    expect(JSON.stringify(refused)).not.toMatch(/\n\s+at /);
+
+    await cli(['sinks', 'resume', 'noteSearch']);
+    await waitFor(async () => !(await search('paused', position)).errors, {
+      what: 'the resumed sink',
+      timeoutMs: 30_000,
+    });
+    expect(await search('paused', position)).toEqual({
+      data: { searchNotes: { nodes: [{ id: 'note-4', body: 'zebra paused' }] } },
+    });
+    const malformed = (await search('paused', 'not-a-position')) as {
+      errors?: { extensions?: { code?: string } }[];
+    };
+    expect(malformed.errors?.[0]?.extensions?.code).toBe('VALIDATION_FAILED');
 
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);

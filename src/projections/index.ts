@@ -87,6 +87,7 @@ export {
   type SearchPage,
   type SinkBackendConfig,
   type SinkBackendKind,
+  type SinkBuildProgress,
   type SinkConfig,
   type SinkDeadLetter,
   type SinkFigures,
@@ -100,6 +101,7 @@ export {
   startSinks,
   type TypesenseBackendConfig,
   type WriteResult,
+  waitForSink,
 } from './sinks/index.js';
 export {
   type RunnerOptions,

@@ -464,3 +464,23 @@ export function canonicalJson(type: ColumnType, value: CanonicalValue): string {
       return JSON.stringify(value);
   }
 }
+
+/**
+ * A SQL expression that yields `column` as the jsonb of its canonical value: what
+ * `canonicalJson` makes of the value the driver reads, built without leaving PostgreSQL.
+ * bigint and numeric become JSON strings (numeric with its scale), timestamps the canonical
+ * string; the other types map to jsonb as they are.
+ */
+export function canonicalJsonbSql(column: string, type: ColumnType): string {
+  switch (type) {
+    case 'bigint':
+    case 'numeric':
+      return `to_jsonb(${column}::text)`;
+    case 'timestamptz':
+      return `to_jsonb(${canonicalSql(column, type)})`;
+    case 'jsonb':
+      return column;
+    default:
+      return `to_jsonb(${column})`;
+  }
+}

@@ -1,6 +1,7 @@
 import type { ObjectRef } from '@pothos/core';
 import { TributaryError, ValidationError } from '../../errors.js';
-import { type SearchHit, type SearchPage, searchPostgres } from '../../projections/index.js';
+import { isPosition } from '../../ingest/index.js';
+import { type SearchHit, type SearchPage, searchPostgres, waitForSink } from '../../projections/index.js';
 import type { AnyView } from '../anyView.js';
 import { compileWhere, type Where } from '../filter.js';
 import type { SearchSource } from '../searchSources.js';
@@ -78,8 +79,13 @@ export function searchField(
         first: t.arg.int({ required: false }),
         after: t.arg.string({ required: false }),
         where: t.arg({ type: types.where, required: false }),
+        minPosition: t.arg.string({
+          required: false,
+          description:
+            'Answer only once the projections behind this view have passed this log position and the search index holds what they wrote by then.',
+        }),
       },
-      resolve: scoped('read', async (_root, args) => {
+      resolve: scoped('read', async (_root, args, context) => {
         const first = args.first ?? options.defaultPageSize;
         if (!Number.isInteger(first) || first < 0 || first > options.maxPageSize) {
           throw new ValidationError(`Page size must be between 0 and ${options.maxPageSize}, got ${first}.`, {
@@ -98,6 +104,22 @@ export function searchField(
             {
               hint: 'Try again shortly; `tributary sinks status` shows its progress.',
             },
+          );
+        }
+        if (args.minPosition) {
+          if (!isPosition(args.minPosition)) {
+            throw new ValidationError(`'${args.minPosition.slice(0, 80)}' is not a Tributary log position.`, {
+              field: 'minPosition',
+              hint: 'Pass the position an append returned (appendEvents.position) unchanged.',
+            });
+          }
+          await waitForSink(
+            options.pool,
+            source.sink,
+            options.projectionsOf?.(view.name),
+            args.minPosition,
+            options.readYourWritesTimeoutMs,
+            context.signal,
           );
         }
         return searchPostgres(

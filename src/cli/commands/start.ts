@@ -5,6 +5,7 @@ import { registerSinkMetrics } from '../../observability/index.js';
 import { readSinkMetrics, type SinkFigures, startSinks, startWorkers } from '../../projections/index.js';
 import { type CommandContext, runUntilStopped } from '../context.js';
 import { startOperationalServer } from '../operationalService.js';
+import { createSinkBuildReporter } from '../sinkBuildProgress.js';
 import { configuredSinks } from '../sinksOf.js';
 import { apiAuth, startApi } from './serve.js';
 
@@ -53,10 +54,13 @@ export const startSinksService: Service = async (context) => {
   const { config } = context.loaded;
   const sinks = configuredSinks(config);
   if (sinks.length === 0) return;
+  const logger = context.logger.child({ component: 'sinks' });
   const workers = startSinks({
     url: context.database.url,
     sinks,
-    logger: context.logger.child({ component: 'sinks' }),
+    logger,
+    // A build's progress: a bar on a terminal, progress log lines otherwise.
+    onBuildProgress: createSinkBuildReporter({ logger }),
     ...(config.runner?.viewSchema ? { viewSchema: config.runner.viewSchema } : {}),
     ...(config.runner?.leaseTimeoutMs ? { leaseTimeoutMs: config.runner.leaseTimeoutMs } : {}),
   });

@@ -24,5 +24,5 @@ export {
   CursorExpiredError,
   pruneChanges,
 } from './retention.js';
-export { changeTime, lastVisibleSeq, type ViewLag, viewLag } from './viewProgress.js';
+export { changeTime, lastVisibleChange, lastVisibleSeq, type ViewLag, viewLag } from './viewProgress.js';
 export { appendChanges, appendResets, changeLine } from './writeChanges.js';

@@ -1,5 +1,5 @@
 import type { Queryable } from '../../db/index.js';
-import { type Position, parsePosition } from '../../ingest/index.js';
+import { formatPosition, type Position, parsePosition } from '../../ingest/index.js';
 
 /**
  * The sequence number of the last change of `view` the caller's snapshot sees (0 for none).
@@ -18,6 +18,17 @@ export async function lastVisibleSeq(db: Queryable, view: string): Promise<bigin
     [view],
   );
   return BigInt(rows[0]?.last_seq ?? '0');
+}
+
+/** The cursor of the last change of `view` the caller's snapshot sees (undefined for none). */
+export async function lastVisibleChange(db: Queryable, view: string): Promise<Position | undefined> {
+  const { rows } = await db.query<{ transaction_id: string; seq: string }>(
+    `select c.transaction_id::text as transaction_id, c.seq::text as seq from tributary.view_changes c
+      where c.view = $1 order by c.transaction_id desc, c.seq desc limit 1`,
+    [view],
+  );
+  const last = rows[0];
+  return last ? formatPosition(last.transaction_id, last.seq) : undefined;
 }
 
 export interface ViewLag {

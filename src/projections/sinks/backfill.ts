@@ -3,7 +3,7 @@ import { type Pool, type PoolClient, qualified, quoteIdentifier } from '../../db
 import { formatPosition, type Position } from '../../ingest/index.js';
 import { lastVisibleSeq } from '../changelog/index.js';
 import type { AnyView } from '../defineProjection.js';
-import { canonicalSelectList } from '../values.js';
+import { canonicalJsonbSql, canonicalSelectList } from '../values.js';
 
 /**
  * A view read in one snapshot, in chunks, without holding the view's table for the whole
@@ -24,8 +24,25 @@ export interface ViewSnapshot {
   readonly snapshot: string;
   /** Where the tail starts: (xmin, 0). */
   readonly position: Position;
-  /** Reads the next chunk in key order, canonical values; empty when the view is read whole. */
-  next(limit: number): Promise<Record<string, unknown>[]>;
+  /**
+   * Reads the next chunk in key order, canonical values; empty when the view is read whole.
+   * With `prefetch` (the default) the chunk after it is read meanwhile.
+   */
+  next(limit: number, prefetch?: boolean): Promise<Record<string, unknown>[]>;
+  /**
+   * Writes the next chunk without its rows leaving PostgreSQL, in one transaction on the
+   * snapshot: `upsert(source)` is the statement that writes what `source` selects, a
+   * from-item aliased `d` with the view's columns, `document` (a SQL expression over the
+   * row aliased `c`) as `"__document"` and `version` as `"__version"`. Returns the rows
+   * written, 0 when the view is read whole. A chunk that fails is not passed: `next` reads
+   * it again.
+   */
+  copyNext(
+    limit: number,
+    document: string,
+    version: bigint,
+    upsert: (source: string) => string,
+  ): Promise<number>;
   /** Rows in the view (in the snapshot). */
   total(): Promise<number>;
   /** Version for the rows read: the sequence number of the last change of the view the snapshot sees. */
@@ -56,11 +73,11 @@ export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView
   let last: Record<string, unknown> | undefined;
   let closed = false;
 
-  const inSnapshot = async <T>(fn: (client: PoolClient) => Promise<T>): Promise<T> => {
+  const inSnapshot = async <T>(fn: (client: PoolClient) => Promise<T>, readOnly = true): Promise<T> => {
     const client = await pool.connect();
     let broken = false;
     try {
-      await client.query('begin isolation level repeatable read read only');
+      await client.query(`begin isolation level repeatable read${readOnly ? ' read only' : ''}`);
       await client.query(`set transaction snapshot '${id}'`);
       const result = await fn(client);
       await client.query('commit');
@@ -74,15 +91,17 @@ export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView
   };
 
   let prefetched: { limit: number; rows: Promise<Record<string, unknown>[]> } | undefined;
+  /** The rows after the last one read, in key order: `from` and `where` of the chunk's query, `$2` the last key. */
+  const after = () =>
+    last
+      ? `, jsonb_populate_record(null::${table}, $2::jsonb) k where (${keys.map((k) => `t.${k}`).join(', ')}) > (${keys
+          .map((k) => `k.${k}`)
+          .join(', ')})`
+      : '';
   const read = (limit: number) =>
     inSnapshot(async (client) => {
-      const after = last
-        ? `, jsonb_populate_record(null::${table}, $2::jsonb) k where (${keys.map((k) => `t.${k}`).join(', ')}) > (${keys
-            .map((k) => `k.${k}`)
-            .join(', ')})`
-        : '';
       const { rows } = await (client as pg.ClientBase).query<Record<string, unknown>>(
-        `select ${select} from ${table} t${after} order by ${keys.map((k) => `t.${k}`).join(', ')} limit $1`,
+        `select ${select} from ${table} t${after()} order by ${keys.map((k) => `t.${k}`).join(', ')} limit $1`,
         last ? [limit, JSON.stringify(last)] : [limit],
       );
       const tail = rows.at(-1);
@@ -93,18 +112,51 @@ export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView
   return {
     snapshot,
     position: formatPosition(xmin, 0n),
-    async next(limit) {
+    async next(limit, prefetch = true) {
       // The chunk after this one is read while the caller writes this one: reading the view
       // and building the index then overlap.
       const current = prefetched?.limit === limit ? prefetched.rows : read(limit);
       prefetched = undefined;
       const rows = await current;
-      if (rows.length === limit && !closed) {
+      if (prefetch && rows.length === limit && !closed) {
         const ahead = read(limit);
         ahead.catch(() => {});
         prefetched = { limit, rows: ahead };
       }
       return rows;
+    },
+    async copyNext(limit, document, version, upsert) {
+      if (prefetched) throw new Error('copyNext after a prefetching next: that chunk was read already');
+      const columns = Object.keys(view.columns).map(quoteIdentifier);
+      const order = keys.map((k) => `c.${k}`).join(', ');
+      const lastKey = `jsonb_build_object(${view.primaryKey
+        .map(
+          (k) =>
+            `'${k.replaceAll("'", "''")}', ${canonicalJsonbSql(`c.${quoteIdentifier(k)}`, view.columns[k]!.type)}`,
+        )
+        .join(', ')})`;
+      const versionParam = last ? '$3' : '$2';
+      // offset 0 keeps the subquery from being flattened: the document is built once per
+      // row, not once more for each field the tsvector reads from it.
+      const source = `(select ${columns.map((c) => `c.${c}`).join(', ')}, ${document} as "__document",
+          ${versionParam}::bigint as "__version" from chunk c offset 0) d`;
+      const sql = `with chunk as materialized (
+          select ${columns.map((c) => `t.${c}`).join(', ')} from ${table} t${after()}
+           order by ${keys.map((k) => `t.${k}`).join(', ')} limit $1),
+        written as (${upsert(source)})
+        select (select count(*)::int from chunk) as rows,
+               (select ${lastKey} from chunk c order by ${order.replaceAll(',', ' desc,')} desc limit 1) as last`;
+      const params = last ? [limit, JSON.stringify(last), version.toString()] : [limit, version.toString()];
+      const result = await inSnapshot(async (client) => {
+        const { rows } = await client.query<{ rows: number; last: Record<string, unknown> | null }>(
+          sql,
+          params,
+        );
+        return rows[0]!;
+      }, false);
+      // Only once committed: a chunk that failed is read again.
+      if (result.last) last = result.last;
+      return result.rows;
     },
     total: () =>
       inSnapshot(async (client) => {

@@ -1,6 +1,8 @@
+import { quoteIdentifier } from '../../db/index.js';
 import { parsePosition } from '../../ingest/index.js';
 import type { ViewChange } from '../changelog/index.js';
 import type { AnyView } from '../defineProjection.js';
+import { canonicalJsonbSql } from '../values.js';
 import type { DocumentOp, ResolvedSink, SearchDocument } from './types.js';
 
 /**
@@ -43,6 +45,28 @@ export function buildDocument(sink: ResolvedSink, row: Record<string, unknown>):
   const document: SearchDocument = {};
   for (const field of sink.fields) document[field.name] = row[field.name] ?? null;
   return document;
+}
+
+/**
+ * The SQL expression of {@link buildDocument} for a row aliased `alias` in a query over the
+ * view table: the same jsonb, value for value, as the document built in JavaScript from the
+ * row's canonical values. Undefined when the sink has a `transform`, which only JavaScript
+ * can run.
+ */
+export function documentSql(sink: ResolvedSink, alias: string): string | undefined {
+  if (sink.config.transform) return undefined;
+  const pairs = sink.fields.map((field) => {
+    const column = sink.view.columns[field.name];
+    if (!column) throw new Error(`field ${field.name} is not a column of view ${sink.view.name}`);
+    const name = `'${field.name.replaceAll("'", "''")}'`;
+    return `${name}, ${canonicalJsonbSql(`${alias}.${quoteIdentifier(field.name)}`, column.type)}`;
+  });
+  if (pairs.length === 0) return `'{}'::jsonb`;
+  // jsonb_build_object takes at most 100 arguments: 50 fields a call, concatenated.
+  const calls: string[] = [];
+  for (let i = 0; i < pairs.length; i += 50)
+    calls.push(`jsonb_build_object(${pairs.slice(i, i + 50).join(', ')})`);
+  return calls.join(' || ');
 }
 
 /** The write that brings a row's document to `version`: an upsert, or a delete when there is no document. */

@@ -13,7 +13,7 @@ export { openViewSnapshot, pastSnapshot, type ViewSnapshot } from './backfill.js
 export { buildDocument, changeOps, documentId, rowOp, splitByBytes } from './documents.js';
 export { resolveSinks } from './resolveSinks.js';
 export { BackendRetryError, parseRetryAfter, retryDelayMs } from './retry.js';
-export type { SinkState, SinkWorkerStatus } from './runSink.js';
+export type { SinkBuildProgress, SinkState, SinkWorkerStatus } from './runSink.js';
 export { type SearchArgs, type SearchHit, type SearchPage, searchPostgres } from './searchPostgres.js';
 export {
   listSinkDeadLetters,
@@ -26,3 +26,4 @@ export {
 export { type SinkWorkers, type StartSinksOptions, startSinks } from './startSinks.js';
 export { getSinkStatuses, readSinkMetrics, type SinkFigures, type SinkStatus } from './status.js';
 export type * from './types.js';
+export { waitForSink } from './waitForSink.js';

@@ -10,7 +10,7 @@ import {
   type ViewChange,
 } from '../changelog/index.js';
 import { openViewSnapshot, pastSnapshot, type ViewSnapshot } from './backfill.js';
-import { changeOps, rowOp, splitByBytes } from './documents.js';
+import { changeOps, documentSql, rowOp, splitByBytes } from './documents.js';
 import { retryDelayMs } from './retry.js';
 import {
   acquireSinkLease,
@@ -34,6 +34,20 @@ export interface SinkWorkerStatus {
   lastError?: string;
 }
 
+/** Where a build of a sink's index stands: what a progress bar or a progress log shows. */
+export interface SinkBuildProgress {
+  sink: string;
+  index: string;
+  /** Why it is built: 'first load', 'reindex requested', 'the index definition changed', … */
+  reason: string;
+  /** Backfilling the view, catching up with the changelog, or swapped in. */
+  phase: 'backfill' | 'catching up' | 'done';
+  /** View rows backfilled. */
+  done: number;
+  /** Rows of the view when the backfill began. */
+  total: number;
+}
+
 export interface SinkLoopOptions {
   pool: Pool;
   viewSchema: string;
@@ -45,10 +59,12 @@ export interface SinkLoopOptions {
   pollIntervalMs: number;
   signal: AbortSignal;
   status: SinkWorkerStatus;
-  /** Rows read per backfill chunk. @default 1000 */
+  /** Rows per backfill chunk. @default 1000; 10,000 when the documents are built in SQL */
   backfillChunk?: number;
   /** Called after each batch the backend acknowledged (tests, latency measurements). */
   onApplied?: (info: { sink: string; index: string; position: Position; documents: number }) => void;
+  /** Called as a build of the index goes: when it starts, after each backfill chunk, when it is swapped in. */
+  onBuildProgress?: (progress: SinkBuildProgress) => void;
 }
 
 /** The sink lost its lease (another process took it over), or stop was asked for. */
@@ -94,6 +110,7 @@ export async function runSink(sink: ResolvedSink, options: SinkLoopOptions): Pro
 interface Build {
   index: string;
   reason: string;
+  total: number;
   snapshot?: ViewSnapshot;
   version?: bigint;
   /** Set once the backfill is done: the build's own changelog cursor and skip snapshot. */
@@ -117,7 +134,25 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
       throw new Interrupted();
     }
   };
+  // A PostgreSQL index in the views' database, without a JavaScript transform: the backfill
+  // builds the documents in SQL, the rows never leave PostgreSQL.
+  const documentsInSql = backend.upsertFromSql ? documentSql(sink, 'c') : undefined;
+  const backfillChunk = options.backfillChunk ?? (documentsInSql ? 10_000 : 1000);
   const rate = createRate();
+  const progress = (current: Build, phase: SinkBuildProgress['phase']) => {
+    try {
+      options.onBuildProgress?.({
+        sink: sink.name,
+        index: current.index,
+        reason: current.reason,
+        phase,
+        done: current.done,
+        total: phase === 'done' ? Math.max(current.total, current.done) : current.total,
+      });
+    } catch (error) {
+      logger.warn('a build progress listener failed', { error });
+    }
+  };
   let lastCheckpoint = 0;
   let build: Build | undefined;
   let prepared: string | undefined;
@@ -190,7 +225,11 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
 
   const startBuild = async (row: SinkRow, reason: string) => {
     const index = `${sink.alias}_b${row.builds + 1}`;
-    logger.info('building the search index', { index, reason });
+    logger.info('building the search index', {
+      index,
+      reason,
+      documents: documentsInSql ? 'built in SQL' : 'built in the process',
+    });
     await backend.drop(index);
     await backend.ensureIndex(index, spec);
     const snapshot = await openViewSnapshot(pool, options.viewSchema, sink.view);
@@ -209,7 +248,8 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         build_started_at: new Date(),
         reindex_requested: false,
       });
-      build = { index, reason, snapshot, version, done: 0 };
+      build = { index, reason, snapshot, version, done: 0, total };
+      progress(build, 'backfill');
     } catch (error) {
       await snapshot.close();
       throw error;
@@ -229,25 +269,48 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
   const buildStep = async (row: SinkRow): Promise<number> => {
     const current = build!;
     if (current.snapshot) {
-      const rows = await current.snapshot.next(options.backfillChunk ?? 1000);
-      if (rows.length > 0) {
+      const snapshot = current.snapshot;
+      let rows = 0;
+      let written = 0;
+      let sent = false;
+      if (documentsInSql) {
+        try {
+          rows = await snapshot.copyNext(backfillChunk, documentsInSql, current.version!, (source) =>
+            backend.upsertFromSql!(current.index, source),
+          );
+          written = rows;
+          sent = true;
+        } catch (error) {
+          if (isConnectionError(error) || signal.aborted) throw error;
+          // A document the table refuses fails the whole statement: this chunk goes through
+          // the process, where each refused document is set aside alone.
+          logger.info('backfill chunk refused in SQL; writing it document by document', { error });
+        }
+      }
+      if (!sent) {
+        const viewRows = await snapshot.next(backfillChunk, !documentsInSql);
         const ops: DocumentOp[] = [];
         const unbuildable: { op: DocumentOp; reason: string }[] = [];
-        for (const viewRow of rows) {
+        for (const viewRow of viewRows) {
           const made = rowOp(sink, viewRow, current.version!);
           if ('reason' in made) unbuildable.push(made as { op: DocumentOp; reason: string });
           else if (made.op.op === 'upsert') ops.push(made.op);
         }
-        const result = await write(current.index, ops);
+        const result = ops.length > 0 ? await write(current.index, ops) : { refused: [], stale: 0 };
         await deadLetter([...unbuildable, ...result.refused]);
-        current.done += rows.length;
-        rate.add(ops.length - result.refused.length);
+        rows = viewRows.length;
+        written = ops.length - result.refused.length;
+      }
+      if (rows > 0) {
+        current.done += rows;
+        rate.add(written);
         await update({
           build_done: current.done,
           documents_per_second: rate.value(),
-          addDocuments: ops.length,
+          addDocuments: written,
         });
-        return rows.length;
+        progress(current, 'backfill');
+        return rows;
       }
       // Read whole: the build follows the changelog from the snapshot on.
       current.position = current.snapshot.position;
@@ -256,6 +319,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
       current.snapshot = undefined;
       await update({ build_position: current.position, build_snapshot: current.skip });
       logger.info('index backfilled; catching up', { index: current.index, documents: current.done });
+      progress(current, 'catching up');
       return 1;
     }
     const { read, reset, expired, written } = await applyChanges(
@@ -298,6 +362,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
     });
     build = undefined;
     await finishSwap(current.index, previous);
+    progress(current, 'done');
     await pool.query('delete from tributary.sink_dead_letters where sink = $1 and created_at < $2', [
       sink.name,
       row.build_started_at ?? new Date(),
@@ -400,6 +465,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
             position: row.build_position,
             skip: row.build_snapshot,
             done: Number(row.build_done),
+            total: Number(row.build_total),
           };
           await backend.ensureIndex(build.index, spec);
         } else {

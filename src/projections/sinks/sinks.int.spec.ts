@@ -284,6 +284,7 @@ describe('a PostgreSQL search sink', () => {
       expect(workers.status()[0]?.state).toBe('running');
       server = await startEmbeddedPostgres({ ...options, port });
       searchPool = new pg.Pool({ connectionString: server.url, max: 2 });
+      searchPool.on('error', () => {});
       await waitFor(() => converged(sink, searchPool!), {
         timeoutMs: 60_000,
         intervalMs: 200,

@@ -6,7 +6,7 @@ import { type Logger, silentLogger } from '../../logger.js';
 import { VIEW_CHANGES_CHANNEL } from '../changelog/index.js';
 import { DEFAULT_VIEW_SCHEMA } from '../view.js';
 import { createBackend } from './backends/index.js';
-import { runSink, type SinkWorkerStatus } from './runSink.js';
+import { runSink, type SinkBuildProgress, type SinkWorkerStatus } from './runSink.js';
 import type { ResolvedSink, SearchBackend } from './types.js';
 
 export interface StartSinksOptions {
@@ -19,7 +19,7 @@ export interface StartSinksOptions {
   leaseTimeoutMs?: number;
   /** Polling fallback when no notification arrives. @default 1000 */
   pollIntervalMs?: number;
-  /** Rows read per backfill chunk. @default 1000 */
+  /** Rows per backfill chunk. @default 1000; 10,000 when the documents are built in SQL */
   backfillChunk?: number;
   /** Use these backends (by sink name) instead of creating them from the config. */
   backends?: ReadonlyMap<string, SearchBackend>;
@@ -27,6 +27,8 @@ export interface StartSinksOptions {
   /** Identifies this process in leases. @default `<host>:<pid>:<random>` */
   workerId?: string;
   onApplied?: (info: { sink: string; index: string; position: Position; documents: number }) => void;
+  /** Called as a build of an index goes: when it starts, after each backfill chunk, when it is swapped in. */
+  onBuildProgress?: (progress: SinkBuildProgress) => void;
 }
 
 export interface SinkWorkers {
@@ -79,6 +81,7 @@ export function startSinks(options: StartSinksOptions): SinkWorkers {
       status,
       ...(options.backfillChunk ? { backfillChunk: options.backfillChunk } : {}),
       ...(options.onApplied ? { onApplied: options.onApplied } : {}),
+      ...(options.onBuildProgress ? { onBuildProgress: options.onBuildProgress } : {}),
     });
   });
   const done = Promise.allSettled(loops).then((results) => {

@@ -199,4 +199,11 @@ export interface SearchBackend {
   get(name: string, ids: readonly string[]): Promise<Map<string, StoredDocument>>;
   drop(index: string): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Only on PostgreSQL in the database of the views: the statement that upserts, with the
+   * same version check as `write`, the documents `source` selects (a from-item aliased `d`
+   * with the view's columns, `"__document"` and `"__version"`). A backfill then builds the
+   * documents in SQL instead of reading the rows into the process and sending them back.
+   */
+  upsertFromSql?(index: string, source: string): string;
 }

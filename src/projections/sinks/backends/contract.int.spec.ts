@@ -1,50 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/database.js';
+import { externalBackends } from '../../../../test/support/searchContainers.js';
 import { itemRow, items, itemsSink } from '../../../../test/support/sinks.js';
 import { waitFor } from '../../../../test/support/waitFor.js';
 import type { DocumentOp, IndexSpec, SearchBackend, SinkBackendConfig } from '../types.js';
 import { createBackend } from './index.js';
 
 /**
- * One contract, every backend. PostgreSQL always runs (the test server); an external backend
- * runs when its URL is set, e.g. TRIBUTARY_TEST_ELASTICSEARCH_URL=http://localhost:9200.
+ * One contract, every backend. PostgreSQL always runs (the test server). Each external
+ * backend runs against the server at its URL when set (e.g.
+ * TRIBUTARY_TEST_ELASTICSEARCH_URL=http://localhost:9200), else against a container started
+ * with testcontainers when a container runtime is reachable, else it is skipped, saying why.
  */
-const env = process.env;
-const EXTERNAL: { kind: string; config: SinkBackendConfig | undefined }[] = [
-  {
-    kind: 'elasticsearch',
-    config: env.TRIBUTARY_TEST_ELASTICSEARCH_URL
-      ? { kind: 'elasticsearch', url: env.TRIBUTARY_TEST_ELASTICSEARCH_URL }
-      : undefined,
-  },
-  {
-    kind: 'opensearch',
-    config: env.TRIBUTARY_TEST_OPENSEARCH_URL
-      ? { kind: 'opensearch', url: env.TRIBUTARY_TEST_OPENSEARCH_URL }
-      : undefined,
-  },
-  {
-    kind: 'meilisearch',
-    config: env.TRIBUTARY_TEST_MEILISEARCH_URL
-      ? {
-          kind: 'meilisearch',
-          url: env.TRIBUTARY_TEST_MEILISEARCH_URL,
-          ...(env.TRIBUTARY_TEST_MEILISEARCH_KEY ? { apiKey: env.TRIBUTARY_TEST_MEILISEARCH_KEY } : {}),
-        }
-      : undefined,
-  },
-  {
-    kind: 'typesense',
-    config: env.TRIBUTARY_TEST_TYPESENSE_URL
-      ? {
-          kind: 'typesense',
-          url: env.TRIBUTARY_TEST_TYPESENSE_URL,
-          apiKey: env.TRIBUTARY_TEST_TYPESENSE_KEY ?? 'xyz',
-        }
-      : undefined,
-  },
-];
+const EXTERNAL = await externalBackends();
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -52,7 +21,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await db?.drop();
-});
+  for (const external of EXTERNAL) await external.stop();
+}, 120_000);
 
 function upsert(id: number, version: bigint, name: string): DocumentOp {
   const row = itemRow(id, name);
@@ -170,7 +140,7 @@ contract('postgres', () => ({ kind: 'postgres' }));
 for (const external of EXTERNAL) {
   if (external.config) contract(external.kind, () => external.config!);
   else
-    describe.skip(`the ${external.kind} backend (set TRIBUTARY_TEST_${external.kind.toUpperCase()}_URL)`, () => {
+    describe.skip(`the ${external.kind} backend: skipped, ${external.skipReason}`, () => {
       it('runs the contract', () => {});
     });
 }

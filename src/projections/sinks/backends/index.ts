@@ -40,6 +40,7 @@ export async function createBackend(
       url,
       ...(backend.schema ? { schema: backend.schema } : {}),
       ...(url === options.databaseUrl && options.pool ? { pool: options.pool } : {}),
+      inViewDatabase: url === options.databaseUrl,
       logger,
     });
   }

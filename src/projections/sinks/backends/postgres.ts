@@ -15,6 +15,11 @@ export interface PostgresBackendOptions {
   schema?: string;
   /** Use this pool (not closed by `close()`). */
   pool?: Pool;
+  /**
+   * The search tables live in the database of the views: a backfill may build documents in
+   * SQL, straight from the view table ({@link SearchBackend.upsertFromSql}). @default false
+   */
+  inViewDatabase?: boolean;
   logger?: Logger;
 }
 
@@ -105,7 +110,8 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
     }
   };
 
-  const upsertSql = (index: string, spec: IndexSpec, trigram: boolean) => {
+  /** The versioned upsert of the rows of `source`, a from-item aliased `d` with the table's columns. */
+  const upsertSql = (index: string, spec: IndexSpec, trigram: boolean, source?: string) => {
     const table = qualified(schema, index);
     const columns = Object.keys(spec.view.columns).map(quoteIdentifier);
     const nonKey = Object.keys(spec.view.columns)
@@ -131,7 +137,7 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
     ];
     const updates = [...nonKey, ...extra].map((c) => `${c} = excluded.${c}`);
     return `insert into ${table} as t (${[...columns, ...extra].join(', ')})
-      select ${values.join(', ')} from jsonb_populate_recordset(null::${table}, $1::jsonb) d
+      select ${values.join(', ')} from ${source ?? `jsonb_populate_recordset(null::${table}, $1::jsonb) d`}
       on conflict (${spec.view.primaryKey.map(quoteIdentifier).join(', ')}) do update set ${updates.join(', ')}
       where t."__version" < excluded."__version"
       returning 1`;
@@ -329,6 +335,15 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
       await pool.query(`drop table if exists ${qualified(schema, index)}`);
       specs.delete(index);
     },
+    ...(options.inViewDatabase
+      ? {
+          upsertFromSql(index: string, source: string) {
+            const known = specs.get(index);
+            if (!known) throw new Error(`search table ${schema}.${index} was not prepared (ensureIndex)`);
+            return upsertSql(index, known.spec, known.trigram, source);
+          },
+        }
+      : {}),
     async hasTrigrams(index) {
       const { rows } = await pool.query<{ trigram: boolean }>(
         `select exists (select 1 from pg_attribute where attrelid = to_regclass($1) and attname = '__text' and not attisdropped) as trigram`,
