@@ -6,9 +6,13 @@ import { quoteIdentifier, startEmbeddedPostgres } from '../src/db/index.js';
 
 /**
  * A fresh database for one benchmark: on DATABASE_URL's server when set, else on a new
- * embedded server (fsync off) in a temporary directory. `close()` drops it (and stops the server).
+ * embedded server (fsync off, plus `settings`) in a temporary directory. `close()` drops it
+ * (and stops the server).
  */
-export async function openBenchDatabase(name: string): Promise<{ url: string; close(): Promise<void> }> {
+export async function openBenchDatabase(
+  name: string,
+  options: { settings?: Record<string, string> } = {},
+): Promise<{ url: string; close(): Promise<void> }> {
   const external = process.env.DATABASE_URL;
   const database = `bench_${name}_${Date.now().toString(36)}`;
   let adminUrl: string;
@@ -20,7 +24,7 @@ export async function openBenchDatabase(name: string): Promise<{ url: string; cl
     await chmod(dir, 0o755);
     const server = await startEmbeddedPostgres({
       dataDir: path.join(dir, 'pgdata'),
-      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+      settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...options.settings },
     });
     adminUrl = server.adminUrl;
     stopServer = async () => {

@@ -11,8 +11,16 @@ import {
 import { NOTIFY_AFTER_COMMIT_SETTING } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
+import { keysToPrefetch } from './keyPrefetch.js';
 import { DEFAULT_CACHE_BYTES } from './rowCache.js';
-import { clearCache, createViewWriter, preloadCache, type RowCache, type ViewWriter } from './viewWriter.js';
+import {
+  clearCache,
+  createViewWriter,
+  preloadCache,
+  type ReadAhead,
+  type RowCache,
+  type ViewWriter,
+} from './viewWriter.js';
 
 /** Which checkpoint row a batch reads and advances. */
 export interface CheckpointTarget {
@@ -38,8 +46,11 @@ export interface WorkerMemory {
   nextTimer?: Date;
   /** The cache was (re)loaded from small view tables since it was last cleared. */
   preloaded?: boolean;
-  /** The next page, read ahead on another connection while this batch commits. */
-  prefetch?: { from: Position; limit: number; page: Promise<ReadAllResult> };
+  /**
+   * The next page, read ahead on another connection while this batch commits, and the view
+   * rows its handlers will read (dropped when the views are forgotten).
+   */
+  prefetch?: { from: Position; limit: number; page: Promise<ReadAllResult>; rows?: Promise<ReadAhead> };
 }
 
 export type BatchResult =
@@ -105,14 +116,16 @@ async function takePage(
   from: Position,
   limit: number,
   projection: Projection,
-): Promise<ReadAllResult> {
+): Promise<{ page: ReadAllResult; rows?: Promise<ReadAhead> | undefined }> {
   const prefetch = memory.prefetch;
   memory.prefetch = undefined;
   if (prefetch && prefetch.from === from && prefetch.limit === limit) {
     const page = await prefetch.page.catch(() => undefined);
-    if (page && page.events.length === limit) return page;
+    if (page && page.events.length === limit) return { page, rows: prefetch.rows };
   }
-  return readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) });
+  return {
+    page: await readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) }),
+  };
 }
 
 /** What every batch is given. */
@@ -330,6 +343,7 @@ async function batch(
 function forgetViews(memory: WorkerMemory): void {
   clearCache(memory.cache);
   memory.preloaded = false;
+  if (memory.prefetch) memory.prefetch.rows = undefined;
 }
 
 /**
@@ -372,6 +386,8 @@ async function timerStep(
   from: Position,
   now: Date,
 ): Promise<Step> {
+  // Rows read ahead for the next batch would not see what the timer writes.
+  if (memory.prefetch) memory.prefetch.rows = undefined;
   const next = await applyTimer(projection, { client, writer, now, from });
   memory.nextTimer = undefined;
   const result: ApplyResult = {
@@ -394,7 +410,9 @@ async function eventsStep(
   const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
   if (!isolating) memory.isolateUntil = undefined;
   const limit = isolating ? 1 : options.batchSize;
-  const page = await takePage(client, memory, from, limit, projection);
+  const { page, rows } = await takePage(client, memory, from, limit, projection);
+  const ahead = rows && (await rows.catch(() => undefined));
+  if (ahead) writer.accept(ahead);
   const result = await applyEnvelopes(page.events, {
     projection,
     client,
@@ -407,13 +425,23 @@ async function eventsStep(
   });
   const caughtUp = page.events.length < limit && result.position === page.next;
   if (options.readAhead && !caughtUp && !result.rollback && !result.halt && result.position === page.next) {
-    // The next page is read on another connection while this batch flushes and commits.
-    const next = readAll(options.readAhead, page.next, {
+    // The next page, and then the view rows its handlers will read, are read on another
+    // connection while this batch flushes and commits.
+    const readAhead = options.readAhead;
+    const next = readAll(readAhead, page.next, {
       limit,
       ...(projection.filter ? { filter: projection.filter } : {}),
     });
     next.catch(() => {});
-    memory.prefetch = { from: page.next, limit, page: next };
+    const rows = next.then((nextPage) =>
+      // A short page is read again by the next batch: its rows would be wasted.
+      writer.readAhead(
+        readAhead,
+        nextPage.events.length === limit ? keysToPrefetch(projection, nextPage.events) : new Map(),
+      ),
+    );
+    rows.catch(() => {});
+    memory.prefetch = { from: page.next, limit, page: next, rows };
   }
   return { result, read: page.events, caughtUp, held: page.held };
 }

@@ -47,6 +47,8 @@ interface ViewTarget {
   select: string;
   cache: ViewRows;
   pending: Map<string, PendingWrite>;
+  /** Every key this writer wrote (flushed or not), which a read on another connection cannot see. */
+  written: Set<string>;
 }
 
 export interface ViewWriterOptions {
@@ -85,7 +87,20 @@ export interface ViewWriter {
   prefetch(keys: ReadonlyMap<string, readonly Record<string, unknown>[]>): Promise<void>;
   /** The keys read from the tables one by one (cache misses) since the last call. */
   takeMisses(): Array<{ view: string; key: Row }>;
+  /**
+   * Reads, on another connection `db` and while this writer's transaction is still open, the
+   * rows of these keys that the next batch will want: keys neither cached nor written by this
+   * writer, whose committed rows this transaction does not change. Hand the result to the
+   * next batch's writer (`accept`) only if this transaction committed and nothing else wrote
+   * the views meanwhile (the runner's cache rule).
+   */
+  readAhead(db: Queryable, keys: ReadonlyMap<string, readonly Record<string, unknown>[]>): Promise<ReadAhead>;
+  /** Caches rows read ahead by the previous batch's writer. */
+  accept(ahead: ReadAhead): void;
 }
+
+/** Rows read ahead for the next batch, per view: cache key and row (null: absent). */
+export type ReadAhead = Map<string, Array<[string, Row | null]>>;
 
 export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const { client, schema } = options;
@@ -106,6 +121,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       select: canonicalSelectList(view.columns),
       cache,
       pending: new Map(),
+      written: new Set(),
     });
   }
   // The projection's keyed state commits with the views: same transaction, same cache lifetime.
@@ -158,29 +174,10 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
 
   const remember = (t: ViewTarget, key: string, row: Row | null) => cacheRow(t.cache, key, row, budget);
 
-  /** The rows of these keys (normalized key columns) that exist, in one statement. */
-  const readByKeys = async (t: ViewTarget, keys: readonly Row[]): Promise<Row[]> => {
-    const only = t.key.length === 1 ? t.view.columns[t.key[0]!]!.type : undefined;
-    if (only !== undefined && only !== 'jsonb' && only !== 'text[]') {
-      const { rows } = await client.query<Row>(
-        `select ${t.select} from ${t.table} where ${quoteIdentifier(t.key[0]!)} = any($1::${SQL_TYPES[only]}[])`,
-        [keys.map((row) => row[t.key[0]!])],
-      );
-      return rows;
-    }
-    const { rows } = await client.query<Row>(
-      `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
-       where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
-         (select ${t.key.map(quoteIdentifier).join(', ')} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
-      [`[${keys.map((row) => membersJson(t.keyJson, row)).join(',')}]`],
-    );
-    return rows;
-  };
-
-  /** Caches the rows of `keys` not yet known, read in one statement; absent keys as null. */
-  const prefetchTarget = async (t: ViewTarget, keys: readonly Record<string, unknown>[]) => {
-    if (t.cache.complete) return;
+  /** The keys among `keys` that are neither cached, pending nor in `skip`, by cache key. */
+  const unknownKeys = (t: ViewTarget, keys: readonly Record<string, unknown>[], skip?: Set<string>) => {
     const wanted = new Map<string, Row>();
+    if (t.cache.complete) return wanted;
     for (const values of keys) {
       let key: string;
       const keyRow: Row = {};
@@ -190,18 +187,32 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       } catch {
         continue; // a guess that is not a valid key: the handler will say so if it uses it
       }
-      if (!t.pending.has(key) && !t.cache.has(key)) wanted.set(key, keyRow);
+      if (!t.pending.has(key) && !t.cache.has(key) && !skip?.has(key)) wanted.set(key, keyRow);
     }
-    if (wanted.size === 0) return;
-    const rows = await readByKeys(t, [...wanted.values()]);
+    return wanted;
+  };
+
+  /** The rows of `wanted` read in one statement on `db`, absent keys as null. */
+  const readWanted = async (db: Queryable, t: ViewTarget, wanted: Map<string, Row>) => {
+    const found: Array<[string, Row | null]> = [];
+    if (wanted.size === 0) return found;
+    const rows = await readByKeys(db, t, [...wanted.values()]);
+    const absent = new Map(wanted);
     for (const row of rows) {
       const key = cacheKey(t.view, row);
-      if (wanted.delete(key)) remember(t, key, row);
+      if (absent.delete(key)) found.push([key, row]);
     }
-    for (const key of wanted.keys()) remember(t, key, null);
+    for (const key of absent.keys()) found.push([key, null]);
+    return found;
+  };
+
+  /** Caches the rows of `keys` not yet known, read in one statement; absent keys as null. */
+  const prefetchTarget = async (t: ViewTarget, keys: readonly Record<string, unknown>[]) => {
+    for (const [key, row] of await readWanted(client, t, unknownKeys(t, keys))) remember(t, key, row);
   };
 
   const write = (t: ViewTarget, key: string, row: Row | null) => {
+    t.written.add(key);
     const previous = t.pending.get(key);
     journal?.push({ target: t, key, previous });
     const cached = t.cache.get(key);
@@ -286,7 +297,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     const unknown = entries.filter(([, write]) => write.old === undefined);
     if (unknown.length > 0) {
       const keys = unknown.flatMap(([, write]) => (write.row === null ? [] : [write.row]));
-      const rows = keys.length > 0 ? await readByKeys(t, keys) : [];
+      const rows = keys.length > 0 ? await readByKeys(client, t, keys) : [];
       const found = new Map(rows.map((row) => [keyOf(t, row), row]));
       for (const [key, write] of unknown) write.old = found.get(key) ?? null;
     }
@@ -372,7 +383,44 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
       misses = [];
       return taken;
     },
+    async readAhead(db, keys) {
+      const ahead: ReadAhead = new Map();
+      for (const [view, list] of keys) {
+        const t = targets.get(view);
+        if (!t || list.length === 0) continue;
+        // Snapshot the exclusions now: the read below may finish after this batch's flush.
+        const wanted = unknownKeys(t, list, t.written);
+        if (wanted.size > 0) ahead.set(view, await readWanted(db, t, wanted));
+      }
+      return ahead;
+    },
+    accept(ahead) {
+      for (const [view, rows] of ahead) {
+        const t = targets.get(view);
+        if (!t) continue;
+        for (const [key, row] of rows) if (!t.pending.has(key) && !t.cache.has(key)) remember(t, key, row);
+      }
+    },
   };
+}
+
+/** The rows of these keys (normalized key columns) that exist, in one statement. */
+async function readByKeys(client: Queryable, t: ViewTarget, keys: readonly Row[]): Promise<Row[]> {
+  const only = t.key.length === 1 ? t.view.columns[t.key[0]!]!.type : undefined;
+  if (only !== undefined && only !== 'jsonb' && only !== 'text[]') {
+    const { rows } = await client.query<Row>(
+      `select ${t.select} from ${t.table} where ${quoteIdentifier(t.key[0]!)} = any($1::${SQL_TYPES[only]}[])`,
+      [keys.map((row) => row[t.key[0]!])],
+    );
+    return rows;
+  }
+  const { rows } = await client.query<Row>(
+    `select ${canonicalSelectList(t.view.columns, 'v')} from ${t.table} v
+     where (${t.key.map((c) => `v.${quoteIdentifier(c)}`).join(', ')}) in
+       (select ${t.key.map(quoteIdentifier).join(', ')} from jsonb_populate_recordset(null::${t.table}, $1::jsonb))`,
+    [`[${keys.map((row) => membersJson(t.keyJson, row)).join(',')}]`],
+  );
+  return rows;
 }
 
 /** The statements that delete and upsert a batch of rows given as a JSON array. */
