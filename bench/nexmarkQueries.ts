@@ -4,10 +4,12 @@
 import type { Envelope } from '../src/ingest/index.js';
 import {
   type AnyView,
+  type ColumnType,
   defineProjection,
   defineView,
   type HandlerContext,
   type Projection,
+  type RowInputFor,
 } from '../src/projections/index.js';
 import {
   aggregates,
@@ -56,118 +58,113 @@ const position = `lpad(to_hex(b.transaction_id::text::bigint), 16, '0') || '-' |
 /** Windows that have closed: those ending at or before the last bid (no lag, so the watermark is there). */
 const closed = `(select max(event_time) from tributary.events where type = '${NEXMARK_TYPES.bid}')`;
 
+/** The view `nexmark_<query>`, every column not null. */
+function nexmarkView<const Types extends Record<string, ColumnType>>(
+  query: string,
+  types: Types,
+  primaryKey: readonly (keyof Types & string)[],
+) {
+  const columns = Object.fromEntries(
+    Object.entries(types).map(([column, type]) => [column, { type, nullable: false }]),
+  ) as { [C in keyof Types]: { type: Types[C]; nullable: false } };
+  return defineView({ name: `nexmark_${query}`, columns, primaryKey });
+}
+/** A projection's name, version and views when it writes one view of its own name. */
+const ownView = <V extends AnyView>(view: V) => ({ name: view.name, version: 1, views: [view] });
+/** The view and the SQL result compared by the same columns. */
+const sameRows = (query: string, columns: string) => ({
+  view: `select ${columns} from tributary_views.nexmark_${query}`,
+  sql: `select ${columns} from sql_${query}`,
+});
+
 export function queries(): Query[] {
   return [q0(), q1(), q2(), q3(), q4(), q5(), q7(), q8()];
 }
 
-function q0(): Query {
-  const view = defineView({
-    name: 'nexmark_q0',
-    columns: {
-      position: { type: 'text', nullable: false },
-      auction: { type: 'bigint', nullable: false },
-      bidder: { type: 'bigint', nullable: false },
-      price: { type: 'bigint', nullable: false },
-      date_time: { type: 'timestamptz', nullable: false },
-    },
-    primaryKey: ['position'],
-  });
+/** A query that writes at most one row per bid: its projection, its check, and COPY as its baseline. */
+function perBid<V extends AnyView>(query: {
+  name: string;
+  description: string;
+  view: V;
+  row: (e: Envelope) => Partial<RowInputFor<V>> | undefined;
+  sql: string;
+  columns: string;
+}): Query {
+  const { name, description, view, sql } = query;
   return {
+    name,
+    description,
+    projection: defineProjection({
+      ...ownView(view),
+      filter: bid,
+      handle: async (e, ctx) => {
+        const row = query.row(e);
+        if (row) await ctx.upsert(view, row);
+      },
+    }),
+    sql,
+    check: sameRows(name, query.columns),
+    copyBaseline: view,
+  };
+}
+
+function q0(): Query {
+  return perBid({
     name: 'q0',
     description: 'pass-through',
-    projection: defineProjection({
-      name: 'nexmark_q0',
-      version: 1,
-      views: [view],
-      filter: bid,
-      handle: (e, ctx) =>
-        ctx.upsert(view, {
-          position: e.position,
-          auction: num(e, 'auction'),
-          bidder: num(e, 'bidder'),
-          price: num(e, 'price'),
-          date_time: e.eventTime,
-        }),
+    view: nexmarkView(
+      'q0',
+      { position: 'text', auction: 'bigint', bidder: 'bigint', price: 'bigint', date_time: 'timestamptz' },
+      ['position'],
+    ),
+    row: (e) => ({
+      position: e.position,
+      auction: num(e, 'auction'),
+      bidder: num(e, 'bidder'),
+      price: num(e, 'price'),
+      date_time: e.eventTime,
     }),
     sql: `select ${position} as position, (b.data->>'auction')::bigint as auction, (b.data->>'bidder')::bigint as bidder,
                  (b.data->>'price')::bigint as price, b.event_time as date_time from (${bids}) b`,
-    check: {
-      view: 'select position, auction, bidder, price, date_time from tributary_views.nexmark_q0',
-      sql: 'select position, auction, bidder, price, date_time from sql_q0',
-    },
-    copyBaseline: view,
-  };
+    columns: 'position, auction, bidder, price, date_time',
+  });
 }
 
 function q1(): Query {
-  const view = defineView({
-    name: 'nexmark_q1',
-    columns: {
-      position: { type: 'text', nullable: false },
-      auction: { type: 'bigint', nullable: false },
-      price_eur: { type: 'numeric', nullable: false },
-      date_time: { type: 'timestamptz', nullable: false },
-    },
-    primaryKey: ['position'],
-  });
-  return {
+  return perBid({
     name: 'q1',
     description: 'currency conversion',
-    projection: defineProjection({
-      name: 'nexmark_q1',
-      version: 1,
-      views: [view],
-      filter: bid,
-      handle: (e, ctx) =>
-        ctx.upsert(view, {
-          position: e.position,
-          auction: num(e, 'auction'),
-          // Dollars to euros, exactly: price * 0.908.
-          price_eur: formatDecimal({ mantissa: parseDecimal(e.data.price).mantissa * 908n, scale: 3 }),
-          date_time: e.eventTime,
-        }),
+    view: nexmarkView(
+      'q1',
+      { position: 'text', auction: 'bigint', price_eur: 'numeric', date_time: 'timestamptz' },
+      ['position'],
+    ),
+    row: (e) => ({
+      position: e.position,
+      auction: num(e, 'auction'),
+      // Dollars to euros, exactly: price * 0.908.
+      price_eur: formatDecimal({ mantissa: parseDecimal(e.data.price).mantissa * 908n, scale: 3 }),
+      date_time: e.eventTime,
     }),
     sql: `select ${position} as position, (b.data->>'auction')::bigint as auction,
                  (b.data->>'price')::numeric * 0.908 as price_eur, b.event_time as date_time from (${bids}) b`,
-    check: {
-      view: 'select position, auction, price_eur, date_time from tributary_views.nexmark_q1',
-      sql: 'select position, auction, price_eur, date_time from sql_q1',
-    },
-    copyBaseline: view,
-  };
+    columns: 'position, auction, price_eur, date_time',
+  });
 }
 
 function q2(): Query {
-  const view = defineView({
-    name: 'nexmark_q2',
-    columns: {
-      position: { type: 'text', nullable: false },
-      auction: { type: 'bigint', nullable: false },
-      price: { type: 'bigint', nullable: false },
-    },
-    primaryKey: ['position'],
-  });
-  return {
+  return perBid({
     name: 'q2',
     description: 'selection (auction % 123 = 0)',
-    projection: defineProjection({
-      name: 'nexmark_q2',
-      version: 1,
-      views: [view],
-      filter: bid,
-      handle: async (e, ctx) => {
-        if (num(e, 'auction') % 123 !== 0) return;
-        await ctx.upsert(view, { position: e.position, auction: num(e, 'auction'), price: num(e, 'price') });
-      },
-    }),
+    view: nexmarkView('q2', { position: 'text', auction: 'bigint', price: 'bigint' }, ['position']),
+    row: (e) =>
+      num(e, 'auction') % 123 === 0
+        ? { position: e.position, auction: num(e, 'auction'), price: num(e, 'price') }
+        : undefined,
     sql: `select ${position} as position, (b.data->>'auction')::bigint as auction, (b.data->>'price')::bigint as price
             from (${bids}) b where (b.data->>'auction')::bigint % 123 = 0`,
-    check: {
-      view: 'select position, auction, price from tributary_views.nexmark_q2',
-      sql: 'select position, auction, price from sql_q2',
-    },
-    copyBaseline: view,
-  };
+    columns: 'position, auction, price',
+  });
 }
 
 /**
@@ -176,25 +173,16 @@ function q2(): Query {
  * other (an auction whose seller is not known yet, a seller in one of those states).
  */
 function q3(): Query {
-  const view = defineView({
-    name: 'nexmark_q3',
-    columns: {
-      auction: { type: 'bigint', nullable: false },
-      name: { type: 'text', nullable: false },
-      city: { type: 'text', nullable: false },
-      state: { type: 'text', nullable: false },
-    },
-    primaryKey: ['auction'],
-  });
+  const view = nexmarkView('q3', { auction: 'bigint', name: 'text', city: 'text', state: 'text' }, [
+    'auction',
+  ]);
   type Seller = { name: string; city: string; state: string };
   const STATES = new Set(['OR', 'ID', 'CA']);
   return {
     name: 'q3',
     description: 'local item suggestion: join of people and auctions',
     projection: defineProjection({
-      name: 'nexmark_q3',
-      version: 1,
-      views: [view],
+      ...ownView(view),
       filter: { types: [NEXMARK_TYPES.person, NEXMARK_TYPES.auction] },
       replay: 'idempotent',
       async handle(e, ctx) {
@@ -226,10 +214,7 @@ function q3(): Query {
     sql: `select (a.data->>'id')::bigint as auction, p.data->>'name' as name, p.data->>'city' as city, p.data->>'state' as state
             from (${auctions}) a join (${people}) p on (a.data->>'seller')::bigint = (p.data->>'id')::bigint
            where p.data->>'state' in ('OR', 'ID', 'CA') and (a.data->>'category')::int = 10`,
-    check: {
-      view: 'select auction, name, city, state from tributary_views.nexmark_q3',
-      sql: 'select auction, name, city, state from sql_q3',
-    },
+    check: sameRows('q3', 'auction, name, city, state'),
   };
 }
 
@@ -239,16 +224,11 @@ function q3(): Query {
  * category, updated as closing prices rise.
  */
 function q4(): Query {
-  const view = defineView({
-    name: 'nexmark_q4',
-    columns: {
-      category: { type: 'bigint', nullable: false },
-      auctions: { type: 'bigint', nullable: false },
-      final_sum: { type: 'bigint', nullable: false },
-      average: { type: 'numeric', nullable: false },
-    },
-    primaryKey: ['category'],
-  });
+  const view = nexmarkView(
+    'q4',
+    { category: 'bigint', auctions: 'bigint', final_sum: 'bigint', average: 'numeric' },
+    ['category'],
+  );
   /** An auction: category, lifetime [start, end] and the highest bid in it so far. */
   type Auction = { c: number; s: number; e: number; m: number | null };
   const raise = async (ctx: HandlerContext, id: string, auction: Auction, price: number, at: number) => {
@@ -270,9 +250,7 @@ function q4(): Query {
     name: 'q4',
     description: 'average closing price per category: join of auctions and bids',
     projection: defineProjection({
-      name: 'nexmark_q4',
-      version: 1,
-      views: [view],
+      ...ownView(view),
       filter: { types: [NEXMARK_TYPES.auction, NEXMARK_TYPES.bid] },
       replay: 'unsafe',
       async handle(e, ctx) {
@@ -308,10 +286,7 @@ function q4(): Query {
                          and b.event_time between a.event_time and (a.data->>'expires')::timestamptz
                    group by (a.data->>'id')::bigint, 1) closing
            group by category`,
-    check: {
-      view: 'select category, auctions, final_sum, average from tributary_views.nexmark_q4',
-      sql: 'select category, auctions, final_sum, average from sql_q4',
-    },
+    check: sameRows('q4', 'category, auctions, final_sum, average'),
   };
 }
 
@@ -409,23 +384,16 @@ function q7(): Query {
  * window's namespace, dropped once the window is two windows behind the newest event.
  */
 function q8(): Query {
-  const view = defineView({
-    name: 'nexmark_q8',
-    columns: {
-      id: { type: 'bigint', nullable: false },
-      window_start: { type: 'timestamptz', nullable: false },
-      name: { type: 'text', nullable: false },
-    },
-    primaryKey: ['id', 'window_start'],
-  });
+  const view = nexmarkView('q8', { id: 'bigint', window_start: 'timestamptz', name: 'text' }, [
+    'id',
+    'window_start',
+  ]);
   const WINDOW = 10_000;
   return {
     name: 'q8',
     description: 'new users with an auction in the same 10 s window: windowed join',
     projection: defineProjection({
-      name: 'nexmark_q8',
-      version: 1,
-      views: [view],
+      ...ownView(view),
       filter: { types: [NEXMARK_TYPES.person, NEXMARK_TYPES.auction] },
       replay: 'idempotent',
       async handle(e, ctx) {
@@ -459,9 +427,6 @@ function q8(): Query {
                  p.data->>'name' as name
             from (${people}) p join (${auctions}) a on (a.data->>'seller')::bigint = (p.data->>'id')::bigint
              and floor(extract(epoch from p.event_time) / 10) = floor(extract(epoch from a.event_time) / 10)`,
-    check: {
-      view: 'select id, window_start, name from tributary_views.nexmark_q8',
-      sql: 'select id, window_start, name from sql_q8',
-    },
+    check: sameRows('q8', 'id, window_start, name'),
   };
 }

@@ -1,4 +1,6 @@
-import type { ProjectionStatus } from '../projections/index.js';
+import type { Pool } from '../db/index.js';
+import { type CdcSourcesConfig, cdcStatus } from '../ingest/index.js';
+import { getProjectionStatuses, type Projection, type ProjectionStatus } from '../projections/index.js';
 
 export type { ProjectionStatus };
 
@@ -22,4 +24,18 @@ export interface CaptureSourceStatus {
 export interface StatusProvider {
   projections(): Promise<ProjectionStatus[]>;
   sources(): Promise<CaptureSourceStatus[]>;
+}
+
+/** Projections from their checkpoints, sources from the CDC status, unless `given` says otherwise. */
+export function statusProvider(options: {
+  pool: Pool;
+  projections: readonly Projection[];
+  sources: CdcSourcesConfig | undefined;
+  given: Partial<StatusProvider> | undefined;
+}): StatusProvider {
+  const { pool, projections, sources, given } = options;
+  return {
+    projections: given?.projections ?? (() => getProjectionStatuses(pool, projections)),
+    sources: given?.sources ?? (async () => (sources ? cdcStatus({ sources, db: pool }) : [])),
+  };
 }

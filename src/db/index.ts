@@ -25,4 +25,5 @@ export {
   type ReadRouter,
   type ReplicaOptions,
   type ReplicaStatus,
+  readRouterFor,
 } from './replicas.js';

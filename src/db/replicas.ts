@@ -63,6 +63,11 @@ export function primaryOnly(primary: Pool): ReadRouter {
   };
 }
 
+/** The router reads go through: over the replicas when there are any, else `primaryOnly`. */
+export function readRouterFor(primary: Pool, options: ReplicaOptions | undefined): ReadRouter {
+  return options?.urls.length ? createReadRouter(primary, options) : primaryOnly(primary);
+}
+
 export function createReadRouter(primary: Pool, options: ReplicaOptions): ReadRouter {
   const logger = options.logger ?? silentLogger;
   const maxLagBytes = BigInt(options.maxLagBytes ?? 16 * 1024 * 1024);

@@ -66,78 +66,65 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   }
   const registers = [registry];
+  // Every metric is registered in this registry alone; latencies share one set of buckets.
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Counter<L>({ name, help, labelNames, registers });
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Histogram<L>({ name, help, labelNames, buckets: LATENCY_BUCKETS, registers });
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    new Gauge<L>({ name, help, labelNames, registers });
 
-  const httpRequests = new Counter({
-    name: 'tributary_api_requests_total',
-    help: 'HTTP requests to the GraphQL path, by method and status (refused ones included).',
-    labelNames: ['method', 'status'] as const,
-    registers,
-  });
-  const httpDuration = new Histogram({
-    name: 'tributary_api_request_duration_seconds',
-    help: 'HTTP request latency on the GraphQL path (for SSE: until the stream opens).',
-    labelNames: ['method'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const operations = new Counter({
-    name: 'tributary_graphql_operations_total',
-    help: 'GraphQL operations by operation name, type and outcome (ok, error: the result carries errors, refused: not executed).',
-    labelNames: ['operation', 'type', 'outcome'] as const,
-    registers,
-  });
-  const operationDuration = new Histogram({
-    name: 'tributary_graphql_operation_duration_seconds',
-    help: 'Execution time of GraphQL queries and mutations, by operation name and type.',
-    labelNames: ['operation', 'type'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const subscriptions = new Gauge({
-    name: 'tributary_api_subscriptions',
-    help: 'Open view subscriptions.',
-    labelNames: ['view'] as const,
-    registers,
-  });
-  const batchDuration = new Histogram({
-    name: 'tributary_projection_batch_duration_seconds',
-    help: 'Projection batches: read, handle, write and commit.',
-    labelNames: ['projection'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const commitDuration = new Histogram({
-    name: 'tributary_projection_commit_duration_seconds',
-    help: 'The writing part of a committed projection batch: view writes, changelog, checkpoint and COMMIT.',
-    labelNames: ['projection'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const eventsApplied = new Counter({
-    name: 'tributary_projection_events_total',
-    help: 'Log events applied by the projections of this process.',
-    labelNames: ['projection'] as const,
-    registers,
-  });
-  const cdcCommitDuration = new Histogram({
-    name: 'tributary_cdc_commit_duration_seconds',
-    help: 'Log transactions of captured changes: from the last change written to COMMIT (checkpoint included).',
-    labelNames: ['source'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const cdcTransactions = new Counter({
-    name: 'tributary_cdc_transactions_total',
-    help: 'Source transactions captured into the log by this process.',
-    labelNames: ['source'] as const,
-    registers,
-  });
-  const cdcEvents = new Counter({
-    name: 'tributary_cdc_events_total',
-    help: 'Change events streamed into the log by this process (rows of an initial snapshot are not counted).',
-    labelNames: ['source'] as const,
-    registers,
-  });
+  const httpRequests = counter(
+    'tributary_api_requests_total',
+    'HTTP requests to the GraphQL path, by method and status (refused ones included).',
+    ['method', 'status'],
+  );
+  const httpDuration = histogram(
+    'tributary_api_request_duration_seconds',
+    'HTTP request latency on the GraphQL path (for SSE: until the stream opens).',
+    ['method'],
+  );
+  const operations = counter(
+    'tributary_graphql_operations_total',
+    'GraphQL operations by operation name, type and outcome (ok, error: the result carries errors, refused: not executed).',
+    ['operation', 'type', 'outcome'],
+  );
+  const operationDuration = histogram(
+    'tributary_graphql_operation_duration_seconds',
+    'Execution time of GraphQL queries and mutations, by operation name and type.',
+    ['operation', 'type'],
+  );
+  const subscriptions = gauge('tributary_api_subscriptions', 'Open view subscriptions.', ['view']);
+  const batchDuration = histogram(
+    'tributary_projection_batch_duration_seconds',
+    'Projection batches: read, handle, write and commit.',
+    ['projection'],
+  );
+  const commitDuration = histogram(
+    'tributary_projection_commit_duration_seconds',
+    'The writing part of a committed projection batch: view writes, changelog, checkpoint and COMMIT.',
+    ['projection'],
+  );
+  const eventsApplied = counter(
+    'tributary_projection_events_total',
+    'Log events applied by the projections of this process.',
+    ['projection'],
+  );
+  const cdcCommitDuration = histogram(
+    'tributary_cdc_commit_duration_seconds',
+    'Log transactions of captured changes: from the last change written to COMMIT (checkpoint included).',
+    ['source'],
+  );
+  const cdcTransactions = counter(
+    'tributary_cdc_transactions_total',
+    'Source transactions captured into the log by this process.',
+    ['source'],
+  );
+  const cdcEvents = counter(
+    'tributary_cdc_events_total',
+    'Change events streamed into the log by this process (rows of an initial snapshot are not counted).',
+    ['source'],
+  );
 
   const pools = new Map<string, PoolUsage>();
   const poolGauge = (

@@ -13,6 +13,7 @@ export {
   pruneChanges,
   type ReadChangesResult,
   readChanges,
+  startPruning,
   VIEW_CHANGES_CHANNEL,
   type ViewChange,
 } from './changelog/index.js';

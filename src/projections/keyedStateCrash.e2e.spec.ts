@@ -1,16 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import type pg from 'pg';
+import { expect, it } from 'vitest';
 import {
   CUSTOMER_ORDERS_SQL,
   customerOrdersJoin,
   joinScript,
   WAITING_SQL,
 } from '../../test/fixtures/joinCrash.js';
-import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { crashSpec, killRepeatedly } from '../../test/support/crashWorker.js';
+import type { TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { createPostgresEventStore, type EventStore } from '../ingest/index.js';
+import type { EventStore } from '../ingest/index.js';
 
 const WORKER = fileURLToPath(new URL('../../test/fixtures/joinCrashWorker.ts', import.meta.url));
 
@@ -18,18 +18,7 @@ let db: TestDatabase;
 let store: EventStore;
 let client: pg.Client;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  store = createPostgresEventStore({ connectionString: db.url });
-  client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-});
-
-afterAll(async () => {
-  await client?.end();
-  await store?.close();
-  await db?.drop();
-});
+crashSpec((spec) => ({ db, store, client } = spec));
 
 /** When a worker last took or renewed the lease (every commit renews it). */
 async function leaseWritten(): Promise<string> {
@@ -50,41 +39,13 @@ async function caughtUpTo(position: string): Promise<boolean> {
 
 it('a join keeping keyed state, SIGKILLed at random moments, ends as the join in SQL', async () => {
   const script = joinScript(30, 40);
-  let child: ChildProcess | undefined;
   let kills = 0;
-  let stopping = false;
-  const startChild = () =>
-    new Promise<ChildProcess>((resolve, reject) => {
-      const next = spawn(process.execPath, ['--import', 'tsx', WORKER], {
-        env: { ...process.env, CRASH_DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'error' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      next.stdout?.on('data', (chunk: Buffer) => {
-        if (chunk.toString().includes('ready')) resolve(next);
-      });
-      next.once('exit', (code, signal) => {
-        if (signal !== 'SIGKILL') reject(new Error(`worker exited on its own: ${code} ${signal}`));
-      });
-    });
-  const killer = (async () => {
-    while (!stopping) {
-      const before = await leaseWritten();
-      child = await startChild();
-      // Killed at a random moment once it has taken the lease: on a slow machine, a worker still
-      // starting up would otherwise be killed again and again, and nothing would move.
-      await waitFor(async () => stopping || (await leaseWritten()) !== before, {
-        timeoutMs: 120_000,
-        what: 'the new worker to take the lease',
-      });
-      await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 600));
-      if (stopping) break;
-      const victim = child;
-      const exited = new Promise((resolve) => victim.once('exit', resolve));
-      victim.kill('SIGKILL');
-      await exited;
-      kills += 1;
-    }
-  })();
+  const crashes = killRepeatedly({
+    worker: WORKER,
+    databaseUrl: db.url,
+    leaseWritten,
+    killAfterMs: { min: 150, spread: 600 },
+  });
 
   try {
     for (const [index, phase] of script.entries()) {
@@ -107,9 +68,7 @@ it('a join keeping keyed state, SIGKILLed at random moments, ends as the join in
       what: 'the join to catch up at the end',
     });
   } finally {
-    stopping = true;
-    await killer.catch(() => {});
-    child?.kill('SIGKILL');
+    kills = await crashes.stop();
   }
   expect(kills).toBeGreaterThanOrEqual(3);
 

@@ -1,25 +1,26 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
-  createSourceDatabase,
+  runCli,
+  runCapture as spawnCapture,
+  writeSourcesConfig,
+} from '../../../test/support/captureProcess.js';
+import { captureSpec } from '../../../test/support/captureSpec.js';
+import {
   foldChanges,
   randomWrite,
   readWholeStream,
   type SourceDatabase,
   sourceBinDir,
 } from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool, startEmbeddedPostgres } from '../../db/index.js';
+import { type Pool, startEmbeddedPostgres } from '../../db/index.js';
 import type { Envelope } from '../log/index.js';
 import { startCapture } from './index.js';
-
-const BIN = path.resolve('bin/tributary.js');
 
 let db: TestDatabase;
 let pool: Pool;
@@ -27,110 +28,12 @@ let src: SourceDatabase;
 let source: pg.Client;
 let dir: string;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  source = new pg.Client({ connectionString: src.url });
-  await source.connect();
-  dir = await mkdtemp(path.join(tmpdir(), 'tributary-cdc-'));
-});
+captureSpec((spec) => ({ db, pool, src, source, dir } = spec));
 
-afterAll(async () => {
-  await source.end();
-  await pool.end();
-  await src.drop();
-  await db.drop();
-  await rm(dir, { recursive: true, force: true });
-});
-
-async function writeConfig(name: string, sources: Record<string, unknown>): Promise<string> {
-  const file = path.join(dir, `${name}.config.mjs`);
-  await writeFile(file, `export default ${JSON.stringify({ sources }, null, 2)};\n`);
-  return file;
-}
-
-interface Child {
-  process: ChildProcess;
-  /** Resolves when a log line containing one of `texts` appears; rejects when the child exits first or after `timeoutMs`. */
-  seen(texts: string[], timeoutMs?: number): Promise<void>;
-  exited: Promise<void>;
-}
-
-function runCapture(config: string, nodeOptions = ''): Child {
-  const child = spawn(process.execPath, [BIN, '--config', config, 'cdc', 'run'], {
-    env: { ...process.env, DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'info', NODE_OPTIONS: nodeOptions },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let output = '';
-  const waiters: Array<{ texts: string[]; resolve: () => void }> = [];
-  const found = (texts: string[]) => texts.some((text) => output.includes(text));
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    output += chunk;
-    if (process.env.CDC_DEBUG) process.stderr.write(chunk);
-    for (const waiter of [...waiters]) {
-      if (found(waiter.texts)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve();
-      }
-    }
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    process: child,
-    exited,
-    seen: (texts, timeoutMs = 60_000) =>
-      found(texts)
-        ? Promise.resolve()
-        : new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(
-              () =>
-                reject(
-                  new Error(
-                    `capture did not log '${texts.join("' or '")}' within ${timeoutMs} ms:\n${output.slice(-2000)}`,
-                  ),
-                ),
-              timeoutMs,
-            );
-            waiters.push({
-              texts,
-              resolve: () => {
-                clearTimeout(timer);
-                resolve();
-              },
-            });
-            void exited.then(() => {
-              clearTimeout(timer);
-              reject(
-                new Error(`capture exited before logging '${texts.join("' or '")}':\n${output.slice(-2000)}`),
-              );
-            });
-          }),
-  };
-}
-
-function cli(
-  config: string,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, '--config', config, ...args], {
-      env: { ...process.env, DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
+const writeConfig = (name: string, sources: Record<string, unknown>) =>
+  writeSourcesConfig(dir, name, sources);
+const runCapture = (config: string, nodeOptions = '') => spawnCapture(config, db.url, nodeOptions);
+const cli = (config: string, args: string[]) => runCli(config, db.url, args);
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Against a second source server version (the pg15-source project) the heaviest tests run

@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { captureSpec, streaming } from '../../../test/support/captureSpec.js';
 import {
   createSourceDatabase,
   foldChanges,
@@ -7,9 +8,9 @@ import {
   readWholeStream,
   type SourceDatabase,
 } from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool } from '../../db/index.js';
+import type { Pool } from '../../db/index.js';
 import { createLogger } from '../../logger.js';
 import type { Envelope } from '../log/index.js';
 import { type Capture, type CdcSourceConfig, CdcSourceError, cdcStatus, startCapture } from './index.js';
@@ -20,21 +21,7 @@ let src: SourceDatabase;
 let source: pg.Client;
 const captures: Capture[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  source = new pg.Client({ connectionString: src.url });
-  await source.connect();
-});
-
-afterAll(async () => {
-  for (const capture of captures) await capture.stop();
-  await source.end();
-  await pool.end();
-  await src.drop();
-  await db.drop();
-});
+captureSpec((spec) => ({ db, pool, src, source } = spec), captures);
 
 /** `ownPool`: the capture opens its own pool (application_name tributary-cdc), which a test may cut. */
 function capture(name: string, config: Omit<CdcSourceConfig, 'url'>, { ownPool = false } = {}) {
@@ -51,13 +38,6 @@ function capture(name: string, config: Omit<CdcSourceConfig, 'url'>, { ownPool =
 }
 
 /** Once streaming, the slot is consistent: every later commit is captured. */
-async function streaming(running: Capture) {
-  await waitFor(() => running.status().every((s) => s.state === 'streaming'), {
-    timeoutMs: 30_000,
-    what: 'streaming',
-  });
-}
-
 async function events(name: string, count: number): Promise<Envelope[]> {
   return waitFor(
     async () => {

@@ -1,38 +1,19 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { kill9, runCapture, runCli, writeSourcesConfig } from '../../../test/support/captureProcess.js';
-import {
-  createSourceDatabase,
-  readWholeStream,
-  type SourceDatabase,
-  sourceBinDir,
-} from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { captureSpec } from '../../../test/support/captureSpec.js';
+import { readWholeStream, type SourceDatabase, sourceBinDir } from '../../../test/support/cdcSource.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { foldWithSnapshots } from '../../../test/support/snapshotChecks.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool } from '../../db/index.js';
+import type { Pool } from '../../db/index.js';
 
 let db: TestDatabase;
 let pool: Pool;
 let src: SourceDatabase;
 let dir: string;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  dir = await mkdtemp(path.join(tmpdir(), 'tributary-isnap-'));
-});
-
-afterAll(async () => {
-  await pool.end();
-  await src.drop();
-  await db.drop();
-  await rm(dir, { recursive: true, force: true });
-});
+captureSpec((spec) => ({ db, pool, src, dir } = spec));
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const otherVersion = sourceBinDir() !== undefined;

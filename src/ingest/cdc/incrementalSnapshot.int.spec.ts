@@ -1,14 +1,11 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createSourceDatabase,
-  readWholeStream,
-  type SourceDatabase,
-} from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { describe, expect, it } from 'vitest';
+import { captureSpec, streaming } from '../../../test/support/captureSpec.js';
+import { readWholeStream, type SourceDatabase } from '../../../test/support/cdcSource.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { foldWithSnapshots } from '../../../test/support/snapshotChecks.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool } from '../../db/index.js';
+import type { Pool } from '../../db/index.js';
 import { createLogger } from '../../logger.js';
 import {
   type Capture,
@@ -27,21 +24,7 @@ let src: SourceDatabase;
 let source: pg.Client;
 const captures: Capture[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  source = new pg.Client({ connectionString: src.url });
-  await source.connect();
-});
-
-afterAll(async () => {
-  for (const capture of captures) await capture.stop();
-  await source.end();
-  await pool.end();
-  await src.drop();
-  await db.drop();
-});
+captureSpec((spec) => ({ db, pool, src, source } = spec), captures);
 
 function sourcesOf(name: string, config: Omit<CdcSourceConfig, 'url'>) {
   return {
@@ -57,13 +40,6 @@ function capture(name: string, config: Omit<CdcSourceConfig, 'url'>) {
   });
   captures.push(running);
   return running;
-}
-
-async function streaming(running: Capture) {
-  await waitFor(() => running.status().every((s) => s.state === 'streaming'), {
-    timeoutMs: 30_000,
-    what: 'streaming',
-  });
 }
 
 async function snapshotsDone(name: string, ids: number[]) {

@@ -1,19 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { kill9, runCapture, writeSourcesConfig } from '../../../test/support/captureProcess.js';
-import {
-  createSourceDatabase,
-  readWholeStream,
-  type SourceDatabase,
-  sourceBinDir,
-} from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { captureSpec } from '../../../test/support/captureSpec.js';
+import { readWholeStream, type SourceDatabase, sourceBinDir } from '../../../test/support/cdcSource.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool } from '../../db/index.js';
+import type { Pool } from '../../db/index.js';
 import { compareLsn } from './lsn.js';
 
 let db: TestDatabase;
@@ -21,19 +14,7 @@ let pool: Pool;
 let src: SourceDatabase;
 let dir: string;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  dir = await mkdtemp(path.join(tmpdir(), 'tributary-outbox-'));
-});
-
-afterAll(async () => {
-  await pool.end();
-  await src.drop();
-  await db.drop();
-  await rm(dir, { recursive: true, force: true });
-});
+captureSpec((spec) => ({ db, pool, src, dir } = spec));
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const KILLS = sourceBinDir() === undefined ? 8 : 4;

@@ -1,41 +1,24 @@
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createSourceDatabase,
-  readWholeStream,
-  type SourceDatabase,
-} from '../../../test/support/cdcSource.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { captureSpec, streaming } from '../../../test/support/captureSpec.js';
+import { readWholeStream, type SourceDatabase } from '../../../test/support/cdcSource.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPool, type Pool } from '../../db/index.js';
+import type { Pool } from '../../db/index.js';
 import { createLogger } from '../../logger.js';
 import { appendToStream, type Envelope, readAll, START } from '../log/index.js';
 import { type Capture, type CdcSourceConfig, CdcSourceError, startCapture } from './index.js';
 
-let db: TestDatabase;
 let pool: Pool;
 let src: SourceDatabase;
 let source: pg.Client;
 const captures: Capture[] = [];
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  pool = createPool(db.url);
-  src = await createSourceDatabase();
-  source = new pg.Client({ connectionString: src.url });
-  await source.connect();
+captureSpec(async (spec) => {
+  ({ pool, src, source } = spec);
   await source.query(`create table orders (id int primary key, status text);
     create table outbox (id uuid primary key, aggregate_id text, event_type text, payload jsonb, meta jsonb,
       created_at timestamptz not null default now())`);
-});
-
-afterAll(async () => {
-  for (const capture of captures) await capture.stop();
-  await source.end();
-  await pool.end();
-  await src.drop();
-  await db.drop();
-});
+}, captures);
 
 function capture(name: string, config: Omit<CdcSourceConfig, 'url'>) {
   const running = startCapture({
@@ -47,13 +30,6 @@ function capture(name: string, config: Omit<CdcSourceConfig, 'url'>) {
   });
   captures.push(running);
   return running;
-}
-
-async function streaming(running: Capture) {
-  await waitFor(() => running.status().every((s) => s.state === 'streaming'), {
-    timeoutMs: 30_000,
-    what: 'streaming',
-  });
 }
 
 /** Every event of the log, in log order. */

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { streaming } from '../../../test/support/captureSpec.js';
 import {
   createSourceDatabase,
   foldChanges,
@@ -58,13 +59,6 @@ function capture(pool: Pool, name: string, config: Omit<CdcSourceConfig, 'url'>)
   });
   captures.push(running);
   return { running, sources };
-}
-
-async function streaming(running: Capture) {
-  await waitFor(() => running.status().every((s) => s.state === 'streaming'), {
-    timeoutMs: 30_000,
-    what: () => `streaming (status: ${JSON.stringify(running.status())})`,
-  });
 }
 
 async function failure(running: Capture) {

@@ -23,6 +23,7 @@ export {
   CURSOR_EXPIRED,
   CursorExpiredError,
   pruneChanges,
+  startPruning,
 } from './retention.js';
 export { changeTime, lastVisibleChange, lastVisibleSeq, type ViewLag, viewLag } from './viewProgress.js';
 export { appendChanges, appendResets, changeLine } from './writeChanges.js';

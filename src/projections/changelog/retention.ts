@@ -1,6 +1,7 @@
 import type { Queryable } from '../../db/index.js';
 import { TributaryError, ValidationError } from '../../errors.js';
 import { type Position, parsePosition } from '../../ingest/index.js';
+import type { Logger } from '../../logger.js';
 
 export const CURSOR_EXPIRED = 'CURSOR_EXPIRED';
 
@@ -109,4 +110,33 @@ export async function pruneChanges(
     [olderThanMs, keepAfter?.transactionId.toString() ?? null, keepAfter?.globalPosition.toString() ?? null],
   );
   return Number(rows[0]?.deleted ?? 0);
+}
+
+/**
+ * Prunes the changelog now and then every `retentionMs` (at most hourly), keeping what a
+ * reader still needs (`keepAfter`: the oldest sink checkpoint) up to `holdMs`; past it that
+ * goes too, and a sink that needed it rebuilds its index from the view. Returns the stop.
+ */
+export function startPruning(options: {
+  db: Queryable;
+  retentionMs: number;
+  /** How long what `keepAfter` names is kept at the most (never less than `retentionMs`). */
+  holdMs: number;
+  keepAfter: () => Promise<Position | undefined>;
+  logger: Logger;
+}): () => void {
+  const { db, retentionMs, logger } = options;
+  const holdMs = Math.max(retentionMs, options.holdMs);
+  const prune = () => {
+    (async () => {
+      const keepAfter = await options.keepAfter();
+      let deleted = await pruneChanges(db, retentionMs, keepAfter ? { keepAfter } : {});
+      if (keepAfter) deleted += await pruneChanges(db, holdMs);
+      if (deleted > 0) logger.info('pruned changelog', { deleted, retentionMs });
+    })().catch((error: unknown) => logger.warn('changelog pruning failed', { error }));
+  };
+  const timer = setInterval(prune, Math.min(retentionMs, 60 * 60 * 1000));
+  timer.unref();
+  prune();
+  return () => clearInterval(timer);
 }

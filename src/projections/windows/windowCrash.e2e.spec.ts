@@ -1,16 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import type pg from 'pg';
+import { expect, it } from 'vitest';
 import {
   crashScript,
   crashSessions,
   crashTumbling,
   START_CLOCK,
 } from '../../../test/fixtures/windowCrash.js';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
+import { crashSpec, killRepeatedly } from '../../../test/support/crashWorker.js';
+import type { TestDatabase } from '../../../test/support/database.js';
 import { waitFor } from '../../../test/support/waitFor.js';
-import { createPostgresEventStore, type EventStore } from '../../ingest/index.js';
+import type { EventStore } from '../../ingest/index.js';
 import { testStream } from '../../testing/index.js';
 import type { WindowedAggregate } from './index.js';
 
@@ -20,19 +20,10 @@ let db: TestDatabase;
 let store: EventStore;
 let client: pg.Client;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  store = createPostgresEventStore({ connectionString: db.url });
-  client = new pg.Client({ connectionString: db.url });
-  await client.connect();
+crashSpec(async (spec) => {
+  ({ db, store, client } = spec);
   await client.query('create table window_crash_clock (now bigint not null, seen bigint)');
   await client.query('insert into window_crash_clock (now) values ($1)', [START_CLOCK]);
-});
-
-afterAll(async () => {
-  await client?.end();
-  await store?.close();
-  await db?.drop();
 });
 
 const aggregates = [crashTumbling, crashSessions];
@@ -79,41 +70,13 @@ async function firedPanes(aggregate: WindowedAggregate) {
 
 it('panes after SIGKILLs at random moments equal an uninterrupted run, each fired once', async () => {
   const script = crashScript(40, 20);
-  let child: ChildProcess | undefined;
   let kills = 0;
-  let stopping = false;
-  const startChild = () =>
-    new Promise<ChildProcess>((resolve, reject) => {
-      const next = spawn(process.execPath, ['--import', 'tsx', WORKER], {
-        env: { ...process.env, CRASH_DATABASE_URL: db.url, TRIBUTARY_LOG_LEVEL: 'error' },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      next.stdout?.on('data', (chunk: Buffer) => {
-        if (chunk.toString().includes('ready')) resolve(next);
-      });
-      next.once('exit', (code, signal) => {
-        if (signal !== 'SIGKILL') reject(new Error(`worker exited on its own: ${code} ${signal}`));
-      });
-    });
-  const killer = (async () => {
-    while (!stopping) {
-      const before = await leaseWritten();
-      child = await startChild();
-      // Killed at a random moment once it has taken the lease: on a slow machine, a worker still
-      // starting up would otherwise be killed again and again, and nothing would move.
-      await waitFor(async () => stopping || (await leaseWritten()) !== before, {
-        timeoutMs: 120_000,
-        what: 'the new worker to take the lease',
-      });
-      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 800));
-      if (stopping) break;
-      const victim = child;
-      const exited = new Promise((resolve) => victim.once('exit', resolve));
-      victim.kill('SIGKILL');
-      await exited;
-      kills += 1;
-    }
-  })();
+  const crashes = killRepeatedly({
+    worker: WORKER,
+    databaseUrl: db.url,
+    leaseWritten,
+    killAfterMs: { min: 200, spread: 800 },
+  });
 
   try {
     let clock = START_CLOCK;
@@ -133,9 +96,7 @@ it('panes after SIGKILLs at random moments equal an uninterrupted run, each fire
       );
     }
   } finally {
-    stopping = true;
-    await killer.catch(() => {});
-    child?.kill('SIGKILL');
+    kills = await crashes.stop();
   }
   expect(kills).toBeGreaterThanOrEqual(3);
 
