@@ -6,6 +6,8 @@ import { createTestDatabase, type TestDatabase } from './database.js';
 import { waitFor } from './waitFor.js';
 
 export interface CrashLoop {
+  /** Workers killed so far. */
+  readonly kills: number;
   /** Stops the loop, kills the running worker and returns how many were killed. */
   stop(): Promise<number>;
 }
@@ -58,6 +60,9 @@ export function killRepeatedly(options: {
     }
   })();
   return {
+    get kills() {
+      return kills;
+    },
     async stop() {
       stopping = true;
       await killer.catch(() => {});
