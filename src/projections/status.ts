@@ -1,6 +1,7 @@
 import type { Queryable } from '../db/index.js';
 import { TributaryError } from '../errors.js';
 import { type LogFilter, type Position, parsePosition, START } from '../ingest/index.js';
+import { pollUntil } from '../sleep.js';
 import type { Projection } from './defineProjection.js';
 
 export interface ProjectionStatus {
@@ -210,26 +211,26 @@ export async function waitForProjections(
   timeoutMs: number,
   signal?: AbortSignal,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let delay = 5;
-  for (;;) {
-    const { rows } = await pool.query<{ name: string; position: string }>(
-      names
-        ? 'select name, position from tributary.projections where name = any ($1::text[])'
-        : 'select name, position from tributary.projections',
-      names ? [names] : [],
-    );
-    const behind = rows.filter((row) => row.position < position).map((row) => row.name);
-    const missing = names ? names.filter((name) => !rows.some((row) => row.name === name)) : [];
-    if (rows.length > 0 && behind.length === 0 && missing.length === 0) return;
-    if (Date.now() >= deadline || signal?.aborted) {
-      throw new TributaryError(
-        READ_YOUR_WRITES_TIMEOUT,
-        `Projections had not reached position '${position}' after ${timeoutMs} ms (behind: ${[...behind, ...missing].join(', ') || 'none registered'}).`,
-        { hint: 'Retry the query later, or check `projections` for a stopped or failing projection.' },
+  let behind: string[] = [];
+  const reached = await pollUntil(
+    async () => {
+      const { rows } = await pool.query<{ name: string; position: string }>(
+        names
+          ? 'select name, position from tributary.projections where name = any ($1::text[])'
+          : 'select name, position from tributary.projections',
+        names ? [names] : [],
       );
-    }
-    await new Promise((resolve) => setTimeout(resolve, delay));
-    delay = Math.min(delay * 2, 100);
+      const missing = names ? names.filter((name) => !rows.some((row) => row.name === name)) : [];
+      behind = [...rows.filter((row) => row.position < position).map((row) => row.name), ...missing];
+      return rows.length > 0 && behind.length === 0;
+    },
+    { deadline: Date.now() + timeoutMs, maxDelayMs: 100, signal },
+  );
+  if (!reached) {
+    throw new TributaryError(
+      READ_YOUR_WRITES_TIMEOUT,
+      `Projections had not reached position '${position}' after ${timeoutMs} ms (behind: ${behind.join(', ') || 'none registered'}).`,
+      { hint: 'Retry the query later, or check `projections` for a stopped or failing projection.' },
+    );
   }
 }

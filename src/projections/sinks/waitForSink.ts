@@ -1,5 +1,6 @@
 import type { Queryable } from '../../db/index.js';
 import { TributaryError } from '../../errors.js';
+import { pollUntil } from '../../sleep.js';
 import { lastVisibleChange } from '../changelog/index.js';
 import { READ_YOUR_WRITES_TIMEOUT, waitForProjections } from '../status.js';
 import { loadSink } from './sinkState.js';
@@ -25,27 +26,27 @@ export async function waitForSink(
   // The view's last change now: it was written by the batch that passed `position`, or later.
   const target = await lastVisibleChange(pool, sink.view.name);
   if (!target) return;
-  let delay = 5;
-  for (;;) {
-    const row = await loadSink(pool, sink.name);
-    if (row?.position && row.position >= target) return;
-    if (Date.now() >= deadline || signal?.aborted) {
-      const why = !row?.lease_valid
-        ? 'no process runs it (start `tributary start` or `dev` with this sink)'
-        : row.paused
-          ? `it is paused (\`tributary sinks resume ${sink.name}\`)`
-          : row.last_error
-            ? `its backend fails: ${row.last_error.message}`
-            : 'it is behind';
-      throw new TributaryError(
-        READ_YOUR_WRITES_TIMEOUT,
-        `Search sink '${sink.name}' had not applied the changes of '${sink.view.name}' up to position '${position}' after ${timeoutMs} ms: ${why}.`,
-        {
-          hint: 'Retry the search later, or search without minPosition; `tributary sinks status` shows its lag and last error.',
-        },
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, delay));
-    delay = Math.min(delay * 2, 50);
-  }
+  let row: Awaited<ReturnType<typeof loadSink>>;
+  const applied = await pollUntil(
+    async () => {
+      row = await loadSink(pool, sink.name);
+      return Boolean(row?.position && row.position >= target);
+    },
+    { deadline, maxDelayMs: 50, signal },
+  );
+  if (applied) return;
+  const why = !row?.lease_valid
+    ? 'no process runs it (start `tributary start` or `dev` with this sink)'
+    : row.paused
+      ? `it is paused (\`tributary sinks resume ${sink.name}\`)`
+      : row.last_error
+        ? `its backend fails: ${row.last_error.message}`
+        : 'it is behind';
+  throw new TributaryError(
+    READ_YOUR_WRITES_TIMEOUT,
+    `Search sink '${sink.name}' had not applied the changes of '${sink.view.name}' up to position '${position}' after ${timeoutMs} ms: ${why}.`,
+    {
+      hint: 'Retry the search later, or search without minPosition; `tributary sinks status` shows its lag and last error.',
+    },
+  );
 }
