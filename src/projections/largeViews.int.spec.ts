@@ -133,18 +133,7 @@ async function fold(
       from = result.position;
       perBatch.push(counts);
     }
-    const { rows } = await client.query<{ differing: number }>(
-      `with expected as (
-         select g as id, 1000 + coalesce(sum((e.data->>'amount')::bigint), 0) as balance
-         from generate_series(0, $1 - 1) g
-         left join tributary.events e on (e.data->>'account')::int = g
-         group by g)
-       select count(*)::int as differing
-       from expected x full join ${DEFAULT_VIEW_SCHEMA}.accounts a using (id)
-       where x.balance is distinct from a.balance`,
-      [ACCOUNTS],
-    );
-    expect(rows[0]!.differing).toBe(0);
+    expect(await rowsDifferingFromFold(client, 'accounts', ACCOUNTS)).toBe(0);
     return { perBatch, cache };
   } finally {
     client.release();
@@ -349,17 +338,26 @@ describe('the runner over a view too large to load whole', () => {
     const batches = EVENTS / BATCH;
     // The first batch reads its keys itself; every later one's were read ahead.
     expect(counts).toEqual({ keyReads: batches, readAhead: batches - 1 });
-    const { rows } = await pool.query<{ differing: number }>(
-      `with expected as (
-         select g as id, 1000 + coalesce(sum((e.data->>'amount')::bigint), 0) as balance
-         from generate_series(0, $1 - 1) g
-         left join tributary.events e on (e.data->>'account')::int = g
-         group by g)
-       select count(*)::int as differing
-       from expected x full join ${DEFAULT_VIEW_SCHEMA}.big_accounts a using (id)
-       where x.balance is distinct from a.balance`,
-      [ROWS],
-    );
-    expect(rows[0]!.differing).toBe(0);
+    expect(await rowsDifferingFromFold(pool, 'big_accounts', ROWS)).toBe(0);
   });
 });
+
+/**
+ * Rows of the accounts view `table` that differ from the fold of the log in SQL (1000 plus
+ * every deposit to the account), over accounts 0 to `accounts - 1`, missing and extra rows
+ * included.
+ */
+async function rowsDifferingFromFold(db: Queryable, table: string, accounts: number): Promise<number> {
+  const { rows } = await db.query<{ differing: number }>(
+    `with expected as (
+       select g as id, 1000 + coalesce(sum((e.data->>'amount')::bigint), 0) as balance
+       from generate_series(0, $1 - 1) g
+       left join tributary.events e on (e.data->>'account')::int = g
+       group by g)
+     select count(*)::int as differing
+     from expected x full join ${DEFAULT_VIEW_SCHEMA}.${table} a using (id)
+     where x.balance is distinct from a.balance`,
+    [accounts],
+  );
+  return rows[0]!.differing;
+}
