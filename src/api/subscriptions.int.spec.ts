@@ -7,6 +7,7 @@ import { createViewTable, writeChanges } from '../../test/support/viewTables.js'
 import { waitFor } from '../../test/support/waitFor.js';
 import { createPool, type Pool } from '../db/index.js';
 import { START } from '../ingest/index.js';
+import { changeCursor } from '../projections/changelog/index.js';
 import {
   type ChangeTailer,
   defineView,
@@ -69,11 +70,12 @@ const SUBSCRIPTION = `subscription ($after: String, $where: ItemsWhere, $initial
 }`;
 
 async function changelog(): Promise<string[]> {
-  const { rows } = await pool.query<{ cursor: string }>(
-    `select lpad(to_hex(transaction_id::text::bigint), 16, '0') || '-' || lpad(to_hex(seq), 16, '0') as cursor
-     from tributary.view_changes where view = 'items' order by transaction_id, seq`,
+  const { rows } = await pool.query<{ xid: string; row: string; entry: number; entries: number }>(
+    `select transaction_id::text as xid, seq::text as row, entry,
+            count(*) over (partition by transaction_id, seq)::int as entries
+     from tributary.view_change_entries where view = 'items' order by transaction_id, seq, entry`,
   );
-  return rows.map((row) => row.cursor);
+  return rows.map((row) => changeCursor(row.xid, row.row, row.entry, row.entries));
 }
 
 function wsClient() {

@@ -350,7 +350,7 @@ async function graphql(query: string, variables: Record<string, unknown> = {}) {
 
 async function changelogCount(): Promise<number> {
   const { rows } = await pool.query(
-    `select count(*)::int as n from tributary.view_changes where view = 'samples'`,
+    `select count(*)::int as n from tributary.view_change_entries where view = 'samples'`,
   );
   return rows[0].n as number;
 }
@@ -604,7 +604,7 @@ describe('values a handler does not change', () => {
       },
     ]);
     const { rows: changes } = await pool.query<{ row: string }>(
-      `select row::text from tributary.view_changes where view = 'exact_notes' order by transaction_id, seq`,
+      `select row::text from tributary.view_change_entries where view = 'exact_notes' order by transaction_id, seq, entry`,
     );
     expect(changes.map((change) => JSON.parse(change.row).at)).toEqual([
       '2026-11-30T21:14:05.123456Z',

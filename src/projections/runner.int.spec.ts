@@ -100,7 +100,7 @@ describe('runner', () => {
       ]);
       // Replaying the changelog gives the view.
       const { rows: changes } = await pool.query(
-        `select op, key, row, old from tributary.view_changes where view = 'totals' order by transaction_id, seq`,
+        `select op, key, row, old from tributary.view_change_entries where view = 'totals' order by transaction_id, seq, entry`,
       );
       const replayed = new Map<string, unknown>();
       for (const change of changes) {
@@ -218,7 +218,7 @@ describe('runner', () => {
       }
     }
     const { rows: logged } = await pool.query(
-      `select op, key, row, old from tributary.view_changes where view = 'notes' order by transaction_id, seq`,
+      `select op, key, row, old from tributary.view_change_entries where view = 'notes' order by transaction_id, seq, entry`,
     );
     expect(logged).toEqual(changes);
     const byId = (a: Record<string, unknown>, b: Record<string, unknown>) =>
@@ -244,7 +244,7 @@ describe('runner', () => {
     listener.on('notification', (message) => {
       if (message.channel !== VIEW_CHANGES_CHANNEL) return;
       void pool
-        .query(`select count(*)::int as n from tributary.view_changes where view = 'woken'`)
+        .query(`select count(*)::int as n from tributary.view_change_entries where view = 'woken'`)
         .then(({ rows }) => found.push(rows[0].n));
     });
     await listener.query(`listen ${VIEW_CHANGES_CHANNEL}`);

@@ -116,7 +116,7 @@ it('writes new rows by COPY, exactly as the upsert would, and recovers when a ro
   expect(status?.state).toBe('running');
   // The changelog has a row per change: two inserts, then 'c' over the stale row, and 'd'.
   const { rows: changes } = await pool.query(
-    `select key->>'id' as id, old->>'body' as old from tributary.view_changes where view = 'copied_notes' order by transaction_id, seq`,
+    `select key->>'id' as id, old->>'body' as old from tributary.view_change_entries where view = 'copied_notes' order by transaction_id, seq, entry`,
   );
   expect(changes).toEqual([
     { id: 'a', old: null },

@@ -1,6 +1,6 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import { appendChanges, changeLine } from './changelog/index.js';
+import { appendChanges, changeEntry, changeLine, packedChangeLines } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
 import { createKeyedState } from './keyedState.js';
 import {
@@ -319,29 +319,27 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     inserted?.catch(() => {});
     const upserted = upserts.length > 0 ? client.query(t.sql.upsert, [`[${upserts.join(',')}]`]) : undefined;
     upserted?.catch(() => {});
-    let lines = '';
-    let logged = 0;
+    const logged: string[] = [];
+    let single = '';
+    let last = '';
     for (const [, write] of entries) {
       const old = write.old ?? null;
       if (write.row === null && old === null) continue;
       const oldJson = old === null ? null : rowJson(t, old);
-      lines +=
+      const [op, key, row] =
         write.row === null
-          ? changeLine(t.view.name, 'delete', membersJson(t.keyJson, old!), null, oldJson, write.position)
-          : changeLine(
-              t.view.name,
-              'upsert',
-              membersJson(t.keyJson, write.row),
-              rowJson(t, write.row),
-              oldJson,
-              write.position,
-            );
-      logged++;
+          ? (['delete', membersJson(t.keyJson, old!), null] as const)
+          : (['upsert', membersJson(t.keyJson, write.row), rowJson(t, write.row)] as const);
+      // A lone change keeps the single-row shape; more are packed into rows of many.
+      if (logged.length === 0) single = changeLine(t.view.name, op, key, row, oldJson, write.position);
+      logged.push(changeEntry(op, key, row, oldJson));
+      if (write.position > last) last = write.position;
     }
+    const lines = logged.length === 1 ? single : packedChangeLines(t.view.name, logged, last);
     await inserted;
     await upserted;
     await appendChanges(client, lines);
-    changes += logged;
+    changes += logged.length;
   };
 
   return {

@@ -52,7 +52,7 @@ export async function indexRows(db: pg.Pool | pg.Client, name: string, schema = 
 export async function lastChangeSeq(db: pg.Pool | pg.Client): Promise<Map<number, bigint>> {
   const { rows } = await db.query<{ id: number; seq: string }>(
     `select distinct on ((key->>'id')::int) (key->>'id')::int as id, seq::text
-       from tributary.view_changes where view = 'items' order by (key->>'id')::int, transaction_id desc, seq desc`,
+       from tributary.view_change_entries where view = 'items' order by (key->>'id')::int, transaction_id desc, seq desc, entry desc`,
   );
   return new Map(rows.map((row) => [row.id, BigInt(row.seq)]));
 }

@@ -11,6 +11,13 @@ export {
 } from './changeTailer.js';
 export { NOTIFY_AFTER_COMMIT_SETTING, VIEW_CHANGES_CHANNEL } from './channel.js';
 export {
+  type ChangeCursor,
+  type ChangeCursorParts,
+  changeCursor,
+  isChangeCursor,
+  parseChangeCursor,
+} from './cursor.js';
+export {
   type ChangeOp,
   type ReadChangesOptions,
   type ReadChangesResult,
@@ -26,4 +33,11 @@ export {
   startPruning,
 } from './retention.js';
 export { changeTime, lastVisibleChange, lastVisibleSeq, type ViewLag, viewLag } from './viewProgress.js';
-export { appendChanges, appendResets, changeLine } from './writeChanges.js';
+export {
+  appendChanges,
+  appendResets,
+  CHANGES_PER_ROW,
+  changeEntry,
+  changeLine,
+  packedChangeLines,
+} from './writeChanges.js';

@@ -1,18 +1,15 @@
 import type { Queryable } from '../../db/index.js';
-import {
-  formatPosition,
-  type JsonObject,
-  type Position,
-  readVisible,
-  type VisibleTable,
-} from '../../ingest/index.js';
+import { type JsonObject, type Position, readVisible, type VisibleTable } from '../../ingest/index.js';
+import { type ChangeCursor, changeCursor, parseChangeCursor } from './cursor.js';
 
 export type ChangeOp = 'upsert' | 'delete' | 'reset';
 
 /** One entry of `tributary.view_changes`, as subscriptions deliver it. */
 export interface ViewChange {
-  /** Opaque, totally ordered; resume a subscription after it. Same format as log positions. */
-  cursor: Position;
+  /** Opaque, totally ordered; resume a subscription after it (see cursor.ts). */
+  cursor: ChangeCursor;
+  /** The changelog row's sequence number: increases from change to change of a key. */
+  sequence: bigint;
   view: string;
   op: ChangeOp;
   key: JsonObject;
@@ -48,17 +45,21 @@ export interface ReadChangesOptions {
 const CHANGES: VisibleTable = {
   table: 'tributary.view_changes',
   sequence: 'seq',
-  columns: 'r.transaction_id::text as xid, r.seq::text as seq, r.view, r.op, r.key, r.row, r.old',
+  columns: 'r.transaction_id::text as xid, r.seq::text as seq, r.view, r.op, r.key, r.row, r.old, r.changes',
 };
+
+/** A change inside a packed row: `[op, key, row, old]`. */
+type Entry = [Exclude<ChangeOp, 'reset'>, JsonObject, JsonObject | null, JsonObject | null];
 
 interface ChangeRow {
   xid: string;
   seq: string;
   view: string;
-  op: ChangeOp;
+  op: ChangeOp | 'changes';
   key: JsonObject;
   row: JsonObject | null;
   old: JsonObject | null;
+  changes: Entry[] | null;
 }
 
 /**
@@ -67,10 +68,11 @@ interface ChangeRow {
  */
 export async function readChanges(
   db: Queryable,
-  from: Position,
+  from: ChangeCursor,
   options: ReadChangesOptions = {},
 ): Promise<ReadChangesResult> {
-  const { rows, next, held } = await readVisible<ChangeRow>(db, from, CHANGES, {
+  const start = parseChangeCursor(from);
+  const { rows, next, held } = await readVisible<ChangeRow>(db, start.readAfter, CHANGES, {
     limit: options.limit ?? 1000,
     where: (params) => {
       let where = '';
@@ -89,14 +91,42 @@ export async function readChanges(
       return where;
     },
   });
-  const changes = rows.map((row) => ({
-    cursor: formatPosition(row.xid, row.seq),
-    view: row.view,
-    op: row.op,
-    key: row.key,
-    row: row.row,
-    old: row.old,
-    transactionId: BigInt(row.xid),
-  }));
+  const changes: ViewChange[] = [];
+  for (const row of rows) {
+    const transactionId = BigInt(row.xid);
+    const sequence = BigInt(row.seq);
+    if (row.op !== 'changes') {
+      changes.push({
+        cursor: changeCursor(row.xid, row.seq),
+        sequence,
+        view: row.view,
+        op: row.op,
+        key: row.key,
+        row: row.row,
+        old: row.old,
+        transactionId,
+      });
+      continue;
+    }
+    const entries = row.changes ?? [];
+    // Resuming inside this packed row: its changes up to the cursor's were delivered.
+    const first =
+      start.entry !== undefined && start.transactionId === transactionId && start.sequence === sequence
+        ? start.entry + 1
+        : 0;
+    for (let index = first; index < entries.length; index++) {
+      const [op, key, after, old] = entries[index]!;
+      changes.push({
+        cursor: changeCursor(row.xid, row.seq, index, entries.length),
+        sequence,
+        view: row.view,
+        op,
+        key,
+        row: after,
+        old,
+        transactionId,
+      });
+    }
+  }
   return { changes, next, held };
 }

@@ -2,6 +2,7 @@ import type { Queryable } from '../../db/index.js';
 import { TributaryError, ValidationError } from '../../errors.js';
 import { type Position, parsePosition } from '../../ingest/index.js';
 import type { Logger } from '../../logger.js';
+import { type ChangeCursor, parseChangeCursor } from './cursor.js';
 
 export const CURSOR_EXPIRED = 'CURSOR_EXPIRED';
 
@@ -26,8 +27,8 @@ export class CursorExpiredError extends TributaryError {
  * the last change ever numbered), else ValidationError; and changes after it must not be
  * pruned yet, else CursorExpiredError.
  */
-export async function assertResumableCursor(db: Queryable, cursor: Position): Promise<void> {
-  const { transactionId, globalPosition } = parsePosition(cursor);
+export async function assertResumableCursor(db: Queryable, cursor: ChangeCursor): Promise<void> {
+  const { transactionId, sequence: globalPosition } = parseChangeCursor(cursor);
   const { rows } = await db.query<{
     next_xid: string;
     last_seq: string | null;
@@ -49,8 +50,8 @@ export async function assertResumableCursor(db: Queryable, cursor: Position): Pr
 }
 
 /** Throws CursorExpiredError when changes after `cursor` may already have been pruned. */
-export async function assertCursorRetained(db: Queryable, cursor: Position): Promise<void> {
-  parsePosition(cursor);
+export async function assertCursorRetained(db: Queryable, cursor: ChangeCursor): Promise<void> {
+  parseChangeCursor(cursor);
   const { rows } = await db.query<{ pruned_through: string }>(
     'select pruned_through from tributary.view_changes_pruned',
   );

@@ -1,5 +1,6 @@
 import type { Queryable } from '../../db/index.js';
 import { formatPosition, type Position, parsePosition } from '../../ingest/index.js';
+import { type ChangeCursor, parseChangeCursor } from './cursor.js';
 
 /**
  * The sequence number of the last change of `view` the caller's snapshot sees (0 for none).
@@ -42,19 +43,20 @@ export interface ViewLag {
 export async function viewLag(
   db: Queryable,
   view: string,
-  position: Position,
+  position: ChangeCursor,
   cap = 1_000_000,
 ): Promise<ViewLag> {
-  const { transactionId, globalPosition } = parsePosition(position);
+  const { transactionId, globalPosition } = parsePosition(parseChangeCursor(position).readAfter);
   const { rows } = await db.query<{ changes: string; oldest: number | null }>(
     `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin),
      pending as (
-       select c.created_at from tributary.view_changes c, bound b
+       select c.created_at, coalesce(json_array_length(c.changes), 1) as changes
+       from tributary.view_changes c, bound b
        where c.view = $1 and (c.transaction_id, c.seq) > ($2::xid8, $3::bigint) and c.transaction_id < b.xmin
        order by c.transaction_id, c.seq
        limit $4
      )
-     select count(*)::text as changes,
+     select coalesce(sum(changes), 0)::text as changes,
             extract(epoch from now() - min(created_at))::float8 as oldest
      from pending`,
     [view, transactionId.toString(), globalPosition.toString(), cap],
@@ -67,8 +69,8 @@ export async function viewLag(
 }
 
 /** When the change at `cursor` was written, or undefined when it is gone (pruned) or unknown. */
-export async function changeTime(db: Queryable, cursor: Position): Promise<Date | undefined> {
-  const { transactionId, globalPosition } = parsePosition(cursor);
+export async function changeTime(db: Queryable, cursor: ChangeCursor): Promise<Date | undefined> {
+  const { transactionId, sequence: globalPosition } = parseChangeCursor(cursor);
   const { rows } = await db.query<{ created_at: Date }>(
     'select created_at from tributary.view_changes where transaction_id = $1::xid8 and seq = $2::bigint',
     [transactionId.toString(), globalPosition.toString()],

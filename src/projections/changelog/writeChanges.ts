@@ -5,7 +5,11 @@ import { copyIn, type Queryable } from '../../db/index.js';
  * rebuilds do it, inside the transaction that writes the views and the checkpoint.
  */
 
-const CHANGELOG_COPY = 'copy tributary.view_changes (view, op, key, row, old, log_position) from stdin';
+const CHANGELOG_COPY =
+  'copy tributary.view_changes (view, op, key, row, old, log_position, changes) from stdin';
+
+/** A batch's changes to one view are packed into rows of at most this many changes. */
+export const CHANGES_PER_ROW = 1000;
 
 /**
  * One change as a COPY line: view, op, key, row and old (JSON text, null for none), and the
@@ -21,10 +25,33 @@ export function changeLine(
   old: string | null,
   position: string,
 ): string {
-  return `${view}\t${op}\t${copyField(key)}\t${row === null ? '\\N' : copyField(row)}\t${old === null ? '\\N' : copyField(old)}\t${position}\n`;
+  return `${view}\t${op}\t${copyField(key)}\t${row === null ? '\\N' : copyField(row)}\t${old === null ? '\\N' : copyField(old)}\t${position}\t\\N\n`;
 }
 
-/** Appends lines made by `changeLine`, in the caller's transaction. */
+/** One change as an entry of a packed row: `[op, key, row, old]` as JSON text. */
+export function changeEntry(
+  op: 'upsert' | 'delete',
+  key: string,
+  row: string | null,
+  old: string | null,
+): string {
+  return `["${op}",${key},${row ?? 'null'},${old ?? 'null'}]`;
+}
+
+/**
+ * Many changes of one view (entries made by `changeEntry`, in changelog order) as COPY lines:
+ * one packed row per CHANGES_PER_ROW entries.
+ */
+export function packedChangeLines(view: string, entries: readonly string[], position: string): string {
+  let lines = '';
+  for (let start = 0; start < entries.length; start += CHANGES_PER_ROW) {
+    const chunk = entries.slice(start, start + CHANGES_PER_ROW);
+    lines += `${view}\tchanges\t{}\t\\N\t\\N\t${position}\t${copyField(`[${chunk.join(',')}]`)}\n`;
+  }
+  return lines;
+}
+
+/** Appends lines made by `changeLine` and `packedChangeLines`, in the caller's transaction. */
 export async function appendChanges(client: Queryable, lines: string): Promise<void> {
   if (lines.length > 0) await copyIn(client, CHANGELOG_COPY, lines);
 }

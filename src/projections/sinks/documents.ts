@@ -1,5 +1,4 @@
 import { quoteIdentifier } from '../../db/index.js';
-import { parsePosition } from '../../ingest/index.js';
 import type { ViewChange } from '../changelog/index.js';
 import type { AnyView } from '../defineProjection.js';
 import { canonicalJsonbSql } from '../values.js';
@@ -101,7 +100,7 @@ export function changeOps(
   const byId = new Map<string, DocumentOp>();
   const unbuildable = new Map<string, UnbuildableDocument>();
   for (const change of changes) {
-    const version = parsePosition(change.cursor).globalPosition;
+    const version = change.sequence;
     if (change.op === 'upsert' && change.row) {
       const made = rowOp(sink, change.row, version);
       byId.delete(made.op.id);

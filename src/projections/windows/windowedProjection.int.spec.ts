@@ -119,7 +119,7 @@ it('runs as a projection: panes, results and late views with changelog, timers f
   ]);
   // Every view write went through the changelog, so GraphQL subscriptions see the panes.
   const changes = await query(
-    `select view, count(*)::int as n from tributary.view_changes where view like 'clicks_per_page%' group by view order by view`,
+    `select view, count(*)::int as n from tributary.view_change_entries where view like 'clicks_per_page%' group by view order by view`,
   );
   expect(changes.map((c) => c.view)).toEqual([
     'clicks_per_page_late',
