@@ -207,6 +207,7 @@ export {
   type SinkStatus,
   type SinksConfig,
   type SinkWorkers,
+  type SqlProjectionStep,
   type StartSinksOptions,
   type StartWorkersOptions,
   startSinks,

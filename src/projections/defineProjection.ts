@@ -2,6 +2,7 @@ import { assertIdentifier, type Queryable } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import type { Envelope, LogFilter, Position } from '../ingest/index.js';
 import type { KeyedState } from './keyedState.js';
+import { checkSqlStep, type SqlProjectionStep } from './sqlStep.js';
 import type { ColumnDefinition, ColumnInputs, ColumnValues, ViewDefinition } from './view.js';
 
 /** A row as handlers write it: every column by name. */
@@ -126,6 +127,14 @@ export interface ProjectionDefinition<Views extends readonly AnyView[] = readonl
    */
   handleBatch?: (envelopes: readonly Envelope[], tx: BatchTransaction) => Promise<void>;
   /**
+   * The projection as SQL, instead of `handle`: each event makes one row of a view, whose
+   * columns are SQL expressions over the event, and a batch is applied by one statement
+   * inside PostgreSQL (see SqlProjectionStep). For pass-through, mapping and selection views.
+   * A failing statement is retried, then stops the projection (no dead letters: a batch
+   * applies as a whole).
+   */
+  sql?: SqlProjectionStep;
+  /**
    * The view keys the handler will read (`get`, `patch`, `delete`) for an envelope, so the
    * runner reads a whole batch's rows in one statement per view. Optional: without it the
    * runner learns where the keys are from the handler's reads (the stream id or a data field).
@@ -176,10 +185,16 @@ export function defineProjection<const Views extends readonly AnyView[]>(
       { field: 'version' },
     );
   }
-  if (!definition.handle === !definition.handleBatch) {
-    throw new ValidationError(`Projection '${definition.name}' needs exactly one of handle or handleBatch.`, {
-      field: 'handle',
-    });
+  const kinds = [definition.handle, definition.handleBatch, definition.sql].filter(
+    (kind) => kind !== undefined,
+  );
+  if (kinds.length !== 1) {
+    throw new ValidationError(
+      `Projection '${definition.name}' needs exactly one of handle, handleBatch or sql.`,
+      {
+        field: 'handle',
+      },
+    );
   }
   const names = new Set<string>();
   for (const view of definition.views) {
@@ -193,6 +208,18 @@ export function defineProjection<const Views extends readonly AnyView[]>(
       `Projection '${definition.name}' has onError '${String(definition.onError)}'; use 'stop' or 'dead-letter'.`,
       { field: 'onError' },
     );
+  }
+  if (definition.sql) {
+    checkSqlStep(definition.name, definition.sql, definition.views);
+    if (definition.onError === 'dead-letter' || definition.prefetch) {
+      throw new ValidationError(
+        `Projection '${definition.name}' is written in SQL, which applies a batch as a whole: it cannot ${definition.prefetch ? 'take prefetch' : "dead-letter single events (onError: 'dead-letter')"}.`,
+        {
+          field: definition.prefetch ? 'prefetch' : 'onError',
+          hint: 'Leave it out, or write the projection with handle.',
+        },
+      );
+    }
   }
   if (definition.replay !== undefined && !['idempotent', 'unsafe'].includes(definition.replay)) {
     throw new ValidationError(

@@ -104,6 +104,7 @@ export {
   type WriteResult,
   waitForSink,
 } from './sinks/index.js';
+export type { SqlProjectionStep } from './sqlStep.js';
 export {
   type RunnerOptions,
   type StartWorkersOptions,

@@ -67,6 +67,15 @@ export async function positionAtTime(pool: Pool, time: Date): Promise<Position> 
  */
 export async function replayProjection(options: ReplayOptions): Promise<ReplayResult> {
   const { pool, projection } = options;
+  if (projection.sql) {
+    throw new ValidationError(
+      `Projection '${projection.name}' is written in SQL: it has no handler to re-deliver events to.`,
+      {
+        field: 'projection',
+        hint: `Run \`tributary rebuild ${projection.name}\` to recompute its views from the log.`,
+      },
+    );
+  }
   if (projection.replay !== 'idempotent' && options.force !== true) {
     throw new ReplayNotSafeError(projection.name, projection.replay);
   }

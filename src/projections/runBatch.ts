@@ -13,6 +13,7 @@ import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { keysToPrefetch } from './keyPrefetch.js';
 import { DEFAULT_CACHE_BYTES } from './rowCache.js';
+import { firstEventAfter, runSqlBatch } from './sqlStep.js';
 import {
   clearCache,
   createViewWriter,
@@ -196,7 +197,12 @@ interface BatchKind {
 /** What a step did inside the transaction. */
 interface Step {
   result: ApplyResult;
+  /** The envelopes read (a SQL step reads none into the process). */
   read: Envelope[];
+  /** How many events were read. */
+  count: number;
+  /** Changelog entries written outside the view writer (a SQL step). */
+  changes?: number;
   caughtUp: boolean;
   held: boolean;
 }
@@ -241,12 +247,14 @@ async function batch(
     const step =
       kind.step === 'timer'
         ? await timerStep(client, projection, writer, memory, from, options.now)
-        : await eventsStep(client, projection, writer, memory, from, options);
+        : projection.sql
+          ? await sqlStep(client, projection, target.schema, memory, from, options)
+          : await eventsStep(client, projection, writer, memory, from, options);
     const { result, read } = step;
     const abandoned = (retryAfterMs: number | undefined): BatchResult => ({
       kind: 'done',
       position: from,
-      read: read.length,
+      read: step.count,
       applied: 0,
       caughtUp: false,
       held: step.held,
@@ -284,12 +292,9 @@ async function batch(
       return abandoned(attempts >= maxAttempts ? 0 : retryDelay(projection.retry, attempts));
     }
     const halt = result.halt;
+    const changes = writer.changes + (step.changes ?? 0);
     const idle =
-      kind.step === 'events' &&
-      read.length === 0 &&
-      result.position === from &&
-      writer.changes === 0 &&
-      !halt;
+      kind.step === 'events' && step.count === 0 && result.position === from && changes === 0 && !halt;
     if (idle && !options.renew) {
       await rollback();
       return {
@@ -309,12 +314,12 @@ async function batch(
     }
     if (own) await client.query('commit');
     const commitSeconds = (performance.now() - writeStarted) / 1000;
-    if (notifyAfterCommit && writer.changes > 0) options.onChanges!();
+    if (notifyAfterCommit && changes > 0) options.onChanges!();
     remember(memory, read, result);
     return {
       kind: 'done',
       position: result.position,
-      read: read.length,
+      read: step.count,
       applied: result.applied,
       caughtUp: step.caughtUp,
       held: step.held,
@@ -365,7 +370,8 @@ async function claim(
     memory.position = row.position;
     memory.generation = row.generation;
   }
-  if (!memory.preloaded) {
+  // A SQL projection reads no view rows into the process.
+  if (!memory.preloaded && !projection.sql) {
     await preloadCache(
       client,
       target.schema,
@@ -396,7 +402,114 @@ async function timerStep(
     deadLettered: 0,
     ...(next ? { timer: next } : {}),
   };
-  return { result, read: [], caughtUp: true, held: false };
+  return { result, read: [], count: 0, caughtUp: true, held: false };
+}
+
+/**
+ * A SQL projection's batch: one statement in PostgreSQL (sqlStep.ts), under a savepoint so
+ * that a failing statement can still commit the projection's halt. A failure is retried with
+ * the projection's retry policy, then stops the projection at the batch's first event.
+ */
+async function sqlStep(
+  client: PoolClient,
+  projection: Projection,
+  schema: string,
+  memory: WorkerMemory,
+  from: Position,
+  options: BatchOptions,
+): Promise<Step> {
+  const step = projection.sql!;
+  const view = projection.views.find(
+    (candidate) => candidate.name === (typeof step.view === 'string' ? step.view : step.view.name),
+  )!;
+  await client.query('savepoint sql_batch');
+  try {
+    const batch = await runSqlBatch(client, step, view, schema, projection.filter, from, options.batchSize);
+    await client.query('release savepoint sql_batch');
+    memory.failures.delete(from);
+    return {
+      result: { position: batch.next, applied: batch.read, deadLettered: 0 },
+      read: [],
+      count: batch.read,
+      changes: batch.written,
+      caughtUp: batch.read < options.batchSize,
+      held: batch.held,
+    };
+  } catch (error) {
+    if (isConnectionError(error)) throw error;
+    await client.query('rollback to savepoint sql_batch');
+    const attempts = (memory.failures.get(from)?.attempts ?? 0) + 1;
+    const failed = { position: from, applied: 0, deadLettered: 0 };
+    if (attempts < (projection.retry?.maxAttempts ?? 3)) {
+      memory.failures.set(from, { attempts, error });
+      const retryAfterMs = retryDelay(projection.retry, attempts);
+      return {
+        result: { ...failed, rollback: true, retryAfterMs },
+        read: [],
+        count: 0,
+        caughtUp: false,
+        held: false,
+      };
+    }
+    memory.failures.delete(from);
+    return isolateSqlFailure(client, projection, view, schema, from, options.batchSize, attempts, error);
+  }
+}
+
+/**
+ * After the last attempt at a failing SQL batch: applies its events one statement each, up to
+ * the one that fails, which the projection halts at (with that event's own error), as a
+ * handler projection halts at the event whose handler threw.
+ */
+async function isolateSqlFailure(
+  client: PoolClient,
+  projection: Projection,
+  view: Projection['views'][number],
+  schema: string,
+  from: Position,
+  limit: number,
+  attempts: number,
+  batchError: unknown,
+): Promise<Step> {
+  const step = projection.sql!;
+  let position = from;
+  let applied = 0;
+  let written = 0;
+  for (let i = 0; i < limit; i++) {
+    await client.query('savepoint sql_event');
+    try {
+      const one = await runSqlBatch(client, step, view, schema, projection.filter, position, 1);
+      await client.query('release savepoint sql_event');
+      if (one.read === 0) break;
+      position = one.next;
+      applied++;
+      written += one.written;
+    } catch (error) {
+      if (isConnectionError(error)) throw error;
+      await client.query('rollback to savepoint sql_event');
+      const envelope = await firstEventAfter(client, position, projection.filter);
+      if (!envelope) throw error;
+      return {
+        result: { position, applied, deadLettered: 0, halt: { envelope, error, attempts } },
+        read: [],
+        count: applied,
+        changes: written,
+        caughtUp: false,
+        held: false,
+      };
+    }
+  }
+  // Each event passed alone (the failure came from the batch as a whole, or went away): the
+  // batch's events are applied, and the next batch tries again.
+  if (applied === 0) throw batchError;
+  return {
+    result: { position, applied, deadLettered: 0 },
+    read: [],
+    count: applied,
+    changes: written,
+    caughtUp: false,
+    held: false,
+  };
 }
 
 async function eventsStep(
@@ -443,7 +556,7 @@ async function eventsStep(
     rows.catch(() => {});
     memory.prefetch = { from: page.next, limit, page: next, rows };
   }
-  return { result, read: page.events, caughtUp, held: page.held };
+  return { result, read: page.events, count: page.events.length, caughtUp, held: page.held };
 }
 
 /**

@@ -484,3 +484,18 @@ export function canonicalJsonbSql(column: string, type: ColumnType): string {
       return `to_jsonb(${column})`;
   }
 }
+
+/** As canonicalJsonbSql, as json (text): for JSON built only to be stored or sent as text. */
+export function canonicalJsonSql(column: string, type: ColumnType): string {
+  switch (type) {
+    case 'bigint':
+    case 'numeric':
+      return `to_json(${column}::text)`;
+    case 'timestamptz':
+      return `to_json(${canonicalSql(column, type)})`;
+    case 'jsonb':
+      return `${column}::json`;
+    default:
+      return `to_json(${column})`;
+  }
+}

@@ -51,7 +51,7 @@ describe('defineProjection', () => {
     );
     expect(() => defineProjection({ name: 'p', version: 0, views: [], handle })).toThrow(/positive integer/);
     expect(() => defineProjection({ name: 'p', version: 1, views: [] })).toThrow(
-      /exactly one of handle or handleBatch/,
+      /exactly one of handle, handleBatch or sql/,
     );
     expect(() => defineProjection({ name: 'p', version: 1, views: [orders, orders], handle })).toThrow(
       /twice/,

@@ -70,6 +70,41 @@ describe('given / when / then', () => {
       ]);
   });
 
+  it('runs a SQL projection over the given events, filter, where and last-wins included', async () => {
+    const latest = defineView({
+      name: 'latest_deposits',
+      columns: {
+        account: { type: 'text' },
+        amount: { type: 'numeric', nullable: false },
+        at: { type: 'timestamptz' },
+      },
+      primaryKey: ['account'],
+    });
+    const projection = defineProjection({
+      name: 'latest_deposits',
+      version: 1,
+      views: [latest],
+      filter: { types: ['Deposited'] },
+      sql: {
+        view: latest,
+        columns: { account: "e.data->>'account'", amount: "e.data->>'amount'", at: 'e.event_time' },
+        where: "(e.data->>'amount')::numeric > 0",
+      },
+    });
+    const when = given([
+      { type: 'Deposited', data: { account: 'a1', amount: '10.50' } },
+      { type: 'Deposited', data: { account: 'a2', amount: '3' }, eventTime: '2026-01-02T03:04:05.123456Z' },
+      { type: 'Withdrawn', data: { account: 'a1', amount: '99' } },
+      { type: 'Deposited', data: { account: 'a1', amount: '0.25' } },
+      { type: 'Deposited', data: { account: 'a2', amount: '-1' } },
+    ]).when(projection, { url: db.url, batchSize: 2 });
+    await when.then(latest, [
+      { account: 'a1', amount: '0.25' },
+      { account: 'a2', amount: '3' },
+    ]);
+    expect((await when.rows(latest))[1]!.at).toBe('2026-01-02T03:04:05.123000Z');
+  });
+
   it('fails with a readable diff when the rows differ', async () => {
     const failure = await given([{ type: 'Deposited', data: { account: 'a1', amount: 10 } }])
       .when(balanceProjection, { url: db.url })

@@ -20,6 +20,7 @@ import {
   createViewWriter,
   type FailureMemory,
   type RowCache,
+  runSqlBatch,
 } from '../projections/internal.js';
 
 /** An event as a test states it; everything but the type has a default. */
@@ -187,6 +188,64 @@ async function runProjection(
   }
 }
 
+/**
+ * A SQL projection's run: the given envelopes go into a temporary table with the log's
+ * columns, and the runner's statement reads its batches from there. A failing statement
+ * fails the run with PostgreSQL's error.
+ */
+async function runSqlAsTheRunnerWould(
+  client: pg.Client,
+  projection: Projection,
+  envelopes: readonly Envelope[],
+  options: { schema: string; batchSize: number },
+): Promise<void> {
+  const step = projection.sql!;
+  const name = typeof step.view === 'string' ? step.view : step.view.name;
+  const view = projection.views.find((candidate) => candidate.name === name)!;
+  const source = 'pg_temp.tributary_given_events';
+  await client.query(
+    `create temp table tributary_given_events (
+       transaction_id xid8, global_position bigint, stream_id text, stream_position bigint, event_id text,
+       type text, data jsonb, metadata jsonb, event_time timestamptz, recorded_at timestamptz,
+       primary key (transaction_id, global_position)) on commit drop`,
+  );
+  await client.query(
+    `insert into ${source} (transaction_id, global_position, stream_id, stream_position, event_id, type, data, metadata, event_time, recorded_at)
+     select '1'::xid8, e.global_position, e.stream_id, e.stream_position, e.event_id, e.type, e.data, e.metadata, e.event_time, e.recorded_at
+     from jsonb_to_recordset($1::jsonb) as e(global_position bigint, stream_id text, stream_position bigint, event_id text, type text, data jsonb, metadata jsonb, event_time timestamptz, recorded_at timestamptz)`,
+    [
+      JSON.stringify(
+        envelopes.map((envelope, i) => ({
+          global_position: i + 1,
+          stream_id: envelope.streamId,
+          stream_position: envelope.streamPosition,
+          event_id: envelope.eventId,
+          type: envelope.type,
+          data: envelope.data,
+          metadata: envelope.metadata,
+          event_time: envelope.eventTime.toISOString(),
+          recorded_at: envelope.recordedAt.toISOString(),
+        })),
+      ),
+    ],
+  );
+  let from = formatPosition(0n, 0n);
+  for (;;) {
+    const batch = await runSqlBatch(
+      client as never,
+      step,
+      view,
+      options.schema,
+      undefined,
+      from,
+      options.batchSize,
+      source,
+    );
+    if (batch.read === 0) return;
+    from = batch.next;
+  }
+}
+
 /** When the given events are recorded: from here, one second apart. */
 const EVENTS_START = Date.UTC(2024, 0, 1);
 
@@ -203,6 +262,7 @@ async function runAsTheRunnerWould(
   envelopes: readonly Envelope[],
   options: { schema: string; now: Date; batchSize: number },
 ): Promise<void> {
+  if (projection.sql) return runSqlAsTheRunnerWould(client, projection, envelopes, options);
   const { now } = options;
   const cache: RowCache = new Map();
   const failures: FailureMemory = new Map();

@@ -24,12 +24,16 @@ export async function readAll(
   const limit = validateLimit(options.limit ?? 1000);
   const { rows, next, held } = await readVisible<EventRow>(db, from, EVENTS, {
     limit,
-    where: (params) => compileFilter(options.filter, params),
+    where: (params) => compileLogFilter(options.filter, params),
   });
   return { events: rows.map(toEnvelope), next, held };
 }
 
-function compileFilter(filter: LogFilter | undefined, params: unknown[]): string {
+/**
+ * A log filter as conditions on the events alias `r` (each starting with `and`), pushing
+ * its parameters onto `params` and numbering them after those already there.
+ */
+export function compileLogFilter(filter: LogFilter | undefined, params: unknown[]): string {
   if (!filter) return '';
   const clauses: string[] = [];
   const typeClauses: string[] = [];

@@ -1,0 +1,269 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { committedHead } from '../../test/support/committedHead.js';
+import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
+import { waitFor } from '../../test/support/waitFor.js';
+import { ValidationError } from '../errors.js';
+import { createPostgresEventStore, type EventStore, START } from '../ingest/index.js';
+import { readChanges, type ViewChange } from './changelog/index.js';
+import {
+  defineProjection,
+  defineView,
+  getProjectionStatuses,
+  type Projection,
+  rebuildProjection,
+  replayProjection,
+  startWorkers,
+} from './index.js';
+
+let db: TestDatabase;
+let pool: pg.Pool;
+let store: EventStore;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  pool = new pg.Pool({ connectionString: db.url, max: 6 });
+  store = createPostgresEventStore({ connectionString: db.url });
+});
+afterAll(async () => {
+  await store.close();
+  await pool.end();
+  await db.drop();
+});
+
+/** The same view twice: one folded by a handler, one by SQL. */
+const ordersView = (name: string) =>
+  defineView({
+    name,
+    columns: {
+      id: { type: 'text' },
+      total: { type: 'numeric', nullable: false },
+      customer: { type: 'text' },
+      placed_at: { type: 'timestamptz' },
+      items: { type: 'jsonb' },
+      note: { type: 'text' },
+    },
+    primaryKey: ['id'],
+  });
+const handled = ordersView('orders_handled');
+const folded = ordersView('orders_sql');
+const filter = { types: ['OrderPlaced', 'OrderRevised'] };
+
+const byHandler = defineProjection({
+  name: 'orders_handled',
+  version: 1,
+  views: [handled],
+  filter,
+  async handle(event, ctx) {
+    if (Number(event.data.total) < 0) return;
+    await ctx.upsert(handled, {
+      id: String(event.data.id),
+      total: String(event.data.total),
+      customer: String(event.data.customer),
+      placed_at: event.eventTime,
+      items: event.data.items as never,
+      note: null,
+    });
+  },
+});
+const bySql = defineProjection({
+  name: 'orders_sql',
+  version: 1,
+  views: [folded],
+  filter,
+  sql: {
+    view: folded,
+    columns: {
+      id: "e.data->>'id'",
+      total: "e.data->>'total'",
+      customer: "e.data->>'customer'",
+      placed_at: 'e.event_time',
+      items: "e.data->'items'",
+    },
+    where: "(e.data->>'total')::numeric >= 0",
+  },
+});
+
+const rows = async (view: string) =>
+  (await pool.query(`select to_jsonb(v) as row from tributary_views.${view} v order by id`)).rows.map(
+    (r) => r.row,
+  );
+
+async function changesOf(view: string): Promise<ViewChange[]> {
+  const changes: ViewChange[] = [];
+  let next = START;
+  for (;;) {
+    const read = await readChanges(pool, next, { view, limit: 37 });
+    changes.push(...read.changes);
+    if (read.next === next) return changes;
+    next = read.next;
+  }
+}
+
+async function caughtUp(projections: readonly Projection[]): Promise<void> {
+  const head = await committedHead(pool);
+  await waitFor(
+    async () =>
+      (
+        await pool.query(
+          `select count(*)::int as n from tributary.projections where name = any($1) and position >= $2`,
+          [projections.map((p) => p.name), head],
+        )
+      ).rows[0].n === projections.length,
+    { what: 'the projections to catch up', timeoutMs: 60_000 },
+  );
+}
+
+describe('SQL projections', () => {
+  it('fold the log under concurrent appends into the same rows and changes as a handler', async () => {
+    const workers = startWorkers({
+      url: db.url,
+      projections: [byHandler, bySql],
+      pollIntervalMs: 20,
+      batchSize: 40,
+    });
+    try {
+      // Four writers, 60 orders revised again and again (within and across batches), some of
+      // them with negative totals the `where` leaves out, and other event types in between.
+      await Promise.all(
+        [0, 1, 2, 3].map(async (writer) => {
+          for (let round = 0; round < 25; round++) {
+            const events = Array.from({ length: 8 }, (_, i) => {
+              const id = `o${(writer * 13 + round * 7 + i) % 60}`;
+              const cents = (writer * 1000 + round * 10 + i) * (i === 3 ? -1 : 1);
+              return {
+                type: round === 0 ? 'OrderPlaced' : i % 4 === 1 ? 'OrderNoted' : 'OrderRevised',
+                data: {
+                  id,
+                  total: `${Math.trunc(cents / 100)}.${String(Math.abs(cents) % 100).padStart(2, '0')}`,
+                  customer: `c${writer}`,
+                  items: { skus: [`s${i}`, 1e21, 0.1], qty: 12345678901234567890n.toString() },
+                },
+                eventTime: new Date(Date.UTC(2026, 0, 1, 12, round, i, writer)),
+              };
+            });
+            await store.append(`orders-${writer}`, events);
+          }
+        }),
+      );
+      await caughtUp([byHandler, bySql]);
+    } finally {
+      await workers.stop();
+    }
+
+    const expected = await rows(handled.name);
+    expect(expected.length).toBe(60);
+    expect(await rows(folded.name)).toEqual(expected);
+
+    // The changelog: every key's changes chain (each change's `old` is the row before it) and
+    // end at the row the view holds, with the same canonical JSON as the handler's changelog.
+    const changes = await changesOf(folded.name);
+    const handlerChanges = await changesOf(handled.name);
+    const lastOf = (list: ViewChange[]) => new Map(list.map((change) => [change.key.id, change.row]));
+    expect(lastOf(changes)).toEqual(lastOf(handlerChanges));
+    const current = new Map<unknown, unknown>();
+    for (const change of changes) {
+      expect(change.op).toBe('upsert');
+      expect(change.old).toEqual(current.get(change.key.id) ?? null);
+      current.set(change.key.id, change.row);
+    }
+    expect(current.size).toBe(60);
+    const cursors = changes.map((change) => change.cursor);
+    expect([...cursors].sort()).toEqual(cursors);
+    // One packed changelog row per batch that wrote rows, not one per row.
+    const { rows: logged } = await pool.query(
+      `select count(*)::int as n from tributary.view_changes where view = $1`,
+      [folded.name],
+    );
+    expect(logged[0].n).toBeLessThan(changes.length);
+  });
+
+  it('rebuilds blue/green to the same rows', async () => {
+    const before = await rows(folded.name);
+    const v2 = { ...bySql, version: 2 };
+    const result = await rebuildProjection({ pool, projection: v2, batchSize: 70 });
+    expect(result.events).toBeGreaterThan(0);
+    expect(await rows(folded.name)).toEqual(before);
+  });
+
+  it('halt at the event whose SQL fails, after retries, with the events before it applied', async () => {
+    const counts = defineView({
+      name: 'sql_numbers',
+      columns: { id: { type: 'text' }, n: { type: 'integer', nullable: false } },
+      primaryKey: ['id'],
+    });
+    const numbers = defineProjection({
+      name: 'sql_numbers',
+      version: 1,
+      views: [counts],
+      filter: { streamPrefixes: ['numbers-'] },
+      retry: { maxAttempts: 2, initialDelayMs: 10 },
+      sql: { view: counts, columns: { id: "e.data->>'id'", n: "(e.data->>'n')::integer" } },
+    });
+    await store.append(
+      'numbers-1',
+      ['1', '2', 'three', '4'].map((n, i) => ({ type: 'N', data: { id: `k${i}`, n } })),
+    );
+    const poison = (await store.readStream('numbers-1'))[2]!;
+    const workers = startWorkers({ url: db.url, projections: [numbers], pollIntervalMs: 20 });
+    try {
+      const [status] = await waitFor(
+        async () => {
+          const statuses = await getProjectionStatuses(pool, [numbers]);
+          return statuses[0]?.state === 'failed' ? statuses : undefined;
+        },
+        { what: 'the SQL projection to halt', timeoutMs: 20_000 },
+      );
+      expect(status!.lastError).toMatchObject({
+        message: expect.stringContaining('invalid input syntax for type integer: "three"'),
+        position: poison.position,
+        eventType: 'N',
+      });
+      expect(status!.lagEvents).toBe(2);
+      expect(await rows(counts.name)).toEqual([
+        { id: 'k0', n: 1 },
+        { id: 'k1', n: 2 },
+      ]);
+    } finally {
+      await workers.stop();
+    }
+  });
+
+  it('refuse definitions that cannot run, and replay, with a hint', () => {
+    const view = ordersView('orders_refused');
+    const base = { name: 'refused', version: 1, views: [view] };
+    const columns = { id: "e.data->>'id'", total: "e.data->>'total'" };
+    const refusals: Array<[string, () => unknown]> = [
+      ['not one of its views', () => defineProjection({ ...base, sql: { view: 'other', columns } })],
+      [
+        "names 'totl'",
+        () => defineProjection({ ...base, sql: { view, columns: { ...columns, totl: '1' } } }),
+      ],
+      ["lacks 'total'", () => defineProjection({ ...base, sql: { view, columns: { id: 'e.stream_id' } } })],
+      [
+        'not a SQL expression',
+        () => defineProjection({ ...base, sql: { view, columns: { ...columns, note: ' ' } } }),
+      ],
+      [
+        'exactly one of handle, handleBatch or sql',
+        () => defineProjection({ ...base, sql: { view, columns }, handle: async () => {} }),
+      ],
+      ['dead-letter', () => defineProjection({ ...base, sql: { view, columns }, onError: 'dead-letter' })],
+    ];
+    for (const [message, define] of refusals) {
+      expect(define).toThrow(ValidationError);
+      expect(define).toThrow(message);
+    }
+  });
+
+  it('refuse a replay, pointing to rebuild', async () => {
+    const refused = await replayProjection({ pool, projection: bySql, from: START, force: true }).catch(
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect(refused).toMatchObject({
+      message: expect.stringContaining('written in SQL'),
+      hint: expect.stringContaining('tributary rebuild orders_sql'),
+    });
+  });
+});
