@@ -13,7 +13,7 @@ import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { keysToPrefetch } from './keyPrefetch.js';
 import { DEFAULT_CACHE_BYTES } from './rowCache.js';
-import { firstEventAfter, runSqlBatch } from './sqlStep.js';
+import { DEFAULT_SQL_BATCH_SIZE, firstEventAfter, runSqlBatch } from './sqlStep.js';
 import {
   clearCache,
   createViewWriter,
@@ -248,7 +248,7 @@ async function batch(
       kind.step === 'timer'
         ? await timerStep(client, projection, writer, memory, from, options.now)
         : projection.sql
-          ? await sqlStep(client, projection, target.schema, memory, from, options)
+          ? await sqlStep(client, projection, target.schema, memory, from)
           : await eventsStep(client, projection, writer, memory, from, options);
     const { result, read } = step;
     const abandoned = (retryAfterMs: number | undefined): BatchResult => ({
@@ -416,15 +416,15 @@ async function sqlStep(
   schema: string,
   memory: WorkerMemory,
   from: Position,
-  options: BatchOptions,
 ): Promise<Step> {
   const step = projection.sql!;
   const view = projection.views.find(
     (candidate) => candidate.name === (typeof step.view === 'string' ? step.view : step.view.name),
   )!;
+  const limit = step.batchSize ?? DEFAULT_SQL_BATCH_SIZE;
   await client.query('savepoint sql_batch');
   try {
-    const batch = await runSqlBatch(client, step, view, schema, projection.filter, from, options.batchSize);
+    const batch = await runSqlBatch(client, step, view, schema, projection.filter, from, limit);
     await client.query('release savepoint sql_batch');
     memory.failures.delete(from);
     return {
@@ -432,7 +432,7 @@ async function sqlStep(
       read: [],
       count: batch.read,
       changes: batch.written,
-      caughtUp: batch.read < options.batchSize,
+      caughtUp: batch.read < limit,
       held: batch.held,
     };
   } catch (error) {
@@ -452,7 +452,7 @@ async function sqlStep(
       };
     }
     memory.failures.delete(from);
-    return isolateSqlFailure(client, projection, view, schema, from, options.batchSize, attempts, error);
+    return isolateSqlFailure(client, projection, view, schema, from, limit, attempts, error);
   }
 }
 

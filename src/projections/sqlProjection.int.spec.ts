@@ -178,6 +178,43 @@ describe('SQL projections', () => {
     expect(logged[0].n).toBeLessThan(changes.length);
   });
 
+  it('pack a large batch’s changes into rows of at most 1000, read back in order', async () => {
+    const wide = defineView({
+      name: 'sql_wide',
+      columns: { id: { type: 'text' }, n: { type: 'integer', nullable: false } },
+      primaryKey: ['id'],
+    });
+    const projection = defineProjection({
+      name: 'sql_wide',
+      version: 1,
+      views: [wide],
+      filter: { streamPrefixes: ['wide-'] },
+      sql: { view: wide, columns: { id: "e.data->>'id'", n: "(e.data->>'n')::integer" }, batchSize: 3000 },
+    });
+    await store.append(
+      'wide-1',
+      Array.from({ length: 2500 }, (_, n) => ({
+        type: 'W',
+        data: { id: `w${String(n).padStart(4, '0')}`, n },
+      })),
+    );
+    const workers = startWorkers({ url: db.url, projections: [projection], pollIntervalMs: 20 });
+    try {
+      await caughtUp([projection]);
+    } finally {
+      await workers.stop();
+    }
+    const { rows: packed } = await pool.query(
+      `select json_array_length(changes::json) as entries from tributary.view_changes where view = $1 order by transaction_id, seq`,
+      [wide.name],
+    );
+    expect(packed.map((row) => row.entries)).toEqual([1000, 1000, 500]);
+    const changes = await changesOf(wide.name);
+    expect(changes.map((change) => change.row)).toEqual(
+      Array.from({ length: 2500 }, (_, n) => ({ id: `w${String(n).padStart(4, '0')}`, n })),
+    );
+  });
+
   it('rebuilds blue/green to the same rows', async () => {
     const before = await rows(folded.name);
     const v2 = { ...bySql, version: 2 };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type PoolClient, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import {
@@ -10,8 +11,9 @@ import {
   readAll,
 } from '../ingest/index.js';
 import { compileLogFilter } from '../ingest/log/readAll.js';
+import { CHANGES_PER_ROW } from './changelog/index.js';
 import type { AnyView } from './defineProjection.js';
-import { canonicalJsonSql } from './values.js';
+import { canonicalJsonColumnSql } from './values.js';
 import { SQL_TYPES } from './view.js';
 
 /**
@@ -36,7 +38,16 @@ export interface SqlProjectionStep {
   columns: Record<string, string>;
   /** Only events for which this SQL condition over `e` holds make a row. */
   where?: string;
+  /**
+   * Events per statement (and transaction). No event passes through the process, so batches
+   * larger than a handler's cost nothing in memory and share the fixed cost of a transaction.
+   * @default 5000
+   */
+  batchSize?: number;
 }
+
+/** Events per statement of a SQL projection, unless its step says otherwise. */
+export const DEFAULT_SQL_BATCH_SIZE = 5000;
 
 /** Checks a SQL step against its projection's views (at definition time). */
 export function checkSqlStep(
@@ -76,6 +87,11 @@ export function checkSqlStep(
       'sql.where is not a SQL condition.',
       'Give a SQL condition over the event `e`, or leave `where` out.',
     );
+  if (
+    step.batchSize !== undefined &&
+    (!Number.isInteger(step.batchSize) || step.batchSize < 1 || step.batchSize > 100_000)
+  )
+    fail(`sql.batchSize is ${String(step.batchSize)}.`, 'Give a whole number of events from 1 to 100000.');
   return view;
 }
 
@@ -90,8 +106,22 @@ export interface SqlBatch {
   held: boolean;
 }
 
-/** The statement of a SQL step for a schema, built once per projection and schema. */
-const statements = new WeakMap<SqlProjectionStep, Map<string, string>>();
+/**
+ * The statement of a SQL step for a schema, built once per projection and schema, and named:
+ * each connection parses and plans it once, not on every batch (a few milliseconds each).
+ */
+const statements = new WeakMap<SqlProjectionStep, Map<string, { name: string; text: string }>>();
+
+function preparedStatement(
+  step: SqlProjectionStep,
+  view: AnyView,
+  schema: string,
+  filterSql: string,
+  source: string | undefined,
+): { name: string; text: string } {
+  const text = sqlBatchStatement(step, view, schema, filterSql, source);
+  return { name: `tributary_sql_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`, text };
+}
 
 /**
  * Applies up to `limit` events after `from` in one statement: the batch is read under the
@@ -116,11 +146,17 @@ export async function runSqlBatch(
   const { transactionId, globalPosition } = parsePosition(from);
   const params: unknown[] = [transactionId.toString(), globalPosition.toString(), limit, view.name];
   const filterSql = compileLogFilter(filter, params);
-  const bySchema = statements.get(step) ?? new Map<string, string>();
+  const bySchema = statements.get(step) ?? new Map<string, { name: string; text: string }>();
   statements.set(step, bySchema);
   const cacheKey = `${schema}\u0000${source ?? ''}`;
-  const text = bySchema.get(cacheKey) ?? sqlBatchStatement(step, view, schema, filterSql, source);
-  bySchema.set(cacheKey, text);
+  const statement = bySchema.get(cacheKey) ?? preparedStatement(step, view, schema, filterSql, source);
+  bySchema.set(cacheKey, statement);
+  // Every join of the statement is between sets of at most a batch, which the planner, misled
+  // by estimates of one row (a parameterised range of the log), would run as nested loops:
+  // a thousand rows joined a thousand times. Hash joins are right for any batch. SET LOCAL lasts
+  // to the end of the caller's transaction (or its savepoint's rollback), which runs nothing
+  // after this but its checkpoint update.
+  await client.query('set local enable_nestloop = off');
   const { rows } = await client.query<{
     read: number;
     written: number;
@@ -128,7 +164,7 @@ export async function runSqlBatch(
     last_seq: string | null;
     bound: string;
     held: boolean;
-  }>(text, params);
+  }>({ ...statement, values: params });
   const row = rows[0]!;
   const last = row.last_xid === null ? from : formatPosition(row.last_xid, row.last_seq!);
   const next = row.read === limit ? last : maxPosition(last, formatPosition(row.bound, 0n));
@@ -160,15 +196,14 @@ function sqlBatchStatement(
     (column, i) => `(${step.columns[column]})::${SQL_TYPES[view.columns[column]!.type]} as ${quoted[i]}`,
   );
   // The changelog's JSON of a row: every column of the view in canonical form, as the view
-  // writer makes it (columns the step leaves out are null). Built as json, which is text:
-  // jsonb would build a binary value only to print it again.
-  const json = (alias: string, only?: readonly string[]) =>
-    `json_build_object(${Object.entries(view.columns)
+  // writer makes it (columns the step leaves out are null), printed by row_to_json from a
+  // lateral row of canonical values.
+  const canonicalRow = (alias: string, only?: readonly string[]) =>
+    `lateral (select ${Object.entries(view.columns)
       .filter(([column]) => !only || only.includes(column))
-      .map(([column, spec]) =>
-        columns.includes(column)
-          ? `'${column}', ${canonicalJsonSql(`${alias}.${quoteIdentifier(column)}`, spec.type)}`
-          : `'${column}', null`,
+      .map(
+        ([column, spec]) =>
+          `${columns.includes(column) ? canonicalJsonColumnSql(`${alias}.${quoteIdentifier(column)}`, spec.type) : 'null'} as ${quoteIdentifier(column)}`,
       )
       .join(', ')})`;
   const sameKey = key.map((column) => `o.${column} = w.${column}`).join(' and ');
@@ -202,8 +237,9 @@ function sqlBatchStatement(
   -- and the update on the primary key's index however stale the view's statistics are (a view
   -- filling fast looks small to the planner, which would then scan all of it for a join).
   old as materialized (
-    select o.* from ${table} o join written w on ${sameKey}
+    select o.* from ${table} o
     where o.${key[0]} = any (array(select ${key[0]} from written))
+      ${key.length > 1 ? `and exists (select 1 from written w where ${sameKey})` : ''}
   ),
   inserted as (
     insert into ${table} (${quoted.join(', ')})
@@ -217,13 +253,20 @@ function sqlBatchStatement(
   ),`
       : ''
   }
+  -- The changes in key order (written's), packed into rows of at most ${CHANGES_PER_ROW} each.
+  numbered as (
+    select w.*, row_number() over () - 1 as entry from written w
+  ),
   logged as (
     insert into tributary.view_changes (view, op, key, log_position, changes)
     select $4, 'changes', '{}', max(w."_position"),
-           json_agg(json_build_array('upsert', ${json('w', view.primaryKey)}, ${json('w')},
-                                     case when o.${key[0]} is null then null else ${json('o')} end))
-    from written w left join old o on ${sameKey}
-    having count(*) > 0
+           '[' || string_agg('["upsert",' || row_to_json(k)::text || ',' || row_to_json(r)::text || ','
+                             || case when o.${key[0]} is null then 'null' else row_to_json(p)::text end || ']',
+                             ',' order by w.entry) || ']'
+    from numbered w left join old o on ${sameKey},
+         ${canonicalRow('w', view.primaryKey)} k, ${canonicalRow('w')} r, ${canonicalRow('o')} p
+    group by w.entry / ${CHANGES_PER_ROW}
+    order by w.entry / ${CHANGES_PER_ROW}
   ),
   last as (select l.transaction_id, l.global_position from batch l order by l.transaction_id desc, l.global_position desc limit 1)
   select (select count(*) from batch)::int as read,

@@ -485,17 +485,14 @@ export function canonicalJsonbSql(column: string, type: ColumnType): string {
   }
 }
 
-/** As canonicalJsonbSql, as json (text): for JSON built only to be stored or sent as text. */
-export function canonicalJsonSql(column: string, type: ColumnType): string {
-  switch (type) {
-    case 'bigint':
-    case 'numeric':
-      return `to_json(${column}::text)`;
-    case 'timestamptz':
-      return `to_json(${canonicalSql(column, type)})`;
-    case 'jsonb':
-      return `${column}::json`;
-    default:
-      return `to_json(${column})`;
-  }
+/**
+ * A SQL expression of `column` whose JSON (as `row_to_json` prints it) is its canonical form:
+ * bigint and numeric as text, timestamps rendered; every other type is printed by PostgreSQL
+ * as canonical JSON already. `row_to_json` of a row of these costs less than half of building
+ * the same object with `json_build_object`, which looks up each argument's output function on
+ * every call.
+ */
+export function canonicalJsonColumnSql(column: string, type: ColumnType): string {
+  if (type === 'bigint' || type === 'numeric') return `${column}::text`;
+  return canonicalSql(column, type);
 }

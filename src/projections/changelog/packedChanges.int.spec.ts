@@ -85,7 +85,7 @@ async function readAll(from: string): Promise<ViewChange[]> {
 describe('packed changelog rows', () => {
   it('writes a batch’s changes to a view as one row and reads them back one by one, in order', async () => {
     const { rows } = await pool.query<{ op: string; entries: number }>(
-      `select op, json_array_length(changes) as entries from tributary.view_changes where view = $1`,
+      `select op, json_array_length(changes::json) as entries from tributary.view_changes where view = $1`,
       [counters.name],
     );
     expect(rows).toEqual([{ op: 'changes', entries: 20 }]);
@@ -145,7 +145,7 @@ describe('packed changelog rows', () => {
       client.release();
     }
     const { rows } = await pool.query<{ entries: number }>(
-      `select json_array_length(changes) as entries from tributary.view_changes where view = 'packed_big' order by seq`,
+      `select json_array_length(changes::json) as entries from tributary.view_changes where view = 'packed_big' order by seq`,
     );
     expect(rows.map((row) => row.entries)).toEqual([CHANGES_PER_ROW, CHANGES_PER_ROW, 7]);
     const read = await readChanges(pool, START, { view: 'packed_big', limit: 10 });

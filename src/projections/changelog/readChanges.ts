@@ -59,7 +59,8 @@ interface ChangeRow {
   key: JsonObject;
   row: JsonObject | null;
   old: JsonObject | null;
-  changes: Entry[] | null;
+  /** The packed entries as JSON text (the column is text; see migration 0024). */
+  changes: string | null;
 }
 
 /**
@@ -108,7 +109,7 @@ export async function readChanges(
       });
       continue;
     }
-    const entries = row.changes ?? [];
+    const entries: Entry[] = row.changes === null ? [] : JSON.parse(row.changes);
     // Resuming inside this packed row: its changes up to the cursor's were delivered.
     const first =
       start.entry !== undefined && start.transactionId === transactionId && start.sequence === sequence

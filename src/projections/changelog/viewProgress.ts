@@ -50,7 +50,7 @@ export async function viewLag(
   const { rows } = await db.query<{ changes: string; oldest: number | null }>(
     `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin),
      pending as (
-       select c.created_at, coalesce(json_array_length(c.changes), 1) as changes
+       select c.created_at, coalesce(json_array_length(c.changes::json), 1) as changes
        from tributary.view_changes c, bound b
        where c.view = $1 and (c.transaction_id, c.seq) > ($2::xid8, $3::bigint) and c.transaction_id < b.xmin
        order by c.transaction_id, c.seq
