@@ -263,7 +263,7 @@ export async function nexmark(): Promise<void> {
           [query.projection.name, head],
         );
         if (done[0]?.ok) break;
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await new Promise((resolve) => setTimeout(resolve, 5));
       }
       const ms = performance.now() - started;
       await workers.stop();
@@ -284,7 +284,7 @@ export async function nexmark(): Promise<void> {
           ? undefined
           : copyMs + (await changelogBaseline(pool, query.copyBaseline));
       const perCore = postmasterPid === undefined ? undefined : events / cpuSeconds;
-      const flink = FLINK_PER_CORE[query.name];
+      const flink = FLINK_PER_CORE[query.name.replace(/sql$/, '')];
       rows.push([
         `${query.name} ${query.description}`,
         fmt((events / ms) * 1000),

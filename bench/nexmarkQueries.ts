@@ -78,7 +78,69 @@ const sameRows = (query: string, columns: string) => ({
 });
 
 export function queries(): Query[] {
-  return [q0(), q1(), q2(), q3(), q4(), q5(), q7(), q8()];
+  return [
+    q0(),
+    sqlVariant(q0()),
+    q1(),
+    sqlVariant(q1()),
+    q2(),
+    sqlVariant(q2()),
+    q3(),
+    q4(),
+    q5(),
+    q7(),
+    q8(),
+  ];
+}
+
+/** The SQL expressions of a per-bid query's columns over the event `e`, and its condition. */
+const SQL_STEPS: Record<string, { columns: Record<string, string>; where?: string }> = {
+  q0: {
+    columns: {
+      position: 'e.position',
+      auction: "(e.data->>'auction')::bigint",
+      bidder: "(e.data->>'bidder')::bigint",
+      price: "(e.data->>'price')::bigint",
+      date_time: 'e.event_time',
+    },
+  },
+  q1: {
+    columns: {
+      position: 'e.position',
+      auction: "(e.data->>'auction')::bigint",
+      price_eur: "(e.data->>'price')::numeric * 0.908",
+      date_time: 'e.event_time',
+    },
+  },
+  q2: {
+    columns: {
+      position: 'e.position',
+      auction: "(e.data->>'auction')::bigint",
+      price: "(e.data->>'price')::bigint",
+    },
+    where: "(e.data->>'auction')::bigint % 123 = 0",
+  },
+};
+
+/** A per-bid query written as a SQL projection (`sql` instead of `handle`), into a view of its own. */
+function sqlVariant(query: Query): Query {
+  const step = SQL_STEPS[query.name]!;
+  const base = query.copyBaseline!;
+  const name = `${query.name}sql`;
+  const view = defineView({ name: `nexmark_${name}`, columns: base.columns, primaryKey: base.primaryKey });
+  const columns = query.check.view.slice('select '.length, query.check.view.indexOf(' from '));
+  return {
+    name,
+    description: `${query.description}, in SQL`,
+    projection: defineProjection({
+      ...ownView(view),
+      filter: bid,
+      sql: { view, columns: step.columns, ...(step.where ? { where: step.where } : {}) },
+    }),
+    sql: query.sql,
+    check: sameRows(name, columns),
+    copyBaseline: view,
+  };
 }
 
 /** A query that writes at most one row per bid: its projection, its check, and COPY as its baseline. */
