@@ -11,7 +11,7 @@ export type Row = Record<string, unknown>;
 /** Any view definition, whatever its columns (structural, so specific views fit). */
 export type AnyView = Pick<
   ViewDefinition,
-  'name' | 'columns' | 'primaryKey' | 'indexes' | 'search' | 'description'
+  'name' | 'columns' | 'primaryKey' | 'indexes' | 'fillfactor' | 'search' | 'description'
 >;
 
 /** The row type of a view given by definition; a plain record for a view given by name. */

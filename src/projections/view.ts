@@ -34,6 +34,14 @@ export interface ViewDefinition<
   columns: Columns;
   primaryKey: readonly (keyof Columns & string)[];
   indexes?: readonly IndexDefinition[];
+  /**
+   * How full PostgreSQL packs the table's pages (percent). The room left lets an update keep
+   * the new row version on its page without touching the primary key's index (a HOT update),
+   * which is most of what a projection does to a large view. 100 suits views whose rows are
+   * only inserted. It applies when the table is created (a rebuild creates it anew).
+   * @default 90
+   */
+  fillfactor?: number;
   /** Columns pushed to a search index by a sink, if one is configured. */
   search?: { fields: readonly (keyof Columns & string)[] };
   description?: string;
@@ -128,8 +136,18 @@ export function defineView<const Columns extends Record<string, ColumnDefinition
   check(definition.primaryKey, 'The primary key');
   for (const index of definition.indexes ?? []) check(index.columns, 'An index');
   check(definition.search?.fields ?? [], 'The search fields');
+  const { fillfactor } = definition;
+  if (fillfactor !== undefined && (!Number.isInteger(fillfactor) || fillfactor < 10 || fillfactor > 100)) {
+    throw new ValidationError(`View '${definition.name}' has fillfactor ${String(fillfactor)}.`, {
+      field: 'fillfactor',
+      hint: 'Give a whole percentage from 10 to 100, or leave it out (90).',
+    });
+  }
   return definition;
 }
+
+/** How full view tables' pages are packed, unless a view says otherwise. */
+export const DEFAULT_VIEW_FILLFACTOR = 90;
 
 /** Default schema for view tables; configurable in tributary.config.ts. */
 export const DEFAULT_VIEW_SCHEMA = 'tributary_views';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { assertIdentifier, type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import type { AnyView } from './defineProjection.js';
-import { DEFAULT_VIEW_SCHEMA, SQL_TYPES } from './view.js';
+import { DEFAULT_VIEW_FILLFACTOR, DEFAULT_VIEW_SCHEMA, SQL_TYPES } from './view.js';
 
 /**
  * Hash of what shapes the tables of these views (columns, types, nullability, key,
@@ -30,7 +30,7 @@ export function viewTableStatements(view: AnyView, schema: string, table = view.
   });
   const key = view.primaryKey.map(quoteIdentifier).join(', ');
   const statements = [
-    `create table ${qualified(schema, table)} (${columns.join(', ')}, primary key (${key}))`,
+    `create table ${qualified(schema, table)} (${columns.join(', ')}, primary key (${key})) with (fillfactor = ${view.fillfactor ?? DEFAULT_VIEW_FILLFACTOR})`,
   ];
   // Index names are left to PostgreSQL: they stay unique when a rebuild swaps tables between schemas.
   for (const index of view.indexes ?? []) {

@@ -20,11 +20,21 @@ const orders = defineView({
 describe('view tables', () => {
   it('turns a definition into DDL with quoted identifiers, NOT NULL keys and anonymous indexes', () => {
     expect(viewTableStatements(orders, 'views')).toEqual([
-      'create table "views"."orders" ("id" bigint not null, "customer" text not null, "total" numeric, "tags" text[], "placed_at" timestamptz, primary key ("id"))',
+      'create table "views"."orders" ("id" bigint not null, "customer" text not null, "total" numeric, "tags" text[], "placed_at" timestamptz, primary key ("id")) with (fillfactor = 90)',
       'create index on "views"."orders" ("customer", "placed_at")',
       'create unique index on "views"."orders" ("customer")',
     ]);
     expect(() => viewTableStatements(orders, 'Bad Schema')).toThrow(ValidationError);
+  });
+
+  it('leaves room for HOT updates unless a view asks for full pages, and refuses a bad fill', () => {
+    expect(viewTableStatements(defineView({ ...orders, fillfactor: 100 }), 'views')[0]).toMatch(
+      / with \(fillfactor = 100\)$/,
+    );
+    expect(() => defineView({ ...orders, fillfactor: 5 })).toThrow(/fillfactor 5/);
+    expect(() => defineView({ ...orders, fillfactor: 90.5 })).toThrow(ValidationError);
+    // The fill is storage, not shape: changing it needs no new version.
+    expect(viewsFingerprint([{ ...orders, fillfactor: 100 }])).toBe(viewsFingerprint([orders]));
   });
 
   it('fingerprints what shapes the tables, not descriptions or search fields', () => {
