@@ -7,6 +7,7 @@ import { ValidationError } from '../errors.js';
 import { createPostgresEventStore, type EventStore, START } from '../ingest/index.js';
 import { readChanges, type ViewChange } from './changelog/index.js';
 import {
+  canonicalSelectList,
   defineProjection,
   defineView,
   getProjectionStatuses,
@@ -110,8 +111,14 @@ async function caughtUp(projections: readonly Projection[]): Promise<void> {
           [projections.map((p) => p.name), head],
         )
       ).rows[0].n === projections.length,
-    { what: 'the projections to catch up', timeoutMs: 60_000 },
-  );
+    { what: 'the projections to catch up', timeoutMs: 30_000 },
+  ).catch(async (error: unknown) => {
+    // Say why: a halted projection shows its error.
+    const statuses = await getProjectionStatuses(pool, projections);
+    throw new Error(
+      `${String(error)}: ${JSON.stringify(statuses.map((s) => [s.name, s.state, s.lastError]))}`,
+    );
+  });
 }
 
 describe('SQL projections', () => {
@@ -213,6 +220,123 @@ describe('SQL projections', () => {
     expect(changes.map((change) => change.row)).toEqual(
       Array.from({ length: 2500 }, (_, n) => ({ id: `w${String(n).padStart(4, '0')}`, n })),
     );
+  });
+
+  it('write every column type with the exact values a handler writes, in the view and the changelog', async () => {
+    const columns = {
+      id: { type: 'text' },
+      i: { type: 'integer' },
+      b: { type: 'bigint' },
+      n: { type: 'numeric' },
+      d: { type: 'double' },
+      f: { type: 'boolean' },
+      ts: { type: 'timestamptz' },
+      j: { type: 'jsonb' },
+      a: { type: 'text[]' },
+    } as const;
+    const byHandlerView = defineView({ name: 'exact_handled', columns, primaryKey: ['id'] });
+    const bySqlView = defineView({ name: 'exact_sql', columns, primaryKey: ['id'] });
+    const exactFilter = { streamPrefixes: ['exact-'] };
+    const handler = defineProjection({
+      name: 'exact_handled',
+      version: 1,
+      views: [byHandlerView],
+      filter: exactFilter,
+      async handle(event, ctx) {
+        const data = event.data as Record<string, never>;
+        await ctx.upsert(byHandlerView, {
+          id: data.id,
+          i: data.i,
+          b: data.b,
+          n: data.n,
+          d: data.d === null ? null : Number(data.d),
+          f: data.f,
+          ts: data.ts,
+          j: data.j,
+          a: data.a,
+        });
+      },
+    });
+    const sql = defineProjection({
+      name: 'exact_sql',
+      version: 1,
+      views: [bySqlView],
+      filter: exactFilter,
+      sql: {
+        view: bySqlView,
+        columns: {
+          id: "e.data->>'id'",
+          i: "e.data->>'i'",
+          b: "e.data->>'b'",
+          n: "e.data->>'n'",
+          d: "e.data->>'d'",
+          f: "e.data->>'f'",
+          ts: "e.data->>'ts'",
+          j: "e.data->'j'",
+          a: "case when jsonb_typeof(e.data->'a') = 'array' then array(select jsonb_array_elements_text(e.data->'a')) end",
+        },
+      },
+    });
+    const values = [
+      {
+        i: 2147483647,
+        b: '9223372036854775807',
+        n: '12345678901234567890.123456789',
+        d: '1e21',
+        f: true,
+        ts: '2026-11-30T21:14:05.123456Z',
+        j: { big: 9007199254740993n.toString(), list: [1.5, null, 'x'], nested: { '😀': 'tab\tquote"' } },
+        a: ['', 'NULL', '{braces}, commas', 'émoji 😀'],
+      },
+      {
+        i: -2147483648,
+        b: '-9',
+        n: '80.00',
+        d: '5e-324',
+        f: false,
+        ts: '0001-01-01T00:00:00.000000Z',
+        j: [],
+        a: [],
+      },
+      {
+        i: 0,
+        b: '0',
+        n: 'NaN',
+        d: '0.30000000000000004',
+        f: null,
+        ts: '9999-12-31T23:59:59.999999Z',
+        j: 'text',
+        a: null,
+      },
+      { i: null, b: null, n: '-0.000', d: '-1.7976931348623157e308', f: true, ts: null, j: null, a: ['x'] },
+    ];
+    await store.append(
+      'exact-1',
+      values.map((v, k) => ({ type: 'Exact', data: { id: `x${k}`, ...v } as never })),
+    );
+    // A second version of one row, so a change carries an old row too.
+    await store.append('exact-1', [{ type: 'Exact', data: { id: 'x1', ...values[0]! } as never }]);
+    const workers = startWorkers({ url: db.url, projections: [handler, sql], pollIntervalMs: 20 });
+    try {
+      await caughtUp([handler, sql]);
+    } finally {
+      await workers.stop();
+    }
+    const canonical = async (view: string) =>
+      (await pool.query(`select ${canonicalSelectList(columns)} from tributary_views.${view} order by id`))
+        .rows;
+    const expected = await canonical(byHandlerView.name);
+    expect(expected).toHaveLength(4);
+    expect(await canonical(bySqlView.name)).toEqual(expected);
+    const text = (changes: ViewChange[]) =>
+      changes.map((change) => JSON.stringify([change.op, change.key, change.row, change.old]));
+    const handled = text(await changesOf(byHandlerView.name));
+    const folded = text(await changesOf(bySqlView.name));
+    // The same final version of every key, and the same old row for the key written twice.
+    expect(new Set(folded)).toEqual(new Set(handled.filter((change) => folded.includes(change))));
+    expect(folded.length).toBeGreaterThanOrEqual(4);
+    const last = (changes: string[]) => new Map(changes.map((change) => [JSON.parse(change)[1].id, change]));
+    expect(last(folded)).toEqual(last(handled));
   });
 
   it('rebuilds blue/green to the same rows', async () => {

@@ -487,12 +487,14 @@ export function canonicalJsonbSql(column: string, type: ColumnType): string {
 
 /**
  * A SQL expression of `column` whose JSON (as `row_to_json` prints it) is its canonical form:
- * bigint and numeric as text, timestamps rendered; every other type is printed by PostgreSQL
- * as canonical JSON already. `row_to_json` of a row of these costs less than half of building
+ * bigint and numeric as text, timestamps rendered, a double's -0 as 0; every other type is
+ * printed by PostgreSQL as canonical JSON already. `row_to_json` of a row of these costs less than half of building
  * the same object with `json_build_object`, which looks up each argument's output function on
  * every call.
  */
 export function canonicalJsonColumnSql(column: string, type: ColumnType): string {
   if (type === 'bigint' || type === 'numeric') return `${column}::text`;
+  // -0 as 0, as JSON.stringify writes it (and so every other path).
+  if (type === 'double') return `(${column} + 0)`;
   return canonicalSql(column, type);
 }
