@@ -9,6 +9,7 @@ export {
   PARTITION_BUCKETS,
   partitionBranches,
   partitionBucket,
+  partitionCondition,
   partitionOf,
   type ReadPartitionOptions,
   readPartition,

@@ -61,6 +61,12 @@ export function partitionBuckets(partition: LogPartition): number[] {
   return buckets;
 }
 
+/** A SQL condition: the stream id in `column` falls in `partition` (for a scan that reads every event anyway). */
+export function partitionCondition(partition: LogPartition, column: string): string {
+  const { index, count } = validatePartition(partition);
+  return `tributary.partition_bucket(${column}) % ${count} = ${index}`;
+}
+
 /** The condition (on the events alias `r`) for each bucket of a partition, one scan each. */
 export function partitionBranches(partition: LogPartition): string[] {
   return partitionBuckets(validatePartition(partition)).map(
