@@ -74,8 +74,8 @@ describe('log partitions', () => {
     // The statement readPartition sends, explained with its parameters.
     let statement: { text: string; values: unknown[] } | undefined;
     const recorder = {
-      query: async (text: string, values: unknown[]) => {
-        statement = { text, values };
+      query: async (config: { text: string; values: unknown[] }) => {
+        statement = { text: config.text, values: config.values };
         return { rows: [{ bound: '1', held: false, xid: null }], rowCount: 1 };
       },
     } as unknown as Pool;
@@ -84,9 +84,22 @@ describe('log partitions', () => {
       `explain ${statement!.text}`,
       statement!.values,
     );
-    const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
-    expect(plan).toMatch(/Merge Append/);
-    expect(plan).toMatch(/events_partition_idx/);
-    expect(plan).not.toMatch(/-> {2}Sort\b/);
+    // The statement is prepared once per connection: its generic plan must be as good.
+    const client = await pool.connect();
+    try {
+      await client.query('set plan_cache_mode = force_generic_plan');
+      await client.query(`prepare page as ${statement!.text}`);
+      const literals = statement!.values.map((value) => `'${String(value)}'`).join(', ');
+      const generic = await client.query<{ 'QUERY PLAN': string }>(`explain execute page(${literals})`);
+      await client.query('deallocate page; reset plan_cache_mode');
+      for (const explained of [rows, generic.rows]) {
+        const plan = explained.map((row) => row['QUERY PLAN']).join('\n');
+        expect(plan).toMatch(/Merge Append/);
+        expect(plan).toMatch(/events_partition_idx/);
+        expect(plan).not.toMatch(/-> {2}Sort\b/);
+      }
+    } finally {
+      client.release();
+    }
   });
 });

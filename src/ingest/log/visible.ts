@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Queryable } from '../../db/index.js';
 import { sleep } from '../../sleep.js';
 import type { Notifier } from './notifier.js';
@@ -71,16 +72,24 @@ export async function readVisible<Row extends { xid: string; seq: string }>(
        from (${options.branches.map((branch) => `(${scan('r.*', branch)})`).join(' union all ')}) r
        order by r.transaction_id, r.${table.sequence}
        limit $3`;
-  const { rows } = await db.query<Row & { bound: string; held: boolean | null }>(
-    `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
+  const text = `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
      select b.xmin::text as bound,
             exists (select 1 from ${table.table} h where h.transaction_id >= b.xmin) as held,
             r.*
      from bound b
      left join lateral (
        ${source}
-     ) r on true`,
-    params,
+     ) r on true`;
+  // A merge of many branches takes longer to plan than to run a page: prepare it once per
+  // connection (named by its text, which holds no values).
+  const { rows } = await db.query<Row & { bound: string; held: boolean | null }>(
+    options.branches === undefined
+      ? { text, values: params }
+      : {
+          name: `tributary_visible_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`,
+          text,
+          values: params,
+        },
   );
   const first = rows[0]!;
   const found = first.xid == null ? [] : rows;
