@@ -55,6 +55,9 @@ export async function runPartitioned(
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
   const retryMs = Math.max(50, Math.floor(leaseTimeoutMs / 4));
   const held = new Map<number, Held>();
+  // A partition whose worker failed is left alone a while (doubling), so that a persistent
+  // error does not spin; another process may take it meanwhile.
+  const backoff = new Map<number, { until: number; failures: number }>();
   let registered = false;
   let failures = 0;
   // Processes start their search at different partitions, so they rarely race for the same one.
@@ -91,9 +94,15 @@ export async function runPartitioned(
         } else if (outcome === 'lost') {
           log.info('partition lease lost; standing by');
         }
+        backoff.delete(partition);
       } catch (error) {
         status.lastError = error instanceof Error ? error.message : String(error);
-        log.error('partition worker error; it is freed for another try', { error });
+        const failures = (backoff.get(partition)?.failures ?? 0) + 1;
+        const delay = Math.min(100 * 2 ** failures, 5000);
+        backoff.set(partition, { until: Date.now() + delay, failures });
+        if (isConnectionError(error))
+          log.warn('database unavailable; partition freed', { error, retryInMs: delay });
+        else log.error('partition worker error; partition freed', { error, retryInMs: delay });
       } finally {
         signal.removeEventListener('abort', onAbort);
         held.delete(partition);
@@ -156,6 +165,7 @@ export async function runPartitioned(
         const row = rows[partition]!;
         if (held.has(partition) || row.state !== 'running' || !(row.free || row.owner === options.workerId))
           continue;
+        if ((backoff.get(partition)?.until ?? 0) > Date.now()) continue;
         const { rowCount } = await pool.query(
           `update tributary.projection_partitions set lease_owner = $3, lease_expires_at = now() + $4::interval
            where name = $1 and partition = $2 and version = $5 and state = 'running'
@@ -186,7 +196,8 @@ export async function runPartitioned(
       await sleep(delay, signal);
       continue;
     }
-    await sleep(retryMs, signal);
+    // Often enough that a joining process gets its share soon; one query per projection.
+    await sleep(Math.min(retryMs, 500), signal);
   }
   await stopAll(held);
   await leave(pool, projection.name, options.workerId, logger);

@@ -12,6 +12,7 @@ import { acquireLease, releaseLease } from './leases.js';
 import { observeBatch } from './observeBatch.js';
 import { runPartitioned } from './partitions.js';
 import { ensureViewTables } from './registry.js';
+import { DEFAULT_CACHE_BYTES } from './rowCache.js';
 import {
   type BatchResult,
   type CheckpointTarget,
@@ -34,7 +35,8 @@ export interface RunnerOptions {
   viewSchema?: string;
   /**
    * Memory each projection's row cache may use, in bytes; the least recently used rows go
-   * first past it. @default 268435456 (256 MiB)
+   * first past it. A partitioned projection's partitions each get 1/N of it.
+   * @default 268435456 (256 MiB)
    */
   cacheBytes?: number;
   /**
@@ -352,7 +354,13 @@ export async function holdProjection(
   const memory: WorkerMemory = {
     cache: new Map(),
     failures: new Map(),
-    ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
+    // A partition's cache gets its share of the projection's, so N partitions in one process
+    // use no more memory than the projection would.
+    ...(unit.partition !== undefined
+      ? { cacheBytes: Math.floor((options.cacheBytes ?? DEFAULT_CACHE_BYTES) / partitionCount(projection)) }
+      : options.cacheBytes !== undefined
+        ? { cacheBytes: options.cacheBytes }
+        : {}),
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
   const client = await pool.connect();
