@@ -10,6 +10,7 @@ import {
 import { waitFor } from '../../test/support/waitFor.js';
 import { ValidationError } from '../errors.js';
 import { partitionOf } from '../ingest/index.js';
+import { given } from '../testing/index.js';
 import {
   defineProjection,
   defineView,
@@ -169,6 +170,12 @@ describe('partitioned projections in one process', () => {
         await ctx.state.set('seen', event.streamId, true);
       },
     });
+    // The testing kit refuses it as the runner does.
+    const error = await given([{ type: 'Seen', streamId: 's-1' }])
+      .when(projection, { url: db.url })
+      .rows(state)
+      .catch((e: unknown) => e);
+    expect(String((error as Error).message)).toMatch(/cannot be partitioned: its handler uses keyed state/);
     const workers = startWorkers({ url: db.url, projections: [projection], leaseTimeoutMs: 2000 });
     try {
       const [status] = await waitFor(
