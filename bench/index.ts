@@ -3,6 +3,7 @@ import { benchApi } from './api.js';
 import { benchAppend } from './append.js';
 import { benchCdc } from './cdc.js';
 import { nexmark } from './nexmark.js';
+import { benchPartitions } from './partitions.js';
 import { benchProjection } from './projection.js';
 import { benchSink } from './sink.js';
 
@@ -11,6 +12,7 @@ const benchmarks: Record<string, () => Promise<unknown>> = {
   append: benchAppend,
   cdc: benchCdc,
   nexmark,
+  partitions: benchPartitions,
   projection: benchProjection,
   sink: benchSink,
 };

@@ -168,6 +168,8 @@ export {
   listDeadLetters,
   listSinkDeadLetters,
   type MeilisearchBackendConfig,
+  NotPartitionableError,
+  type PartitionStatus,
   type PostgresBackendConfig,
   type PrefetchKey,
   type Progress,

@@ -116,6 +116,41 @@ describe('migrate', () => {
     expect(retried.applied.map((m) => m.name)).toEqual(['bad']);
   });
 
+  it('runs a file marked no-transaction outside a transaction, so CREATE INDEX CONCURRENTLY works', async () => {
+    const url = await emptyDatabase();
+    const migrations = await migrationsDir({
+      '0001_table.sql': 'create table public.t (a int, b text);',
+      '0002_index.sql': `-- tributary: no-transaction
+-- A function body with semicolons stays one statement.
+create function public.twice(x int) returns int language plpgsql immutable as $$
+begin
+  return x * 2;
+end;
+$$;
+create index concurrently t_twice_idx on public.t (public.twice(a));
+`,
+    });
+    const shipped = await loadMigrations(migrations);
+    expect(shipped.map((m) => m.transaction)).toEqual([true, false]);
+    await migrate(url, { dir: migrations });
+    const indexes = await query<{ indisvalid: boolean }>(
+      url,
+      "select i.indisvalid from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname = 't_twice_idx'",
+    );
+    expect(indexes).toEqual([{ indisvalid: true }]);
+    expect(await query(url, 'select version from tributary.schema_migrations order by version')).toEqual([
+      { version: 1 },
+      { version: 2 },
+    ]);
+    // The same statement in an ordinary (transactional) migration is refused by PostgreSQL.
+    const plain = await migrationsDir({
+      '0001_index.sql': 'create table public.u (a int); create index concurrently u_idx on public.u (a);',
+    });
+    await expect(migrate(await emptyDatabase(), { dir: plain })).rejects.toThrow(
+      /cannot run inside a transaction block/,
+    );
+  });
+
   it('rejects badly named or duplicate migration files with a clear error', async () => {
     await expect(loadMigrations(await migrationsDir({ 'add-table.sql': 'select 1;' }))).rejects.toThrow(
       /does not follow the NNNN_name.sql pattern/,

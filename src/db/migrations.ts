@@ -12,12 +12,21 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 /** Arbitrary but fixed: every Tributary process migrating the same database takes this lock. */
 const ADVISORY_LOCK_KEY = 7_140_011_900;
+/**
+ * A migration whose first line is this runs outside a transaction, so it may use statements
+ * that refuse one (CREATE INDEX CONCURRENTLY on the log, which must not block appends). Such a
+ * file should be one statement, or statements each safe to run again: a failure part-way leaves
+ * what ran applied, and the next run starts the file over.
+ */
+export const NO_TRANSACTION_MARKER = '-- tributary: no-transaction';
 
 export interface Migration {
   version: number;
   name: string;
   sql: string;
   checksum: string;
+  /** Runs outside a transaction (first line NO_TRANSACTION_MARKER). */
+  transaction: boolean;
 }
 
 export interface MigrateOptions {
@@ -53,6 +62,7 @@ export async function loadMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
       name: match[2]!,
       sql,
       checksum: createHash('sha256').update(sql).digest('hex'),
+      transaction: sql.split('\n', 1)[0]!.trim() !== NO_TRANSACTION_MARKER,
     });
   }
   return migrations;
@@ -100,8 +110,15 @@ export async function migrate(
       if (applied.has(migration.version)) continue;
       const label = `${String(migration.version).padStart(4, '0')}_${migration.name}`;
       try {
-        await client.query('begin');
-        await client.query(migration.sql);
+        if (migration.transaction) {
+          await client.query('begin');
+          await client.query(migration.sql);
+        } else {
+          // A multi-statement query string runs as one implicit transaction: send each
+          // statement alone so that CONCURRENTLY is allowed.
+          for (const statement of splitStatements(migration.sql)) await client.query(statement);
+          await client.query('begin');
+        }
         await client.query(
           'insert into tributary.schema_migrations (version, name, checksum) values ($1, $2, $3)',
           [migration.version, migration.name, migration.checksum],
@@ -110,7 +127,9 @@ export async function migrate(
       } catch (cause) {
         await client.query('rollback').catch(() => {});
         throw new MigrationError(`Migration ${label} failed: ${(cause as Error).message}`, {
-          hint: 'Nothing of this migration was applied; fix the cause and run `tributary migrate` again.',
+          hint: migration.transaction
+            ? 'Nothing of this migration was applied; fix the cause and run `tributary migrate` again.'
+            : 'This migration runs outside a transaction: statements before the failing one stay applied (an index built CONCURRENTLY may be left INVALID: drop it). Fix the cause and run `tributary migrate` again; the file runs from its start.',
           cause,
         });
       }
@@ -122,4 +141,29 @@ export async function migrate(
     await client.query('select pg_advisory_unlock($1)', [ADVISORY_LOCK_KEY]).catch(() => {});
     await client.end().catch(() => {});
   }
+}
+
+/**
+ * The statements of a no-transaction migration: split at semicolons that end a line, outside
+ * dollar-quoted bodies (enough for the files Tributary ships; keep such files simple).
+ */
+export function splitStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let current: string[] = [];
+  let dollar: string | undefined;
+  for (const line of sql.split('\n')) {
+    current.push(line);
+    for (const match of line.matchAll(/\$[a-z_]*\$/gi)) {
+      if (dollar === undefined) dollar = match[0];
+      else if (match[0] === dollar) dollar = undefined;
+    }
+    if (dollar === undefined && /;\s*(--.*)?$/.test(line)) {
+      const statement = current.join('\n').trim();
+      if (statement.replace(/--.*$/gm, '').trim()) statements.push(statement);
+      current = [];
+    }
+  }
+  const rest = current.join('\n').trim();
+  if (rest.replace(/--.*$/gm, '').trim()) statements.push(rest);
+  return statements;
 }

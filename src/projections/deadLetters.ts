@@ -2,7 +2,7 @@ import { type Pool, withTransaction } from '../db/index.js';
 import { NotFoundError } from '../errors.js';
 import type { Envelope } from '../ingest/index.js';
 import { applyEnvelopes, describeError, type FailureMemory } from './applyEnvelopes.js';
-import type { Projection } from './defineProjection.js';
+import { type Projection, partitionCount } from './defineProjection.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
 import { createViewWriter } from './viewWriter.js';
 
@@ -98,12 +98,18 @@ export async function retryDeadLetters(
         await client.query('select 1 from tributary.projections where name = $1 for update', [
           projection.name,
         ]);
+        // A partitioned projection's workers commit through their partitions' rows.
+        await client.query(
+          'select 1 from tributary.projection_partitions where name = $1 order by partition for update',
+          [projection.name],
+        );
         const writer = createViewWriter({
           client,
           projection: projection.name,
           views: projection.views,
           schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
           cache: new Map(),
+          ...(partitionCount(projection) > 1 ? { partitioned: true } : {}),
         });
         // Once, whatever the projection's policies: a failure keeps the dead letter.
         const failures: FailureMemory = new Map();
@@ -125,6 +131,10 @@ export async function retryDeadLetters(
         await client.query('update tributary.projections set generation = generation + 1 where name = $1', [
           projection.name,
         ]);
+        await client.query(
+          'update tributary.projection_partitions set generation = generation + 1 where name = $1',
+          [projection.name],
+        );
       });
       outcomes.push({ id: letter.id, ok: true });
     } catch (error) {

@@ -1,6 +1,7 @@
 import { assertIdentifier, type Queryable } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import type { Envelope, LogFilter, Position } from '../ingest/index.js';
+import { type Envelope, type LogFilter, MAX_PARTITIONS, type Position } from '../ingest/index.js';
+import { NotPartitionableError } from './errors.js';
 import type { KeyedState } from './keyedState.js';
 import { checkSqlStep, type SqlProjectionStep } from './sqlStep.js';
 import type { ColumnDefinition, ColumnInputs, ColumnValues, ViewDefinition } from './view.js';
@@ -161,6 +162,23 @@ export interface ProjectionDefinition<Views extends readonly AnyView[] = readonl
    * @default undefined (replay refused unless forced)
    */
   replay?: ReplaySafety;
+  /**
+   * Splits the projection into this many partitions (1 to 64), each with its own checkpoint
+   * and lease, run by whichever process holds it: a partition applies the events whose
+   * partition key falls in it, in log order, exactly once. Events of one key always fall in
+   * the same partition; events of different partitions are applied in no order relative to
+   * each other. So every view row (and everything `get`, `patch`, `delete` and `find` read)
+   * must belong to one partition key: e.g. views keyed by the stream id with the default key.
+   * Only `handle` projections can be partitioned; keyed state is refused. Changing it is a
+   * rebuild. @default 1 (no partitions: the projection runs as one)
+   */
+  partitions?: number;
+  /**
+   * The partition key of an envelope. @default its stream id, which the log indexes: a
+   * partition reads only its own events. With a function, each partition reads the whole log
+   * (after the filter) and keeps its share, and its lag in status is an estimate.
+   */
+  partitionBy?: (envelope: Envelope) => string;
 }
 
 /** A key `prefetch` says the handler will read: the view (or its name) and the key columns. */
@@ -221,6 +239,7 @@ export function defineProjection<const Views extends readonly AnyView[]>(
       );
     }
   }
+  checkPartitions(definition);
   if (definition.replay !== undefined && !['idempotent', 'unsafe'].includes(definition.replay)) {
     throw new ValidationError(
       `Projection '${definition.name}' has replay '${String(definition.replay)}'; use 'idempotent' or 'unsafe'.`,
@@ -228,6 +247,59 @@ export function defineProjection<const Views extends readonly AnyView[]>(
     );
   }
   return definition;
+}
+
+/** The number of partitions of a projection (1 when it is not partitioned). */
+export function partitionCount(projection: Pick<Projection, 'partitions'>): number {
+  return projection.partitions ?? 1;
+}
+
+function checkPartitions(definition: ProjectionDefinition<readonly AnyView[]>): void {
+  const { name, partitions, partitionBy } = definition;
+  if (partitions === undefined) {
+    if (partitionBy !== undefined) {
+      throw new ValidationError(`Projection '${name}' has partitionBy but no partitions.`, {
+        field: 'partitions',
+        hint: 'Give the number of partitions (partitions: 4), or leave partitionBy out.',
+      });
+    }
+    return;
+  }
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+    throw new ValidationError(
+      `Projection '${name}' has partitions ${String(partitions)}; use an integer from 1 to ${MAX_PARTITIONS}.`,
+      { field: 'partitions' },
+    );
+  }
+  if (partitionBy !== undefined && typeof partitionBy !== 'function') {
+    throw new ValidationError(
+      `Projection '${name}' has a partitionBy that is not a function of the envelope.`,
+      {
+        field: 'partitionBy',
+        hint: 'Leave it out to partition by stream id, or give (envelope) => string.',
+      },
+    );
+  }
+  if (partitions === 1) return;
+  if (definition.handleBatch) {
+    throw new NotPartitionableError(
+      name,
+      'it has handleBatch (a batch handler, as windowed aggregates use), which sees the events of a batch together and keeps state across keys.',
+    );
+  }
+  if (definition.sql) {
+    throw new NotPartitionableError(
+      name,
+      'it is a SQL projection, applied batch by batch in log order.',
+      'Leave out `partitions`: a SQL projection applies a batch in one statement inside PostgreSQL already.',
+    );
+  }
+  if (definition.onTimer) {
+    throw new NotPartitionableError(
+      name,
+      'it has onTimer, which acts on the projection as a whole, not on one partition.',
+    );
+  }
 }
 
 /** Checks a set of projections together: unique names, and each view written by one projection only. */

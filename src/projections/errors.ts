@@ -5,6 +5,7 @@ export const ProjectionErrorCodes = {
   Failed: 'PROJECTION_FAILED',
   Handler: 'PROJECTION_HANDLER_FAILED',
   ReplayNotSafe: 'REPLAY_NOT_SAFE',
+  NotPartitionable: 'PROJECTION_NOT_PARTITIONABLE',
 } as const;
 
 /** A view definition changed while the projection's version stayed the same. */
@@ -66,6 +67,29 @@ export class ReplayNotSafeError extends TributaryError {
         : `Projection '${projection}' does not declare replay: 'idempotent', so replaying could apply events its views already hold a second time (a handler that adds would add again).`,
       {
         hint: `Run \`tributary rebuild ${projection}\` to recompute its views from the log. If its handler gives the same views when an event comes again, declare replay: 'idempotent' in defineProjection, or pass --force.`,
+      },
+    );
+  }
+}
+
+/**
+ * A projection asks for partitions but does something that cannot be split by key: its
+ * partitions would read or write the same state, or its result would depend on the order
+ * across partitions (batch handlers, windows, timers, SQL projections, keyed state).
+ */
+export class NotPartitionableError extends TributaryError {
+  constructor(
+    readonly projection: string,
+    readonly reason: string,
+    hint?: string,
+  ) {
+    super(
+      ProjectionErrorCodes.NotPartitionable,
+      `Projection '${projection}' cannot be partitioned: ${reason}`,
+      {
+        hint:
+          hint ??
+          'Leave out `partitions` (one partition), or write the projection with `handle`, writing only view rows whose keys are determined by the partition key.',
       },
     );
   }

@@ -44,6 +44,7 @@ export {
   validateProjections,
 } from './defineProjection.js';
 export {
+  NotPartitionableError,
   ProjectionDefinitionChangedError,
   ProjectionErrorCodes,
   ProjectionFailedError,
@@ -115,6 +116,7 @@ export {
 } from './startWorkers.js';
 export {
   getProjectionStatuses,
+  type PartitionStatus,
   type ProjectionStatus,
   READ_YOUR_WRITES_TIMEOUT,
   waitForProjections,

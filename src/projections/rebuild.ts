@@ -7,14 +7,16 @@ import {
   quoteIdentifier,
   withTransaction,
 } from '../db/index.js';
+import { ValidationError } from '../errors.js';
 import { type Position, START } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
 import { appendResets } from './changelog/index.js';
-import type { Projection } from './defineProjection.js';
+import { type Projection, partitionCount } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { moveKeyedState, resetKeyedState } from './keyedState.js';
 import { acquireLease, releaseLease } from './leases.js';
+import { resetPartitions } from './registry.js';
 import { type CheckpointTarget, runBatch, runBatchInTransaction, type WorkerMemory } from './runBatch.js';
 import { countEventsAfter, measureLag } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
@@ -216,6 +218,11 @@ async function swap(
     // Holding the live row stops the live worker's commits; catching up inside this
     // transaction makes the swapped-in view at least as far along as the one it replaces.
     await client.query('select 1 from tributary.projections where name = $1 for update', [projection.name]);
+    // A partitioned projection's workers commit through their partitions' rows: hold them all.
+    await client.query(
+      'select 1 from tributary.projection_partitions where name = $1 order by partition for update',
+      [projection.name],
+    );
     const target: CheckpointTarget = {
       kind: 'rebuild',
       projection,
@@ -256,14 +263,23 @@ async function swap(
     }
     await moveKeyedState(client, projection.name, shadow, viewSchema);
     await client.query(
-      `insert into tributary.projections (name, version, fingerprint, position, events_processed, generation)
-       values ($1, $2, $3, $4, $5, 1)
+      `insert into tributary.projections (name, version, fingerprint, position, events_processed, generation, partitions)
+       values ($1, $2, $3, $4, $5, 1, $6)
        on conflict (name) do update set version = excluded.version, fingerprint = excluded.fingerprint,
          position = excluded.position, events_processed = excluded.events_processed,
          generation = projections.generation + 1, state = 'running', last_error = null,
-         lease_owner = null, lease_expires_at = null, updated_at = now()`,
-      [projection.name, projection.version, fingerprint, rebuilt.position, rebuilt.done],
+         lease_owner = null, lease_expires_at = null, partitions = excluded.partitions, updated_at = now()`,
+      [
+        projection.name,
+        projection.version,
+        fingerprint,
+        rebuilt.position,
+        rebuilt.done,
+        partitionCount(projection),
+      ],
     );
+    // The rebuild read the whole log in order: every partition has applied up to its position.
+    await resetPartitions(client, projection, rebuilt.position);
     await appendResets(
       client,
       projection.views.map((view) => view.name),
@@ -291,6 +307,12 @@ async function dropTables(client: PoolClient, schema: string, names: readonly st
  */
 async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
   const { pool, projection } = options;
+  if (partitionCount(projection) > 1) {
+    throw new ValidationError(
+      `Projection '${projection.name}' has ${partitionCount(projection)} partitions: it is rebuilt into shadow tables and swapped in, not in place.`,
+      { field: 'inPlace', hint: `Run \`tributary rebuild ${projection.name}\` without --in-place.` },
+    );
+  }
   const viewSchema = options.viewSchema ?? DEFAULT_VIEW_SCHEMA;
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
   const owner = `rebuild:${randomUUID().slice(0, 8)}`;

@@ -5,9 +5,10 @@ import { type Envelope, formatPosition, isPosition, type Position, readAll } fro
 import { type Logger, silentLogger } from '../logger.js';
 import { sleep } from '../sleep.js';
 import { applyEnvelopes, type FailureMemory } from './applyEnvelopes.js';
-import type { Projection } from './defineProjection.js';
+import { type Projection, partitionCount } from './defineProjection.js';
 import { ProjectionFailedError, ProjectionHandlerError, ReplayNotSafeError } from './errors.js';
 import { acquireLease, releaseLease } from './leases.js';
+import { partitionOfEnvelope } from './readSlice.js';
 import type { Progress } from './rebuild.js';
 import { countEventsAfter } from './status.js';
 import { DEFAULT_VIEW_SCHEMA } from './view.js';
@@ -90,6 +91,8 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
     });
 
   const owner = `replay:${randomUUID().slice(0, 8)}`;
+  const count = partitionCount(projection);
+  const partitioned = count > 1;
   const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
   client.on('error', () => {});
@@ -98,11 +101,17 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
     const tookOverFrom = await takeOver(pool, projection, owner, leaseTimeoutMs);
     leased = true;
     if (tookOverFrom) logger.info('took the projection over from its worker', { worker: tookOverFrom });
+    // Partitioned, each partition is replayed up to its own checkpoint.
     const { rows } = await client.query<{ position: string }>(
-      'select position from tributary.projections where name = $1',
+      partitioned
+        ? 'select position from tributary.projection_partitions where name = $1 order by partition'
+        : 'select position from tributary.projections where name = $1',
       [projection.name],
     );
-    const until = rows[0]!.position as Position;
+    const limits = rows.map((row) => row.position as Position);
+    const until = limits.reduce((high, limit) => (limit > high ? limit : high));
+    const applies = (event: Envelope) =>
+      event.position <= (partitioned ? limits[partitionOfEnvelope(projection, event, count)]! : until);
     const total = from < until ? await countBetween(pool, projection, from, until) : 0;
     let position = from;
     let done = 0;
@@ -112,10 +121,12 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
       try {
         // The projection's row first, then its views: the order every writer of them follows.
         const held = await client.query(
-          'select 1 from tributary.projections where name = $1 and lease_owner = $2 for no key update',
+          partitioned
+            ? 'select 1 from tributary.projection_partitions where name = $1 and lease_owner = $2 order by partition for no key update'
+            : 'select 1 from tributary.projections where name = $1 and lease_owner = $2 for no key update',
           [projection.name, owner],
         );
-        if (held.rowCount !== 1)
+        if (held.rowCount !== count)
           throw new ProjectionFailedError(
             `Projection '${projection.name}' was taken over during the replay.`,
           );
@@ -123,7 +134,7 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
           limit: options.batchSize ?? 1000,
           ...(projection.filter ? { filter: projection.filter } : {}),
         });
-        const events = page.events.filter((event) => event.position <= until);
+        const events = page.events.filter(applies);
         const writer = createViewWriter({
           client,
           projection: projection.name,
@@ -131,6 +142,7 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
           schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
           cache: new Map(),
           replaying: true,
+          ...(partitioned ? { partitioned: true } : {}),
         });
         // Each event once: the failure policy applies at the first failure (stop ends the replay).
         const failures: FailureMemory = new Map();
@@ -155,17 +167,19 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
         }
         await writer.flush();
         const renewed = await client.query(
-          `update tributary.projections set generation = generation + 1, lease_expires_at = now() + $3::interval
+          `update ${partitioned ? 'tributary.projection_partitions' : 'tributary.projections'}
+           set generation = generation + 1, lease_expires_at = now() + $3::interval
            where name = $1 and lease_owner = $2`,
           [projection.name, owner, `${leaseTimeoutMs} milliseconds`],
         );
-        if (renewed.rowCount !== 1)
+        if (renewed.rowCount !== count)
           throw new ProjectionFailedError(
             `Projection '${projection.name}' was taken over during the replay.`,
           );
         await client.query('commit');
         done += events.length;
-        position = events.length < page.events.length || page.next > until ? until : page.next;
+        position =
+          page.events.some((event) => event.position > until) || page.next > until ? until : page.next;
         options.onProgress?.({ done, total: Math.max(total, done), position });
         if (page.events.length === 0 && page.next === position && position < until) await sleep(20);
       } catch (error) {
@@ -177,7 +191,15 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
     return { events: done, tookOverFrom };
   } finally {
     client.release();
-    if (leased) await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
+    if (leased) {
+      await releaseLease(pool, 'live', projection.name, owner).catch(() => {});
+      await pool
+        .query(
+          'update tributary.projection_partitions set lease_owner = null, lease_expires_at = null where name = $1 and lease_owner = $2',
+          [projection.name, owner],
+        )
+        .catch(() => {});
+    }
   }
 }
 
@@ -221,7 +243,34 @@ async function takeOver(
       { hint: 'Check `tributary status`: it may need a rebuild or be halted.' },
     );
   }
-  return holder;
+  const count = partitionCount(projection);
+  if (count === 1) return holder;
+  // Partitioned: every partition is taken over from whichever process holds it.
+  const { rows: partitions } = await pool.query<{ holder: string | null }>(
+    `with previous as (
+       select partition, case when lease_expires_at > now() then lease_owner end as holder
+       from tributary.projection_partitions where name = $1 for update
+     )
+     update tributary.projection_partitions p
+     set lease_owner = $3, lease_expires_at = now() + $4::interval
+     from previous
+     where p.name = $1 and p.partition = previous.partition and p.version = $2 and p.state = 'running'
+     returning previous.holder`,
+    [projection.name, projection.version, owner, `${leaseTimeoutMs} milliseconds`],
+  );
+  if (partitions.length !== count) {
+    await releaseLease(pool, 'live', projection.name, owner);
+    await pool.query(
+      'update tributary.projection_partitions set lease_owner = null, lease_expires_at = null where name = $1 and lease_owner = $2',
+      [projection.name, owner],
+    );
+    throw new ProjectionFailedError(
+      `Projection '${projection.name}' does not have its ${count} partitions running at version ${projection.version}.`,
+      { hint: 'Check `tributary status`: a partition may be halted, or the projection may need a rebuild.' },
+    );
+  }
+  const holders = [...new Set(partitions.flatMap((row) => (row.holder ? [row.holder] : [])))];
+  return holders.length > 0 ? holders.join(', ') : holder;
 }
 
 async function countBetween(

@@ -1,5 +1,5 @@
 import { isConnectionError, type Pool, type PoolClient } from '../db/index.js';
-import { type Envelope, type Position, type ReadAllResult, readAll } from '../ingest/index.js';
+import type { Envelope, LogPartition, Position } from '../ingest/index.js';
 import {
   type ApplyResult,
   applyEnvelopes,
@@ -12,6 +12,7 @@ import { NOTIFY_AFTER_COMMIT_SETTING } from './changelog/index.js';
 import type { Projection } from './defineProjection.js';
 import { ProjectionFailedError } from './errors.js';
 import { keysToPrefetch } from './keyPrefetch.js';
+import { readSlice, type Slice } from './readSlice.js';
 import { DEFAULT_CACHE_BYTES } from './rowCache.js';
 import { DEFAULT_SQL_BATCH_SIZE, firstEventAfter, runSqlBatch } from './sqlStep.js';
 import {
@@ -32,6 +33,11 @@ export interface CheckpointTarget {
   /** Schema of the tables written. */
   schema: string;
   leaseTimeoutMs: number;
+  /**
+   * One partition of a partitioned projection (live only): its row in
+   * tributary.projection_partitions is the checkpoint, and only its slice of the log is read.
+   */
+  partition?: LogPartition;
 }
 
 export interface WorkerMemory {
@@ -51,7 +57,7 @@ export interface WorkerMemory {
    * The next page, read ahead on another connection while this batch commits, and the view
    * rows its handlers will read (dropped when the views are forgotten).
    */
-  prefetch?: { from: Position; limit: number; page: Promise<ReadAllResult>; rows?: Promise<ReadAhead> };
+  prefetch?: { from: Position; limit: number; page: Promise<Slice>; rows?: Promise<ReadAhead> };
 }
 
 export type BatchResult =
@@ -97,6 +103,14 @@ async function readCheckpoint(
   // The checkpoint row is locked before any view table is touched. A rebuild's swap (and a
   // replay, a dead-letter retry) lock this row first and the view tables after it; taking the
   // view tables first here, the row at commit, would deadlock with them.
+  if (target.partition !== undefined) {
+    const { rows } = await client.query<CheckpointRow>(
+      `select position, generation::text as generation, lease_owner = $2 as mine, version, state${quiet}
+       from tributary.projection_partitions where name = $1 and partition = $3 for no key update`,
+      [target.projection.name, target.owner, target.partition.index],
+    );
+    return rows[0];
+  }
   const { rows } = await client.query<CheckpointRow>(
     `select position, ${generation} as generation, lease_owner = $2 as mine, version, ${state} as state${quiet}
      from ${TABLE[target.kind]} where name = $1 for no key update`,
@@ -116,17 +130,15 @@ async function takePage(
   memory: WorkerMemory,
   from: Position,
   limit: number,
-  projection: Projection,
-): Promise<{ page: ReadAllResult; rows?: Promise<ReadAhead> | undefined }> {
+  target: CheckpointTarget,
+): Promise<{ page: Slice; rows?: Promise<ReadAhead> | undefined }> {
   const prefetch = memory.prefetch;
   memory.prefetch = undefined;
   if (prefetch && prefetch.from === from && prefetch.limit === limit) {
     const page = await prefetch.page.catch(() => undefined);
-    if (page && page.events.length === limit) return { page, rows: prefetch.rows };
+    if (page && page.scanned === limit) return { page, rows: prefetch.rows };
   }
-  return {
-    page: await readAll(client, from, { limit, ...(projection.filter ? { filter: projection.filter } : {}) }),
-  };
+  return { page: await readSlice(client, target.projection, target.partition, from, limit) };
 }
 
 /** What every batch is given. */
@@ -242,6 +254,7 @@ async function batch(
       views: projection.views,
       schema: target.schema,
       cache: memory.cache,
+      ...(target.partition !== undefined ? { partitioned: true } : {}),
       ...(memory.cacheBytes !== undefined ? { cacheBytes: memory.cacheBytes } : {}),
     });
     const step =
@@ -249,7 +262,7 @@ async function batch(
         ? await timerStep(client, projection, writer, memory, from, options.now)
         : projection.sql
           ? await sqlStep(client, projection, target.schema, memory, from)
-          : await eventsStep(client, projection, writer, memory, from, options);
+          : await eventsStep(client, target, writer, memory, from, options);
     const { result, read } = step;
     const abandoned = (retryAfterMs: number | undefined): BatchResult => ({
       kind: 'done',
@@ -514,16 +527,17 @@ async function isolateSqlFailure(
 
 async function eventsStep(
   client: PoolClient,
-  projection: Projection,
+  target: CheckpointTarget,
   writer: ViewWriter,
   memory: WorkerMemory,
   from: Position,
   options: BatchOptions,
 ): Promise<Step> {
+  const { projection } = target;
   const isolating = memory.isolateUntil !== undefined && from < memory.isolateUntil;
   if (!isolating) memory.isolateUntil = undefined;
   const limit = isolating ? 1 : options.batchSize;
-  const { page, rows } = await takePage(client, memory, from, limit, projection);
+  const { page, rows } = await takePage(client, memory, from, limit, target);
   const ahead = rows && (await rows.catch(() => undefined));
   if (ahead) writer.accept(ahead);
   const result = await applyEnvelopes(page.events, {
@@ -536,21 +550,19 @@ async function eventsStep(
     deadline: Date.now() + options.batchMaxMs,
     readNext: page.next,
   });
-  const caughtUp = page.events.length < limit && result.position === page.next;
+  // A page filtered in the process (a custom partition key) is full when its read was.
+  const caughtUp = page.scanned < limit && result.position === page.next;
   if (options.readAhead && !caughtUp && !result.rollback && !result.halt && result.position === page.next) {
     // The next page, and then the view rows its handlers will read, are read on another
     // connection while this batch flushes and commits.
     const readAhead = options.readAhead;
-    const next = readAll(readAhead, page.next, {
-      limit,
-      ...(projection.filter ? { filter: projection.filter } : {}),
-    });
+    const next = readSlice(readAhead, projection, target.partition, page.next, limit);
     next.catch(() => {});
     const rows = next.then((nextPage) =>
       // A short page is read again by the next batch: its rows would be wasted.
       writer.readAhead(
         readAhead,
-        nextPage.events.length === limit ? keysToPrefetch(projection, nextPage.events) : new Map(),
+        nextPage.scanned === limit ? keysToPrefetch(projection, nextPage.events) : new Map(),
       ),
     );
     rows.catch(() => {});
@@ -582,22 +594,18 @@ async function advanceCheckpoint(
     result.applied + result.deadLettered,
   ];
   let sql: string;
-  if (target.kind === 'live') {
+  if (target.partition !== undefined) {
     params.push(memory.generation, halt ? 'failed' : 'running');
-    params.push(
-      halt
-        ? JSON.stringify({
-            ...describeError(halt.error),
-            position: halt.envelope.position,
-            eventId: halt.envelope.eventId,
-            eventType: halt.envelope.type,
-            streamId: halt.envelope.streamId,
-            attempts: halt.attempts,
-            at: new Date().toISOString(),
-          })
-        : null,
-      eventsPerSecond ?? 0,
-    );
+    params.push(halt ? haltError(halt) : null, eventsPerSecond ?? 0, target.partition.index);
+    sql = `update tributary.projection_partitions
+           set position = $4, lease_expires_at = now() + $5::interval, events_processed = events_processed + $6,
+               state = $8, last_error = coalesce($9::jsonb, case when $6 > 0 then null else last_error end),
+               lease_owner = case when $8 = 'failed' then null else lease_owner end,
+               events_per_second = $10, updated_at = now()
+           where name = $1 and partition = $11 and lease_owner = $2 and position = $3 and generation = $7::bigint`;
+  } else if (target.kind === 'live') {
+    params.push(memory.generation, halt ? 'failed' : 'running');
+    params.push(halt ? haltError(halt) : null, eventsPerSecond ?? 0);
     sql = `update tributary.projections
            set position = $4, lease_expires_at = now() + $5::interval, events_processed = events_processed + $6,
                state = $8, last_error = coalesce($9::jsonb, case when $6 > 0 then null else last_error end),
@@ -611,6 +619,19 @@ async function advanceCheckpoint(
   }
   const updated = await client.query(sql, params);
   return updated.rowCount === 1;
+}
+
+/** What a halted checkpoint row records as its last error. */
+function haltError(halt: NonNullable<ApplyResult['halt']>): string {
+  return JSON.stringify({
+    ...describeError(halt.error),
+    position: halt.envelope.position,
+    eventId: halt.envelope.eventId,
+    eventType: halt.envelope.type,
+    streamId: halt.envelope.streamId,
+    attempts: halt.attempts,
+    at: new Date().toISOString(),
+  });
 }
 
 /** After the commit: what this worker now knows. */

@@ -7,10 +7,12 @@ import type { Metrics } from '../observability/index.js';
 import { sleep } from '../sleep.js';
 import { VIEW_CHANGES_CHANNEL } from './changelog/index.js';
 import { type Clock, systemClock } from './clock.js';
-import { type Projection, validateProjections } from './defineProjection.js';
+import { type Projection, partitionCount, validateProjections } from './defineProjection.js';
 import { acquireLease, releaseLease } from './leases.js';
 import { observeBatch } from './observeBatch.js';
+import { runPartitioned } from './partitions.js';
 import { ensureViewTables } from './registry.js';
+import { DEFAULT_CACHE_BYTES } from './rowCache.js';
 import {
   type BatchResult,
   type CheckpointTarget,
@@ -33,9 +35,16 @@ export interface RunnerOptions {
   viewSchema?: string;
   /**
    * Memory each projection's row cache may use, in bytes; the least recently used rows go
-   * first past it. @default 268435456 (256 MiB)
+   * first past it. A partitioned projection's partitions each get 1/N of it.
+   * @default 268435456 (256 MiB)
    */
   cacheBytes?: number;
+  /**
+   * Partitions of partitioned projections this process holds at most, all projections together
+   * (each one held takes a connection, and another while it reads ahead).
+   * @default what the pool leaves: (max connections - 2 - 2 per unpartitioned projection) / 2, at least 1
+   */
+  maxPartitions?: number;
 }
 
 export interface StartWorkersOptions extends RunnerOptions {
@@ -74,6 +83,8 @@ export interface WorkerStatus {
   state: WorkerState;
   position?: Position;
   lastError?: string;
+  /** A partitioned projection: the partitions this process runs, with their checkpoints. */
+  partitions?: Array<{ partition: number; position?: Position }>;
 }
 
 export interface Workers {
@@ -99,7 +110,11 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   const pool =
     options.pool ??
     createPool(options.url, {
-      max: Math.min(2 * options.projections.length + 2, 30),
+      // Two connections per running unit (a projection, or a partition), while they fit.
+      max: Math.min(
+        2 * options.projections.reduce((sum, projection) => sum + partitionCount(projection), 0) + 2,
+        30,
+      ),
       applicationName: 'tributary-projections',
       logger,
     });
@@ -114,8 +129,16 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   for (const projection of options.projections) {
     statuses.set(projection.name, { projection: projection.name, state: 'starting' });
   }
-  const loops = options.projections.map((projection) =>
-    runProjection(projection, {
+  const partitioned = options.projections.filter((projection) => partitionCount(projection) > 1);
+  const unpartitioned = options.projections.length - partitioned.length;
+  const budget = {
+    held: 0,
+    max:
+      options.maxPartitions ??
+      Math.max(1, Math.floor(((pool.options.max ?? 10) - 2 - 2 * unpartitioned) / 2)),
+  };
+  const loops = options.projections.map((projection) => {
+    const loopOptions: LoopOptions = {
       ...options,
       pool,
       notifier,
@@ -125,8 +148,11 @@ export function startWorkers(options: StartWorkersOptions): Workers {
       signal: abort.signal,
       active,
       status: statuses.get(projection.name)!,
-    }),
-  );
+    };
+    return partitionCount(projection) > 1
+      ? runPartitioned(projection, loopOptions, budget)
+      : runProjection(projection, loopOptions);
+  });
   const done = Promise.allSettled(loops);
   let stopping: Promise<void> | undefined;
 
@@ -158,6 +184,18 @@ export function startWorkers(options: StartWorkersOptions): Workers {
               [workerId],
             )
             .catch((error: unknown) => logger.warn('could not release the leases', { error }));
+          await pool
+            .query(
+              'update tributary.projection_partitions set lease_owner = null, lease_expires_at = null where lease_owner = $1',
+              [workerId],
+            )
+            .catch((error: unknown) => logger.warn('could not release the partitions', { error }));
+        }
+        // Abandoned loops could not leave their projections' worker lists: leave them here.
+        if (partitioned.length > 0) {
+          await pool
+            .query('delete from tributary.projection_workers where worker_id = $1', [workerId])
+            .catch(() => {});
         }
         await notifier.close();
         await wakeChanges.idle();
@@ -169,7 +207,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
   };
 }
 
-interface LoopOptions extends StartWorkersOptions {
+export interface LoopOptions extends StartWorkersOptions {
   pool: Pool;
   notifier: Notifier;
   wakeChanges: WakeUp;
@@ -178,6 +216,46 @@ interface LoopOptions extends StartWorkersOptions {
   signal: AbortSignal;
   active: Set<PoolClient>;
   status: WorkerStatus;
+}
+
+/**
+ * Creates the projection's views and registers it, or reports (status, log) why it cannot run
+ * here and waits a while: true when it is ready to run.
+ */
+export async function register(
+  projection: Projection,
+  options: LoopOptions,
+  retryMs: number,
+): Promise<boolean> {
+  const { pool, logger, status, signal } = options;
+  const result = await ensureViewTables(pool, [projection], {
+    schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
+  });
+  const registration = result.get(projection.name);
+  if (registration !== 'ready') {
+    if (status.state !== registration) {
+      logger.warn(
+        registration === 'needs-rebuild'
+          ? `projection '${projection.name}' is at an older version (or another number of partitions) in the database; run \`tributary rebuild ${projection.name}\``
+          : `the database holds a newer version of projection '${projection.name}'; this process leaves it alone`,
+        { version: projection.version },
+      );
+    }
+    status.state = registration ?? 'failed';
+    await sleep(Math.max(retryMs, 1000), signal);
+    return false;
+  }
+  if (options.resumeFailed !== false) {
+    await pool.query(
+      `update tributary.projections set state = 'running' where name = $1 and state = 'failed'`,
+      [projection.name],
+    );
+    await pool.query(
+      `update tributary.projection_partitions set state = 'running' where name = $1 and state = 'failed'`,
+      [projection.name],
+    );
+  }
+  return true;
 }
 
 async function runProjection(projection: Projection, options: LoopOptions): Promise<void> {
@@ -189,30 +267,8 @@ async function runProjection(projection: Projection, options: LoopOptions): Prom
   while (!signal.aborted) {
     try {
       if (!registered) {
-        const result = await ensureViewTables(pool, [projection], {
-          schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
-        });
-        const registration = result.get(projection.name);
-        if (registration !== 'ready') {
-          if (status.state !== registration) {
-            logger.warn(
-              registration === 'needs-rebuild'
-                ? `projection '${projection.name}' is at an older version in the database; run \`tributary rebuild ${projection.name}\``
-                : `the database holds a newer version of projection '${projection.name}'; this process leaves it alone`,
-              { version: projection.version },
-            );
-          }
-          status.state = registration ?? 'failed';
-          await sleep(Math.max(retryMs, 1000), signal);
-          continue;
-        }
-        registered = true;
-        if (options.resumeFailed !== false) {
-          await pool.query(
-            `update tributary.projections set state = 'running' where name = $1 and state = 'failed'`,
-            [projection.name],
-          );
-        }
+        registered = await register(projection, options, retryMs);
+        if (!registered) continue;
       }
       const acquired = await acquireLease(pool, 'live', projection.name, options.workerId, leaseTimeoutMs, {
         version: projection.version,
@@ -262,12 +318,27 @@ async function runProjection(projection: Projection, options: LoopOptions): Prom
   status.state = 'stopped';
 }
 
-async function holdProjection(
+/** What one running unit (a projection, or one partition of it) reports while it runs. */
+export interface UnitStatus {
+  position?: Position;
+  lastError?: string | undefined;
+}
+
+/**
+ * Runs the projection (or one partition of it: `partition`) while this process holds its
+ * lease, until the lease is lost, the failure policy halts it, or `signal` stops it.
+ */
+export async function holdProjection(
   projection: Projection,
   options: LoopOptions,
   leaseTimeoutMs: number,
+  unit: { signal: AbortSignal; status: UnitStatus; partition?: number } = {
+    signal: options.signal,
+    status: options.status,
+  },
 ): Promise<'lost' | 'halted' | 'stopped'> {
-  const { pool, notifier, signal, status } = options;
+  const { pool, notifier } = options;
+  const { signal, status } = unit;
   const clock = options.clock ?? systemClock;
   const pollIntervalMs = Math.min(options.pollIntervalMs ?? 1000, Math.floor(leaseTimeoutMs / 3));
   const target: CheckpointTarget = {
@@ -276,11 +347,20 @@ async function holdProjection(
     owner: options.workerId,
     schema: options.viewSchema ?? DEFAULT_VIEW_SCHEMA,
     leaseTimeoutMs,
+    ...(unit.partition !== undefined
+      ? { partition: { index: unit.partition, count: partitionCount(projection) } }
+      : {}),
   };
   const memory: WorkerMemory = {
     cache: new Map(),
     failures: new Map(),
-    ...(options.cacheBytes !== undefined ? { cacheBytes: options.cacheBytes } : {}),
+    // A partition's cache gets its share of the projection's, so N partitions in one process
+    // use no more memory than the projection would.
+    ...(unit.partition !== undefined
+      ? { cacheBytes: Math.floor((options.cacheBytes ?? DEFAULT_CACHE_BYTES) / partitionCount(projection)) }
+      : options.cacheBytes !== undefined
+        ? { cacheBytes: options.cacheBytes }
+        : {}),
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
   const client = await pool.connect();
@@ -323,8 +403,10 @@ async function holdProjection(
       status.position = result.position;
       if (result.halted) {
         const { rows } = await client.query<{ last_error: { message?: string } | null }>(
-          'select last_error from tributary.projections where name = $1',
-          [projection.name],
+          unit.partition === undefined
+            ? 'select last_error from tributary.projections where name = $1'
+            : 'select last_error from tributary.projection_partitions where name = $1 and partition = $2',
+          unit.partition === undefined ? [projection.name] : [projection.name, unit.partition],
         );
         status.lastError = rows[0]?.last_error?.message;
         return 'halted';

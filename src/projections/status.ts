@@ -1,8 +1,15 @@
 import type { Queryable } from '../db/index.js';
 import { TributaryError } from '../errors.js';
-import { type LogFilter, type Position, parsePosition, START } from '../ingest/index.js';
+import {
+  type LogFilter,
+  type LogPartition,
+  type Position,
+  parsePosition,
+  partitionCondition,
+  START,
+} from '../ingest/index.js';
 import { pollUntil } from '../sleep.js';
-import type { Projection } from './defineProjection.js';
+import { type Projection, partitionCount } from './defineProjection.js';
 
 export interface ProjectionStatus {
   name: string;
@@ -29,6 +36,49 @@ export interface ProjectionStatus {
   /** A rebuild in progress: its version and events done so far. */
   rebuild: { version: number; position: Position; done: number; total: number } | undefined;
   updatedAt: Date | undefined;
+  /** Partitions in the database (what the checkpoints are split by); 1 when not partitioned. */
+  partitionCount: number | undefined;
+  /** Partitions in this process's config; differs from `partitionCount` until a rebuild. */
+  configuredPartitions: number;
+  /**
+   * The config asks for another version or number of partitions than the database holds:
+   * `tributary rebuild` moves the projection to it (workers leave it alone until then).
+   */
+  needsRebuild: boolean;
+  /**
+   * Each partition of a partitioned projection (the projection's figures then add them up: its
+   * position is the lowest, its lag the sum). Undefined for a projection of one partition.
+   */
+  partitions: PartitionStatus[] | undefined;
+}
+
+/** One partition of a partitioned projection. */
+export interface PartitionStatus {
+  partition: number;
+  state: 'running' | 'failed';
+  position: Position;
+  lagEvents: number;
+  /** Estimated from positions (a long backlog, or a custom partitionBy, whose slice SQL cannot tell). */
+  lagEstimated: boolean;
+  lagSeconds: number;
+  eventsPerSecond: number;
+  eventsProcessed: number;
+  /** Process holding this partition's lease, while it is valid. */
+  leaseOwner: string | undefined;
+  lastError: ProjectionStatus['lastError'];
+}
+
+interface PartitionRow {
+  name: string;
+  partition: number;
+  position: string;
+  state: 'running' | 'failed';
+  last_error: ProjectionStatus['lastError'] | null;
+  lease_owner: string | null;
+  lease_valid: boolean;
+  events_processed: string;
+  events_per_second: number;
+  fresh: boolean;
 }
 
 interface Row {
@@ -43,6 +93,7 @@ interface Row {
   events_per_second: number;
   updated_at: Date;
   fresh: boolean;
+  partitions: number;
 }
 
 /**
@@ -58,8 +109,16 @@ export async function getProjectionStatuses(
     `select name, version, position, state, last_error, lease_owner,
             coalesce(lease_expires_at > now(), false) as lease_valid,
             events_processed::text, events_per_second, updated_at,
-            updated_at > now() - interval '10 seconds' as fresh
+            updated_at > now() - interval '10 seconds' as fresh, partitions
      from tributary.projections where name = any ($1::text[])`,
+    [names],
+  );
+  const { rows: partitionRows } = await db.query<PartitionRow>(
+    `select name, partition, position, state, last_error, lease_owner,
+            coalesce(lease_expires_at > now(), false) as lease_valid,
+            events_processed::text, events_per_second,
+            updated_at > now() - interval '10 seconds' as fresh
+     from tributary.projection_partitions where name = any ($1::text[]) order by name, partition`,
     [names],
   );
   const { rows: rebuilds } = await db.query<{
@@ -79,22 +138,51 @@ export async function getProjectionStatuses(
   const statuses: ProjectionStatus[] = [];
   for (const projection of projections) {
     const row = rows.find((r) => r.name === projection.name);
-    const position = (row?.position ?? START) as Position;
-    const lag = await measureLag(db, position, projection.filter);
     const rebuild = rebuilds.find((r) => r.name === projection.name);
+    const configuredPartitions = partitionCount(projection);
+    const ownRows = partitionRows.filter((r) => r.name === projection.name);
+    const partitioned = row !== undefined && row.partitions > 1 && ownRows.length === row.partitions;
+    const partitions = partitioned
+      ? await Promise.all(ownRows.map((r) => partitionStatus(db, projection, r, row.partitions)))
+      : undefined;
+    const position = partitions
+      ? partitions.reduce((low, p) => (p.position < low ? p.position : low), partitions[0]!.position)
+      : ((row?.position ?? START) as Position);
+    const lag = partitions
+      ? {
+          events: partitions.reduce((sum, p) => sum + p.lagEvents, 0),
+          estimated: partitions.some((p) => p.lagEstimated),
+          seconds: Math.max(...partitions.map((p) => p.lagSeconds)),
+        }
+      : await measureLag(db, position, projection.filter);
+    const owners = partitions
+      ? [...new Set(partitions.flatMap((p) => (p.leaseOwner ? [p.leaseOwner] : [])))]
+      : undefined;
+    const failed = partitions?.find((p) => p.state === 'failed');
     statuses.push({
       name: projection.name,
-      state: row?.state ?? 'unregistered',
+      state: failed ? 'failed' : (row?.state ?? 'unregistered'),
       version: row?.version,
       configuredVersion: projection.version,
       position,
       lagEvents: lag.events,
       lagEstimated: lag.estimated,
       lagSeconds: lag.seconds,
-      eventsPerSecond: row?.fresh ? Math.round(row.events_per_second) : 0,
-      eventsProcessed: Number(row?.events_processed ?? 0),
-      leaseOwner: row?.lease_valid ? (row.lease_owner ?? undefined) : undefined,
-      lastError: row?.last_error ?? undefined,
+      eventsPerSecond: partitions
+        ? partitions.reduce((sum, p) => sum + p.eventsPerSecond, 0)
+        : row?.fresh
+          ? Math.round(row.events_per_second)
+          : 0,
+      // A partitioned projection's rebuild counted its events on the projection's row.
+      eventsProcessed:
+        Number(row?.events_processed ?? 0) +
+        (partitions?.reduce((sum, p) => sum + p.eventsProcessed, 0) ?? 0),
+      leaseOwner: owners
+        ? owners.join(', ') || undefined
+        : row?.lease_valid
+          ? (row.lease_owner ?? undefined)
+          : undefined,
+      lastError: failed?.lastError ?? row?.last_error ?? undefined,
       deadLetters: Number(dead.find((d) => d.projection === projection.name)?.count ?? 0),
       rebuild: rebuild
         ? {
@@ -105,9 +193,45 @@ export async function getProjectionStatuses(
           }
         : undefined,
       updatedAt: row?.updated_at,
+      partitionCount: row?.partitions,
+      configuredPartitions,
+      needsRebuild:
+        row !== undefined &&
+        (row.version < projection.version ||
+          (row.version === projection.version && row.partitions !== configuredPartitions)),
+      partitions,
     });
   }
   return statuses;
+}
+
+async function partitionStatus(
+  db: Queryable,
+  projection: Projection,
+  row: PartitionRow,
+  count: number,
+): Promise<PartitionStatus> {
+  const position = row.position as Position;
+  // A custom partition key is not known to SQL: the lag is the projection's, shared evenly.
+  const lag = projection.partitionBy
+    ? await measureLag(db, position, projection.filter).then((whole) => ({
+        events: Math.round(whole.events / count),
+        seconds: whole.seconds,
+        estimated: true,
+      }))
+    : await measureLag(db, position, projection.filter, { index: row.partition, count });
+  return {
+    partition: row.partition,
+    state: row.state,
+    position,
+    lagEvents: lag.events,
+    lagEstimated: lag.estimated,
+    lagSeconds: lag.seconds,
+    eventsPerSecond: row.fresh ? Math.round(row.events_per_second) : 0,
+    eventsProcessed: Number(row.events_processed),
+    leaseOwner: row.lease_valid ? (row.lease_owner ?? undefined) : undefined,
+    lastError: row.last_error ?? undefined,
+  };
 }
 
 /** Past this many events behind, the lag is estimated from positions instead of counted. */
@@ -124,10 +248,13 @@ export async function measureLag(
   db: Queryable,
   from: Position,
   filter: LogFilter | undefined,
+  partition?: LogPartition,
 ): Promise<{ events: number; seconds: number; estimated: boolean }> {
   const { transactionId, globalPosition } = parsePosition(from);
   const params: unknown[] = [transactionId.toString(), globalPosition.toString(), EXACT_LAG_UP_TO + 1];
-  const wanted = filterSql(filter, params);
+  // One partition's events: the stream falls in one of its buckets.
+  const inPartition = partition ? ` and ${partitionCondition(partition, 'e.stream_id')}` : '';
+  const wanted = filterSql(filter, params) + inPartition;
   const { rows } = await db.query<{
     scanned: number;
     events: number;
@@ -215,9 +342,11 @@ export async function waitForProjections(
   const reached = await pollUntil(
     async () => {
       const { rows } = await pool.query<{ name: string; position: string }>(
-        names
-          ? 'select name, position from tributary.projections where name = any ($1::text[])'
-          : 'select name, position from tributary.projections',
+        // A partitioned projection is as far as its slowest partition.
+        `select p.name, coalesce(
+                  (select min(q.position) from tributary.projection_partitions q where q.name = p.name and p.partitions > 1),
+                  p.position) as position
+         from tributary.projections p ${names ? 'where p.name = any ($1::text[])' : ''}`,
         names ? [names] : [],
       );
       const missing = names ? names.filter((name) => !rows.some((row) => row.name === name)) : [];

@@ -2,7 +2,8 @@ import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { appendChanges, changeEntry, changeLine, packedChangeLines } from './changelog/index.js';
 import type { AnyView, HandlerContext, Row } from './defineProjection.js';
-import { createKeyedState } from './keyedState.js';
+import { NotPartitionableError } from './errors.js';
+import { createKeyedState, type KeyedState } from './keyedState.js';
 import {
   cachedRow,
   cacheKey,
@@ -60,6 +61,8 @@ export interface ViewWriterOptions {
   /** Memory the cached rows may use, shared evenly by the views. @default 256 MiB */
   cacheBytes?: number;
   replaying?: boolean;
+  /** A partition of a partitioned projection: keyed state is refused (see NotPartitionableError). */
+  partitioned?: boolean;
 }
 
 /**
@@ -234,7 +237,7 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
   const ctx: HandlerContext = {
     projection: options.projection,
     replaying: options.replaying ?? false,
-    state: state.api,
+    state: options.partitioned ? refusedState(options.projection) : state.api,
     async get(view, key) {
       const t = target(view);
       const row = await current(t, keyOf(t, key), key as Row);
@@ -512,4 +515,19 @@ function normalize(t: ViewTarget, column: string, value: unknown): CanonicalValu
       { field: column },
     );
   }
+}
+
+/**
+ * Keyed state of a partitioned projection: its values (and `clear`, across keys) are shared
+ * by every partition, so partitions would read each other's writes in no defined order.
+ */
+function refusedState(projection: string): KeyedState {
+  const refuse = (): never => {
+    throw new NotPartitionableError(
+      projection,
+      'its handler uses keyed state (ctx.state), which all partitions would share.',
+      'Keep what the handler remembers in a view keyed by the partition key, or leave out `partitions`.',
+    );
+  };
+  return { get: refuse, set: refuse, delete: refuse, clear: refuse };
 }

@@ -286,6 +286,8 @@ async function runAsTheRunnerWould(
       views: projection.views,
       schema: options.schema,
       cache,
+      // As under the runner: a partitioned projection's keyed state is refused.
+      ...((projection.partitions ?? 1) > 1 ? { partitioned: true } : {}),
     });
     let result: ApplyResult;
     if (timerDue) {

@@ -4,6 +4,24 @@ import { type SchemaOptions, scoped } from './context.js';
 
 /** `projections` and `sources`: checkpoints, state and lag. */
 export function statusFields(builder: Builder, options: SchemaOptions): void {
+  type Status = Awaited<ReturnType<StatusProvider['projections']>>[number];
+  const partitionStatus = builder
+    .objectRef<NonNullable<Status['partitions']>[number]>('ProjectionPartitionStatus')
+    .implement({
+      description: 'One partition of a partitioned projection: its own checkpoint, lag and lease.',
+      fields: (t) => ({
+        partition: t.exposeInt('partition'),
+        state: t.exposeString('state', { description: 'running or failed.' }),
+        position: t.exposeString('position', { description: 'Log position after its last applied event.' }),
+        lagEvents: t.exposeInt('lagEvents'),
+        lagEstimated: t.exposeBoolean('lagEstimated'),
+        lagSeconds: t.exposeFloat('lagSeconds'),
+        eventsPerSecond: t.exposeFloat('eventsPerSecond'),
+        eventsProcessed: t.exposeInt('eventsProcessed'),
+        leaseOwner: t.exposeString('leaseOwner', { nullable: true }),
+        lastError: t.field({ type: 'JSON', nullable: true, resolve: (p) => publicError(p.lastError) }),
+      }),
+    });
   const projectionStatus = builder
     .objectRef<Awaited<ReturnType<StatusProvider['projections']>>[number]>('ProjectionStatus')
     .implement({
@@ -31,6 +49,21 @@ export function statusFields(builder: Builder, options: SchemaOptions): void {
         }),
         rebuild: t.field({ type: 'JSON', nullable: true, resolve: (p) => p.rebuild ?? null }),
         updatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (p) => p.updatedAt ?? null }),
+        partitionCount: t.exposeInt('partitionCount', {
+          nullable: true,
+          description: 'Partitions the checkpoints are split by in the database (1: not partitioned).',
+        }),
+        configuredPartitions: t.exposeInt('configuredPartitions'),
+        needsRebuild: t.exposeBoolean('needsRebuild', {
+          description:
+            'The config asks for another version or number of partitions: run `tributary rebuild`.',
+        }),
+        partitions: t.field({
+          type: [partitionStatus],
+          nullable: true,
+          description: 'Each partition of a partitioned projection; null when it is not partitioned.',
+          resolve: (p) => p.partitions ?? null,
+        }),
       }),
     });
   const sourceStatus = builder

@@ -24,10 +24,15 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
     s.name,
     s.rebuild
       ? `${s.state} (rebuilding v${s.rebuild.version}: ${s.rebuild.done}/${s.rebuild.total})`
-      : s.state,
-    s.version === s.configuredVersion
+      : s.needsRebuild
+        ? `${s.state}, needs-rebuild`
+        : s.state,
+    (s.version === s.configuredVersion
       ? String(s.version ?? '-')
-      : `${s.version ?? '-'} (config: ${s.configuredVersion})`,
+      : `${s.version ?? '-'} (config: ${s.configuredVersion})`) +
+      (s.partitionCount !== undefined && s.partitionCount !== s.configuredPartitions
+        ? ` (partitions ${s.partitionCount}, config: ${s.configuredPartitions})`
+        : ''),
     `${s.lagEstimated ? '~' : ''}${s.lagEvents}`,
     String(s.lagSeconds),
     String(s.eventsPerSecond),
@@ -43,6 +48,24 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
       .trimEnd();
   const out = [line(header), ...rows.map(line)];
   for (const s of statuses) {
+    if (!s.partitions) continue;
+    out.push(`\n${s.name}: ${s.partitions.length} partitions`);
+    out.push(
+      ...formatColumns(
+        ['PARTITION', 'STATE', 'LAG', 'LAG (s)', 'EV/S', 'LEASE', 'POSITION'],
+        s.partitions.map((p) => [
+          String(p.partition),
+          p.state,
+          `${p.lagEstimated ? '~' : ''}${p.lagEvents}`,
+          String(p.lagSeconds),
+          String(p.eventsPerSecond),
+          p.leaseOwner ?? '-',
+          p.position,
+        ]),
+      ).map((text) => `  ${text}`),
+    );
+  }
+  for (const s of statuses) {
     if (s.lastError) {
       out.push(
         `\n${s.name}: last error${s.lastError.position ? ` at ${s.lastError.position}` : ''}${s.lastError.eventType ? ` (${s.lastError.eventType})` : ''}: ${s.lastError.message}`,
@@ -50,4 +73,14 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
     }
   }
   return out.join('\n');
+}
+
+function formatColumns(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)];
 }

@@ -4,6 +4,18 @@ export { copyToStream, openStreamCopy, type StreamCopy } from './copyToStream.js
 export { ENVELOPE_COLUMNS, type EventRow, toEnvelope } from './envelope.js';
 export { createNotifier, EVENTS_CHANNEL, type Notifier } from './notifier.js';
 export {
+  type LogPartition,
+  MAX_PARTITIONS,
+  PARTITION_BUCKETS,
+  partitionBranches,
+  partitionBucket,
+  partitionCondition,
+  partitionOf,
+  type ReadPartitionOptions,
+  readPartition,
+  validatePartition,
+} from './partitions.js';
+export {
   comparePositions,
   formatPosition,
   isPosition,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Queryable } from '../../db/index.js';
 import { sleep } from '../../sleep.js';
 import type { Notifier } from './notifier.js';
@@ -41,27 +42,54 @@ export async function readVisible<Row extends { xid: string; seq: string }>(
   db: Queryable,
   from: Position,
   table: VisibleTable,
-  options: { limit: number; where?: (params: unknown[]) => string },
+  options: {
+    limit: number;
+    where?: (params: unknown[]) => string;
+    /**
+     * Read the rows matching any of these conditions (on `r`, each starting with `and`): one
+     * ordered, limited scan per condition, merged in position order (a partition's buckets).
+     */
+    branches?: readonly string[];
+  },
 ): Promise<VisibleRead<Row>> {
   const { transactionId, globalPosition } = parsePosition(from);
   const params: unknown[] = [transactionId.toString(), globalPosition.toString(), options.limit];
   const where = options.where?.(params) ?? '';
-  const { rows } = await db.query<Row & { bound: string; held: boolean | null }>(
-    `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
+  const scan = (columns: string, branch: string) => `select ${columns}
+       from ${table.table} r
+       where (r.transaction_id, r.${table.sequence}) > ($1::xid8, $2::bigint)
+         and r.transaction_id < b.xmin
+         ${branch}
+         ${where}
+       order by r.transaction_id, r.${table.sequence}
+       limit $3`;
+  // Each branch is an ordered, limited scan; the merge (Merge Append) pulls from each only
+  // what it returns, so a read touches about `limit` rows whatever the number of branches.
+  const source =
+    options.branches === undefined
+      ? scan(table.columns, '')
+      : `select ${table.columns}
+       from (${options.branches.map((branch) => `(${scan('r.*', branch)})`).join(' union all ')}) r
+       order by r.transaction_id, r.${table.sequence}
+       limit $3`;
+  const text = `with bound as (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
      select b.xmin::text as bound,
             exists (select 1 from ${table.table} h where h.transaction_id >= b.xmin) as held,
             r.*
      from bound b
      left join lateral (
-       select ${table.columns}
-       from ${table.table} r
-       where (r.transaction_id, r.${table.sequence}) > ($1::xid8, $2::bigint)
-         and r.transaction_id < b.xmin
-         ${where}
-       order by r.transaction_id, r.${table.sequence}
-       limit $3
-     ) r on true`,
-    params,
+       ${source}
+     ) r on true`;
+  // A merge of many branches takes longer to plan than to run a page: prepare it once per
+  // connection (named by its text, which holds no values).
+  const { rows } = await db.query<Row & { bound: string; held: boolean | null }>(
+    options.branches === undefined
+      ? { text, values: params }
+      : {
+          name: `tributary_visible_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`,
+          text,
+          values: params,
+        },
   );
   const first = rows[0]!;
   const found = first.xid == null ? [] : rows;
