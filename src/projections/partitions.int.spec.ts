@@ -9,7 +9,7 @@ import {
 } from '../../test/support/partitionedCounting.js';
 import { waitFor } from '../../test/support/waitFor.js';
 import { ValidationError } from '../errors.js';
-import { partitionOf } from '../ingest/index.js';
+import { partitionIndexState, partitionOf } from '../ingest/index.js';
 import { given } from '../testing/index.js';
 import {
   defineProjection,
@@ -85,10 +85,13 @@ describe('defineProjection with partitions', () => {
 describe('partitioned projections in one process', () => {
   it('apply each event once by stream id; status shows every partition; the view equals the fold', async () => {
     await appendToAccounts(pool, 3000, { streams: 50 });
+    // Appends pay for the partition index only once a partitioned projection has run.
+    expect(await partitionIndexState(pool)).toBe('missing');
     const projection = streamCountingProjection({ partitions: 4 });
     const workers = startWorkers({ url: db.url, projections: [projection], leaseTimeoutMs: 2000 });
     try {
       await waitFor(() => caughtUp('stream_counting'), { what: 'catch up', timeoutMs: 60_000 });
+      expect(await partitionIndexState(pool)).toBe('valid');
       // Each partition applied only the events of its own streams.
       const { rows } = await pool.query<{ partition: number; events_processed: string }>(
         `select partition, events_processed::text from tributary.projection_partitions

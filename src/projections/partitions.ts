@@ -1,5 +1,6 @@
 import type { Pool } from '../db/index.js';
 import { isConnectionError } from '../db/index.js';
+import { ensurePartitionIndex } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import { sleep } from '../sleep.js';
 import { type Projection, partitionCount } from './defineProjection.js';
@@ -59,6 +60,8 @@ export async function runPartitioned(
   // error does not spin; another process may take it meanwhile.
   const backoff = new Map<number, { until: number; failures: number }>();
   let registered = false;
+  // Partitions by stream id read through the log's partition index, built on first use.
+  let indexed = projection.partitionBy !== undefined;
   let failures = 0;
   // Processes start their search at different partitions, so they rarely race for the same one.
   const offset = hashOf(options.workerId) % count;
@@ -125,6 +128,10 @@ export async function runPartitioned(
 
   while (!signal.aborted) {
     try {
+      if (!indexed) {
+        indexed = await ensurePartitionIndex(pool, { logger, signal });
+        continue;
+      }
       if (!registered) {
         await stopAll(held);
         await leave(pool, projection.name, options.workerId, logger);

@@ -4,12 +4,15 @@ export { copyToStream, openStreamCopy, type StreamCopy } from './copyToStream.js
 export { ENVELOPE_COLUMNS, type EventRow, toEnvelope } from './envelope.js';
 export { createNotifier, EVENTS_CHANNEL, type Notifier } from './notifier.js';
 export {
+  ensurePartitionIndex,
   type LogPartition,
   MAX_PARTITIONS,
   PARTITION_BUCKETS,
+  PARTITION_INDEX,
   partitionBranches,
   partitionBucket,
   partitionCondition,
+  partitionIndexState,
   partitionOf,
   type ReadPartitionOptions,
   readPartition,

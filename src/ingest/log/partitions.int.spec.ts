@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js';
 import { createPool, type Pool } from '../../db/index.js';
-import { appendToStream, partitionBucket, partitionOf, readAll, readPartition, START } from './index.js';
+import { type Logger, silentLogger } from '../../logger.js';
+import {
+  appendToStream,
+  ensurePartitionIndex,
+  partitionBucket,
+  partitionIndexState,
+  partitionOf,
+  readAll,
+  readPartition,
+  START,
+} from './index.js';
 
 let db: TestDatabase;
 let pool: Pool;
@@ -63,7 +73,52 @@ describe('log partitions', () => {
     }
   });
 
+  it('builds the partition index on first use, once, while appends go on; an invalid leftover is rebuilt', async () => {
+    // Migrations leave it out: a log without partitioned projections does not pay for it.
+    expect(await partitionIndexState(pool)).toBe('missing');
+    // A concurrent build that died leaves an invalid index under the name: a unique index on
+    // stream ids fails, since a stream has many events.
+    await appendToStream(pool, 'leftover', [
+      { type: 't', data: {} },
+      { type: 't', data: {} },
+    ]);
+    await expect(
+      pool.query('create unique index concurrently events_partition_idx on tributary.events (stream_id)'),
+    ).rejects.toThrow(/could not create unique index/);
+    expect(await partitionIndexState(pool)).toBe('invalid');
+
+    const other = createPool(db.url, { max: 2, applicationName: 'log-partitions-other' });
+    const logged: string[] = [];
+    const logger = {
+      ...silentLogger,
+      info: (message: string) => logged.push(message),
+      warn: (message: string) => logged.push(message),
+      child: () => logger,
+    } as unknown as Logger;
+    try {
+      // Two processes at once, and an append meanwhile: one builds, the other waits for it.
+      const [first, second] = await Promise.all([
+        ensurePartitionIndex(pool, { logger, pollMs: 20 }),
+        ensurePartitionIndex(other, { logger, pollMs: 20 }),
+        appendToStream(other, 'during-build', [{ type: 't', data: {} }]),
+      ]);
+      expect([first, second]).toEqual([true, true]);
+    } finally {
+      await other.end();
+    }
+    expect(await partitionIndexState(pool)).toBe('valid');
+    const { rows } = await pool.query<{ definition: string }>(
+      `select pg_get_indexdef('tributary.events_partition_idx'::regclass) as definition`,
+    );
+    expect(rows[0]!.definition).toMatch(/partition_bucket\(stream_id\), transaction_id, global_position/);
+    expect(logged.filter((message) => message.startsWith('dropping an invalid'))).toHaveLength(1);
+    expect(logged.filter((message) => message === 'log partition index built')).toHaveLength(1);
+    // Built once: a later call finds it.
+    expect(await ensurePartitionIndex(pool)).toBe(true);
+  });
+
   it('reads a partition through the bucket index, merged in position order, without a sort', async () => {
+    await ensurePartitionIndex(pool);
     // A log large enough that the planner's choice is the one a real log gets.
     await pool.query(
       `insert into tributary.events (stream_id, stream_position, event_id, type, data, metadata, event_time)
