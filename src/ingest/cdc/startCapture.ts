@@ -210,7 +210,8 @@ interface RunContext {
 
 async function runSource(source: SourceSettings, live: LiveSourceStatus, context: RunContext): Promise<void> {
   const { pool, logger, signal } = context;
-  // Written every 2 s even when unchanged, so that readers can tell a live capture from a dead one.
+  // Written at start, at once when the state changes (snapshot, streaming, reconnecting…), and
+  // every 2 s even when unchanged, so that readers can tell a live capture from a dead one.
   const report = async (withError = false) => {
     const snapshot = live.snapshot;
     await writeProgress(pool, source.name, {
@@ -224,7 +225,26 @@ async function runSource(source: SourceSettings, live: LiveSourceStatus, context
       ...(withError ? { lastError: live.lastError } : {}),
     }).catch((error: unknown) => logger.debug('could not record capture progress', { error }));
   };
-  const reporter = setInterval(() => void report(), 2000);
+  let reportedState: string | undefined;
+  let reportedAt = 0;
+  let reporting = false;
+  let inFlight = Promise.resolve();
+  const tick = () => {
+    if (reporting || (live.state === reportedState && Date.now() - reportedAt < 2000)) return;
+    reporting = true;
+    reportedState = live.state;
+    reportedAt = Date.now();
+    inFlight = report().finally(() => {
+      reporting = false;
+    });
+  };
+  /** No more periodic reports, and none still under way to land after the last one. */
+  const stopReporting = async () => {
+    clearInterval(reporter);
+    await inFlight;
+  };
+  tick();
+  const reporter = setInterval(tick, 100);
   let attempt = 0;
   try {
     while (!signal.aborted) {
@@ -247,7 +267,7 @@ async function runSource(source: SourceSettings, live: LiveSourceStatus, context
             message: permanent.message,
             hint: permanent.hint,
           });
-          clearInterval(reporter);
+          await stopReporting();
           await report(true);
           context.fail(permanent);
           return;
@@ -266,7 +286,7 @@ async function runSource(source: SourceSettings, live: LiveSourceStatus, context
       }
     }
   } finally {
-    clearInterval(reporter);
+    await stopReporting();
   }
   live.state = 'stopped';
   await report();
