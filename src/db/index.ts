@@ -10,6 +10,7 @@ export {
   migrate,
 } from './migrations.js';
 export {
+  connectGuarded,
   createPool,
   isConnectionError,
   type Pool,

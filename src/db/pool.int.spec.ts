@@ -1,7 +1,8 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { createPool } from './pool.js';
+import { connectGuarded, createPool } from './pool.js';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -31,6 +32,35 @@ describe('a pooled connection lost while checked out', () => {
       client.release(true);
       const { rows: after } = await pool.query<{ one: number }>('select 1 as one');
       expect(after[0]!.one).toBe(1);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await pool.end();
+    }
+  });
+});
+
+describe('connectGuarded', () => {
+  it('adds its error listener once per pooled client, however often the client is checked out', async () => {
+    // A pool not made by createPool: nothing else listens on its clients.
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const client = await connectGuarded(pool);
+        expect(client.listenerCount('error')).toBe(1);
+        client.release();
+      }
+      const client = await connectGuarded(pool);
+      const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      await admin.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+      await admin.end();
+      await expect(client.query('select 1')).rejects.toThrow();
+      client.release(true);
       expect(uncaught).toEqual([]);
     } finally {
       process.off('uncaughtException', onUncaught);

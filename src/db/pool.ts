@@ -37,6 +37,23 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
 }
 
 /** Runs `fn` in a transaction on a pooled client: COMMIT on success, ROLLBACK on any error. */
+/** Pooled clients that already have the error listener `connectGuarded` adds. */
+const guarded = new WeakSet<pg.PoolClient>();
+
+/**
+ * A client from `pool` that a lost connection cannot crash the process through: the running
+ * query fails instead. The listener is added once per pooled client, not per checkout (a
+ * client checked out again and again would pile them up, past Node's warning at eleven).
+ */
+export async function connectGuarded(pool: Pool): Promise<PoolClient> {
+  const client = await pool.connect();
+  if (!guarded.has(client)) {
+    guarded.add(client);
+    client.on('error', () => {});
+  }
+  return client;
+}
+
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;

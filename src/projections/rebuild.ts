@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   assertIdentifier,
+  connectGuarded,
   type Pool,
   type PoolClient,
   qualified,
@@ -113,9 +114,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     });
   }
   const target: CheckpointTarget = { kind: 'rebuild', projection, owner, schema: shadow, leaseTimeoutMs };
-  const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
-  client.on('error', () => {});
+  const client = await connectGuarded(pool);
   try {
     const position = await catchUp(client, target, options);
     const events = await swap(client, projection, owner, viewSchema, shadow, fingerprint);
@@ -351,9 +351,8 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
     );
   });
   const target: CheckpointTarget = { kind: 'live', projection, owner, schema: viewSchema, leaseTimeoutMs };
-  const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
-  client.on('error', () => {});
+  const client = await connectGuarded(pool);
   try {
     const position = await catchUp(client, target, options);
     const { rows } = await client.query<{ done: string }>(

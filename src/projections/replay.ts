@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool } from '../db/index.js';
+import { connectGuarded, type Pool } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { type Envelope, formatPosition, isPosition, type Position, readAll } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -93,9 +93,8 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
   const owner = `replay:${randomUUID().slice(0, 8)}`;
   const count = partitionCount(projection);
   const partitioned = count > 1;
-  const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
-  client.on('error', () => {});
+  const client = await connectGuarded(pool);
   let leased = false;
   try {
     const tookOverFrom = await takeOver(pool, projection, owner, leaseTimeoutMs);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
+import { connectGuarded, createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
 import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { Metrics } from '../observability/index.js';
@@ -363,9 +363,8 @@ export async function holdProjection(
         : {}),
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
-  const client = await pool.connect();
   // A lost connection fails the running query; without a listener it would crash the process.
-  client.on('error', () => {});
+  const client = await connectGuarded(pool);
   options.active.add(client);
   let broken = false;
   const rate = createRate();

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { type Pool, type PoolClient, qualified, quoteIdentifier } from '../../db/index.js';
+import { connectGuarded, type Pool, type PoolClient, qualified, quoteIdentifier } from '../../db/index.js';
 import { formatPosition, type Position } from '../../ingest/index.js';
 import { lastVisibleSeq } from '../changelog/index.js';
 import type { AnyView } from '../defineProjection.js';
@@ -51,8 +51,7 @@ export interface ViewSnapshot {
 }
 
 export async function openViewSnapshot(pool: Pool, schema: string, view: AnyView): Promise<ViewSnapshot> {
-  const holder = await pool.connect();
-  holder.on('error', () => {});
+  const holder = await connectGuarded(pool);
   let id: string;
   let snapshot: string;
   try {
