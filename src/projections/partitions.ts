@@ -4,7 +4,14 @@ import { ensurePartitionIndex } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import { sleep } from '../sleep.js';
 import { type Projection, partitionCount } from './defineProjection.js';
-import { holdProjection, type LoopOptions, register, type UnitStatus } from './startWorkers.js';
+import {
+  backOff,
+  holdProjection,
+  type LoopOptions,
+  register,
+  type UnitStatus,
+  workerRetryDelay,
+} from './startWorkers.js';
 
 /**
  * Partitioned projections: each of a projection's N partitions has its own checkpoint and
@@ -101,7 +108,7 @@ export async function runPartitioned(
       } catch (error) {
         status.lastError = error instanceof Error ? error.message : String(error);
         const failures = (backoff.get(partition)?.failures ?? 0) + 1;
-        const delay = Math.min(100 * 2 ** failures, 5000);
+        const delay = workerRetryDelay(failures);
         backoff.set(partition, { until: Date.now() + delay, failures });
         if (isConnectionError(error))
           log.warn('database unavailable; partition freed', { error, retryInMs: delay });
@@ -192,15 +199,7 @@ export async function runPartitioned(
       if (rows.some((row) => row.state === 'failed')) status.state = 'failed';
     } catch (error) {
       failures++;
-      const delay = Math.min(100 * 2 ** failures, 5000);
-      if (isConnectionError(error)) {
-        logger.warn('database unavailable; retrying', { error, retryInMs: delay });
-      } else {
-        status.lastError = error instanceof Error ? error.message : String(error);
-        logger.error('partition coordinator error; retrying', { error, retryInMs: delay });
-        if ((error as { code?: string }).code === 'PROJECTION_DEFINITION_CHANGED') status.state = 'failed';
-      }
-      await sleep(delay, signal);
+      await backOff(error, failures, options, 'partition coordinator error; retrying');
       continue;
     }
     // Often enough that a joining process gets its share soon; one query per projection.

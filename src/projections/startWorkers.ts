@@ -258,6 +258,33 @@ export async function register(
   return true;
 }
 
+/** The wait before the next try of a worker loop after its `failures`-th failure in a row. */
+export function workerRetryDelay(failures: number): number {
+  return Math.min(100 * 2 ** failures, 5000);
+}
+
+/**
+ * After a failed round of a worker loop: logs the error (a lost database is a warning; anything
+ * else is recorded for status, and a changed definition fails the projection), then waits.
+ */
+export async function backOff(
+  error: unknown,
+  failures: number,
+  options: Pick<LoopOptions, 'logger' | 'signal' | 'status'>,
+  message: string,
+): Promise<void> {
+  const { logger, status } = options;
+  const delay = workerRetryDelay(failures);
+  if (isConnectionError(error)) {
+    logger.warn('database unavailable; retrying', { error, retryInMs: delay });
+  } else {
+    status.lastError = error instanceof Error ? error.message : String(error);
+    logger.error(message, { error, retryInMs: delay });
+    if ((error as { code?: string }).code === 'PROJECTION_DEFINITION_CHANGED') status.state = 'failed';
+  }
+  await sleep(delay, options.signal);
+}
+
 async function runProjection(projection: Projection, options: LoopOptions): Promise<void> {
   const { pool, logger, signal, status } = options;
   const leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
@@ -303,15 +330,7 @@ async function runProjection(projection: Projection, options: LoopOptions): Prom
       }
     } catch (error) {
       failures++;
-      const delay = Math.min(100 * 2 ** failures, 5000);
-      if (isConnectionError(error)) {
-        logger.warn('database unavailable; retrying', { error, retryInMs: delay });
-      } else {
-        status.lastError = error instanceof Error ? error.message : String(error);
-        logger.error('projection worker error; retrying', { error, retryInMs: delay });
-        if ((error as { code?: string }).code === 'PROJECTION_DEFINITION_CHANGED') status.state = 'failed';
-      }
-      await sleep(delay, signal);
+      await backOff(error, failures, options, 'projection worker error; retrying');
     }
   }
   await releaseLease(pool, 'live', projection.name, options.workerId).catch(() => {});
