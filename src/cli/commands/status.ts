@@ -40,13 +40,7 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
     s.leaseOwner ?? '-',
     s.position,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  const out = [line(header), ...rows.map(line)];
+  const out = formatColumns(header, rows);
   for (const s of statuses) {
     if (!s.partitions) continue;
     out.push(`\n${s.name}: ${s.partitions.length} partitions`);
