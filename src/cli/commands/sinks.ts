@@ -6,6 +6,7 @@ import { sleep } from '../../sleep.js';
 import { openContext } from '../context.js';
 import { createProgressBar } from '../progress.js';
 import { configuredSinks, findSink } from '../sinksOf.js';
+import { formatColumns } from '../table.js';
 
 export async function sinksStatusCommand(options: { json?: boolean }, command: Command): Promise<void> {
   const context = await openContext(command.optsWithGlobals());
@@ -50,13 +51,7 @@ export function formatSinksTable(statuses: readonly SinkStatus[]): string {
     String(s.deadLetters),
     s.leaseOwner ?? '-',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  const out = [line(header), ...rows.map(line)];
+  const out = formatColumns(header, rows);
   for (const s of statuses) {
     if (s.lastError) out.push(`\n${s.name}: last error at ${s.lastError.at}: ${s.lastError.message}`);
     if (s.deadLetters > 0)

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createPool } from '../../db/index.js';
 import { getProjectionStatuses, type ProjectionStatus } from '../../projections/index.js';
 import { openContext } from '../context.js';
+import { formatColumns } from '../table.js';
 
 export async function statusCommand(options: { json?: boolean }, command: Command): Promise<void> {
   const context = await openContext(command.optsWithGlobals());
@@ -67,14 +68,4 @@ export function formatStatusTable(statuses: readonly ProjectionStatus[]): string
     }
   }
   return out.join('\n');
-}
-
-function formatColumns(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)];
 }
