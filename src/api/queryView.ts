@@ -1,12 +1,6 @@
 import { type Queryable, qualified, quoteIdentifier } from '../db/index.js';
 import { ValidationError } from '../errors.js';
-import {
-  type ColumnType,
-  canonicalSelectList,
-  canonicalSql,
-  SQL_TYPES,
-  toCanonical,
-} from '../projections/index.js';
+import { type ColumnType, canonicalSelectList, SQL_TYPES, toCanonical } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { COMPARABLE, compileWhere, type Where } from './filter.js';
 
@@ -115,12 +109,14 @@ export function planPage(
       (o) => `t.${quoteIdentifier(o.field)} ${o.direction === 'ASC' ? 'asc nulls last' : 'desc nulls first'}`,
     )
     .join(', ');
-  // Order values as text, exact: a cursor carries them and binds them back with the column's type.
+  // Order values as text, exact: a cursor carries them and binds them back with the column's
+  // type. A timestamp is its JSON string, ISO 8601 with the offset whatever the DateStyle, and
+  // several times cheaper than to_char; its quotes come off when a cursor is made.
+  const quoted = order.map((o) => view.columns[o.field]!.type === 'timestamptz');
   const keys = order
     .map((o, i) => {
       const column = `t.${quoteIdentifier(o.field)}`;
-      const type = view.columns[o.field]!.type;
-      return `${type === 'timestamptz' ? canonicalSql(column, type) : `${column}::text`} as "__k${i}"`;
+      return `${quoted[i] ? `to_json(${column})::text` : `${column}::text`} as "__k${i}"`;
     })
     .join(', ');
   params.push(size + 1);
@@ -132,9 +128,22 @@ export function planPage(
       const more = rows.length > size;
       const page = rows.slice(0, size);
       if (backwards) page.reverse();
+      // A cursor is encoded when asked for: a page usually shows only its end cursor.
       const edges = page.map((row) => {
-        const values = order.map((_, i) => row[`__k${i}`] as string | null);
-        return { cursor: encodeCursor(signature, values), node: nodeOf(row) };
+        let cursor: string | undefined;
+        return {
+          get cursor() {
+            cursor ??= encodeCursor(
+              signature,
+              order.map((_, i) => {
+                const value = row[`__k${i}`] as string | null;
+                return quoted[i] && value !== null ? value.slice(1, -1) : value;
+              }),
+            );
+            return cursor;
+          },
+          node: nodeOf(row),
+        };
       });
       return {
         edges,
