@@ -100,6 +100,13 @@ export interface ApiConfig {
   /** Schema of the view tables. @default 'tributary_views' */
   viewSchema?: string;
   /**
+   * Distinct query statements run as named prepared statements, parsed and planned once per
+   * database connection instead of on every request. 0 sends every statement unnamed: needed
+   * behind a pooler that does not keep prepared statements across transactions (PgBouncer in
+   * transaction mode before 1.21). @default 100
+   */
+  preparedStatements?: number;
+  /**
    * Endpoints that answer without credentials; the others need a credential with the
    * `metrics` (or `admin`) scope. `/healthz` says only "ok". @default ['healthz', 'readyz']
    */

@@ -270,4 +270,67 @@ describe('ETag and 304', () => {
     );
     expect(anonymous.status).toBe(401);
   });
+
+  it('prepare a statement from its second run, on each connection, and still read a view table swapped in', async () => {
+    // One connection, so pg_prepared_statements (which is per session) shows what the API prepared.
+    const regions = defineView({
+      name: 'regions',
+      columns: { id: { type: 'text' }, name: { type: 'text' } },
+      primaryKey: ['id'],
+    });
+    await createViewTable(pool, regions);
+    await writeChanges(pool, regions, [{ op: 'upsert', row: { id: 'r-1', name: 'North' } }]);
+    const prepared = async (one: Pool) =>
+      (
+        await one.query<{ statement: string }>(
+          `select statement from pg_prepared_statements where name like 'tributary\\_read\\_%'`,
+        )
+      ).rows.map((row) => row.statement);
+    const query = '{ regions(first: 10) { nodes { id name } } }';
+    for (const preparedStatements of [0, 100]) {
+      const one = createPool(db.url, { max: 1 });
+      const served = await createApi({
+        connectionString: db.url,
+        pool: one,
+        views: [regions],
+        config: { auth: { open: true }, preparedStatements },
+      });
+      try {
+        const { url: endpoint } = await served.listen(0, '127.0.0.1');
+        const ask = async () => {
+          const response = await fetch(endpoint, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ query }),
+          });
+          expect(response.headers.get('etag')).toMatch(/^W\//);
+          return (await response.json()).data.regions.nodes as { id: string; name: string }[];
+        };
+        expect(await ask()).toEqual([{ id: 'r-1', name: 'North' }]);
+        expect(await prepared(one)).toEqual([]); // a first run is not prepared
+        expect(await ask()).toEqual([{ id: 'r-1', name: 'North' }]);
+        const statements = await prepared(one);
+        if (preparedStatements === 0) {
+          expect(statements).toEqual([]);
+          continue;
+        }
+        expect(statements).toHaveLength(1);
+        expect(statements[0]).toContain('"tributary_views"."regions"');
+        // A table swapped in under the view's name (as a rebuild does) is what the prepared
+        // statement reads next: PostgreSQL plans it again.
+        await one.query(
+          `create table tributary_views.regions_next (like tributary_views.regions including all)`,
+        );
+        await one.query(`insert into tributary_views.regions_next values ('r-2', 'South')`);
+        await one.query('alter table tributary_views.regions rename to regions_old');
+        await one.query('alter table tributary_views.regions_next rename to regions');
+        await one.query('drop table tributary_views.regions_old');
+        expect(await ask()).toEqual([{ id: 'r-2', name: 'South' }]);
+        expect(await prepared(one)).toHaveLength(1);
+      } finally {
+        await served.close();
+        await one.end();
+      }
+    }
+  });
 });

@@ -145,7 +145,13 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
     errors,
     limits,
     checks,
-    serveFirst: compiledReads({ schema, options: schemaOptions, checks, onServed: observed.served }).serve,
+    serveFirst: compiledReads({
+      schema,
+      options: schemaOptions,
+      checks,
+      onServed: observed.served,
+      ...(config.preparedStatements !== undefined ? { preparedStatements: config.preparedStatements } : {}),
+    }).serve,
     onRefused: observed.refused,
     logger,
   });
