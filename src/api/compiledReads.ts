@@ -68,7 +68,7 @@ export interface CompiledReadsOptions {
   cacheSize?: number;
   /**
    * Distinct statements run as named prepared statements (parsed and planned once per
-   * connection); 0 sends every statement unnamed. @default 100 (see PreparedStatements)
+   * connection); 0 sends every statement unnamed. @default 100 (see preparedStatements)
    */
   preparedStatements?: number;
 }
