@@ -37,6 +37,26 @@ const projection = defineProjection({
 });
 
 const rate = (events: number, ms: number) => Math.round((events * 1000) / ms);
+
+/**
+ * The raw log read, doing nothing with the events: the same reads the runner makes (the
+ * projection's type filter, pages of the runner's batch size), so the ratio compares like with like.
+ */
+async function rawRead(pool: pg.Pool, type: string): Promise<{ events: number; ms: number }> {
+  const client = await pool.connect();
+  const started = performance.now();
+  let position = START;
+  let events = 0;
+  for (;;) {
+    const page = await readAll(client, position, { limit: BATCH, filter: { types: [type] } });
+    events += page.events.length;
+    if (page.events.length < BATCH) break;
+    position = page.next;
+  }
+  const ms = performance.now() - started;
+  client.release();
+  return { events, ms };
+}
 const fmt = (n: number) => n.toLocaleString('en-US');
 
 export async function benchProjection(): Promise<void> {
@@ -73,26 +93,14 @@ async function benchSmallView(pool: pg.Pool, url: string): Promise<void> {
   }
   await pool.query('vacuum analyze tributary.events');
 
-  // (a) the raw log read, doing nothing with the events: the same reads the runner makes
-  // (same filter, pages of the runner's batch size), so the ratio compares like with like.
-  const client = await pool.connect();
-  let started = performance.now();
-  let position = START;
-  let read = 0;
-  for (;;) {
-    const page = await readAll(client, position, { limit: BATCH, filter: { types: ['Measured'] } });
-    read += page.events.length;
-    if (page.events.length < BATCH) break;
-    position = page.next;
-  }
-  const rawMs = performance.now() - started;
-  client.release();
+  // (a) the raw log read, doing nothing with the events
+  const { events: read, ms: rawMs } = await rawRead(pool, 'Measured');
 
   // (b) the same view in one SQL statement
   await pool.query(
     'create table bench_sql (key text primary key, count bigint not null, sum bigint not null)',
   );
-  started = performance.now();
+  let started = performance.now();
   await pool.query(
     `insert into bench_sql select data->>'key', count(*), sum((data->>'value')::bigint)
      from tributary.events where type = 'Measured' group by 1`,
@@ -264,23 +272,6 @@ async function benchLargeView(pool: pg.Pool, url: string): Promise<void> {
   }
   await pool.query('vacuum analyze tributary.events');
 
-  /** The raw log read, as in the small view's benchmark. */
-  const rawRead = async () => {
-    const client = await pool.connect();
-    const started = performance.now();
-    let position = START;
-    let read = 0;
-    for (;;) {
-      const page = await readAll(client, position, { limit: BATCH, filter: { types: ['Deposited'] } });
-      read += page.events.length;
-      if (page.events.length < BATCH) break;
-      position = page.next;
-    }
-    const ms = performance.now() - started;
-    client.release();
-    return rate(read, ms);
-  };
-
   const fold = async (projection: ReturnType<typeof depositsProjection>, seconds: number) => {
     const head = await readHead(pool);
     let events = 0;
@@ -309,7 +300,8 @@ async function benchLargeView(pool: pg.Pool, url: string): Promise<void> {
   // machine one run can be 15% off another, so the ratio is the median of the runs'.
   const measured: Array<{ raw: number; runner: number; ms: number; heapMb: number }> = [];
   for (const view of runs) {
-    const raw = await rawRead();
+    const { events: rawEvents, ms: rawMs } = await rawRead(pool, 'Deposited');
+    const raw = rate(rawEvents, rawMs);
     const runner = await fold(depositsProjection(view), 3600);
     measured.push({ raw, runner: rate(runner.events, runner.ms), ms: runner.ms, heapMb: runner.heapMb });
     // Untimed: else autovacuum cleans this copy's 200,000 dead rows during the next run.
