@@ -16,7 +16,7 @@ import {
 import { getArgumentValues, getVariableValues } from 'graphql/execution/values.js';
 import type { Queryable } from '../db/index.js';
 import { quoteIdentifier } from '../db/index.js';
-import { canonicalSql } from '../projections/index.js';
+import { canonicalJsonColumnSql } from '../projections/index.js';
 import type { AnyView } from './anyView.js';
 import { type Identity, requireScope } from './auth.js';
 import type { DocumentChecks } from './documentGuards.js';
@@ -514,20 +514,16 @@ function nodeJson(view: AnyView, fields: NodeField[]): string {
   return `(${members.join(' || ')} || '}')`;
 }
 
-/** A column's canonical value as JSON text ('null' for SQL null). */
+/**
+ * A column's canonical value (canonicalJsonColumnSql) as JSON text, 'null' for SQL null. The
+ * canonical text of numeric, bigint and timestamptz (digits, sign, point, NaN, Infinity; a
+ * rendered timestamp) needs no escaping, so it is quoted directly, cheaper than to_json.
+ */
 function valueJsonSql(column: string, type: AnyView['columns'][string]['type']): string {
-  switch (type) {
-    case 'numeric':
-    case 'bigint':
-      // Digits, sign, point, NaN or Infinity: nothing to escape.
-      return `coalesce('"' || ${column}::text || '"', 'null')`;
-    case 'timestamptz':
-      return `coalesce('"' || ${canonicalSql(column, type)} || '"', 'null')`;
-    case 'double':
-      return `coalesce(to_json(${column} + 0)::text, 'null')`;
-    default:
-      return `coalesce(to_json(${column})::text, 'null')`;
-  }
+  const canonical = canonicalJsonColumnSql(column, type);
+  return type === 'numeric' || type === 'bigint' || type === 'timestamptz'
+    ? `coalesce('"' || ${canonical} || '"', 'null')`
+    : `coalesce(to_json(${canonical})::text, 'null')`;
 }
 
 /** Fields by response key, in order, fragments expanded; undefined when a directive is used. */

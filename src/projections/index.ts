@@ -124,6 +124,7 @@ export {
 export {
   CANONICAL_TIMESTAMP,
   type CanonicalValue,
+  canonicalJsonColumnSql,
   canonicalSelectList,
   canonicalSql,
   canonicalTimestamp,
