@@ -36,7 +36,6 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   return pool;
 }
 
-/** Runs `fn` in a transaction on a pooled client: COMMIT on success, ROLLBACK on any error. */
 /** Pooled clients that already have the error listener `connectGuarded` adds. */
 const guarded = new WeakSet<pg.PoolClient>();
 
@@ -54,6 +53,7 @@ export async function connectGuarded(pool: Pool): Promise<PoolClient> {
   return client;
 }
 
+/** Runs `fn` in a transaction on a pooled client: COMMIT on success, ROLLBACK on any error. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;

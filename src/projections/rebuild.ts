@@ -114,7 +114,6 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     });
   }
   const target: CheckpointTarget = { kind: 'rebuild', projection, owner, schema: shadow, leaseTimeoutMs };
-  // A lost connection fails the running query; without a listener it would crash the process.
   const client = await connectGuarded(pool);
   try {
     const position = await catchUp(client, target, options);
@@ -351,7 +350,6 @@ async function rebuildInPlace(options: RebuildOptions): Promise<RebuildResult> {
     );
   });
   const target: CheckpointTarget = { kind: 'live', projection, owner, schema: viewSchema, leaseTimeoutMs };
-  // A lost connection fails the running query; without a listener it would crash the process.
   const client = await connectGuarded(pool);
   try {
     const position = await catchUp(client, target, options);

@@ -93,7 +93,6 @@ export async function replayProjection(options: ReplayOptions): Promise<ReplayRe
   const owner = `replay:${randomUUID().slice(0, 8)}`;
   const count = partitionCount(projection);
   const partitioned = count > 1;
-  // A lost connection fails the running query; without a listener it would crash the process.
   const client = await connectGuarded(pool);
   let leased = false;
   try {

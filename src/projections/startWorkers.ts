@@ -382,7 +382,6 @@ export async function holdProjection(
         : {}),
     ...(projection.onTimer ? { nextTimer: clock.now() } : {}),
   };
-  // A lost connection fails the running query; without a listener it would crash the process.
   const client = await connectGuarded(pool);
   options.active.add(client);
   let broken = false;
