@@ -271,7 +271,7 @@ describe('ETag and 304', () => {
     expect(anonymous.status).toBe(401);
   });
 
-  it('prepare a statement from its second run, on each connection, and still read a view table swapped in', async () => {
+  it('prepare a statement from its second run, on each connection, no more than api.preparedStatements, and still read a view table swapped in', async () => {
     // One connection, so pg_prepared_statements (which is per session) shows what the API prepared.
     const regions = defineView({
       name: 'regions',
@@ -287,7 +287,7 @@ describe('ETag and 304', () => {
         )
       ).rows.map((row) => row.statement);
     const query = '{ regions(first: 10) { nodes { id name } } }';
-    for (const preparedStatements of [0, 100]) {
+    for (const preparedStatements of [0, 1, 100]) {
       const one = createPool(db.url, { max: 1 });
       const served = await createApi({
         connectionString: db.url,
@@ -297,11 +297,11 @@ describe('ETag and 304', () => {
       });
       try {
         const { url: endpoint } = await served.listen(0, '127.0.0.1');
-        const ask = async () => {
+        const ask = async (document = query) => {
           const response = await fetch(endpoint, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ query }),
+            body: JSON.stringify({ query: document }),
           });
           expect(response.headers.get('etag')).toMatch(/^W\//);
           return (await response.json()).data.regions.nodes as { id: string; name: string }[];
@@ -316,6 +316,14 @@ describe('ETag and 304', () => {
         }
         expect(statements).toHaveLength(1);
         expect(statements[0]).toContain('"tributary_views"."regions"');
+        if (preparedStatements === 1) {
+          // Another statement, run twice, is past the bound: it runs unnamed.
+          const other = '{ regions(first: 10) { nodes { name } } }';
+          expect(await ask(other)).toEqual([{ name: 'North' }]);
+          expect(await ask(other)).toEqual([{ name: 'North' }]);
+          expect(await prepared(one)).toEqual(statements);
+          continue;
+        }
         // A table swapped in under the view's name (as a rebuild does) is what the prepared
         // statement reads next: PostgreSQL plans it again.
         await one.query(
