@@ -308,11 +308,14 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     // Each row is written as JSON once: the same text feeds the upsert and the changelog.
     // Rows known to be new (no row before the batch) go in by COPY instead.
     const upserts: string[] = [];
+    const json: Array<string | null> = [];
     let copied = '';
     const deletes: Row[] = [];
     for (const [key, write] of entries) {
-      if (write.row !== null && write.old === null && t.copy) copied += t.copy.line(write.row);
-      else if (write.row !== null) upserts.push(rowJson(t, write.row));
+      const text = write.row === null ? null : rowJson(t, write.row);
+      json.push(text);
+      if (text !== null && write.old === null && t.copy) copied += t.copy.line(write.row!);
+      else if (text !== null) upserts.push(text);
       else if (write.old) deletes.push(write.old);
       remember(t, key, write.row);
     }
@@ -325,14 +328,15 @@ export function createViewWriter(options: ViewWriterOptions): ViewWriter {
     const logged: string[] = [];
     let single = '';
     let last = '';
-    for (const [, write] of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const write = entries[i]![1];
       const old = write.old ?? null;
       if (write.row === null && old === null) continue;
       const oldJson = old === null ? null : rowJson(t, old);
       const [op, key, row] =
         write.row === null
           ? (['delete', membersJson(t.keyJson, old!), null] as const)
-          : (['upsert', membersJson(t.keyJson, write.row), rowJson(t, write.row)] as const);
+          : (['upsert', membersJson(t.keyJson, write.row), json[i]!] as const);
       // A lone change keeps the single-row shape; more are packed into rows of many.
       if (logged.length === 0) single = changeLine(t.view.name, op, key, row, oldJson, write.position);
       logged.push(changeEntry(op, key, row, oldJson));
@@ -447,17 +451,9 @@ function flushStatements(view: AnyView, table: string): { delete: string; upsert
   };
 }
 
-/** JSON text of rows already written (rows are never mutated once written or cached). */
-const writtenJson = new WeakMap<Row, string>();
-
 /** A row as JSON text, each column in its natural JSON form (timestamps as ISO-8601 strings). */
 function rowJson(t: ViewTarget, row: Row): string {
-  let json = writtenJson.get(row);
-  if (json === undefined) {
-    json = membersJson(t.columnJson, row);
-    writtenJson.set(row, json);
-  }
-  return json;
+  return membersJson(t.columnJson, row);
 }
 
 function membersJson(members: readonly ColumnJson[], row: Row): string {
