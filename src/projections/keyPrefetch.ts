@@ -94,6 +94,22 @@ export function learnFromMisses(
 
 /** Every key the learned paths give for this envelope (none when a column has no value). */
 function guesses(envelope: Envelope, columns: ColumnPaths): Row[] {
+  if (columns.size === 1) {
+    // One key column (the usual case): a key per distinct value, no cross product.
+    const [column, paths] = columns.entries().next().value!;
+    let first: unknown;
+    let keys: Row[] | undefined;
+    for (const path of paths.keys()) {
+      const value = valueAt(envelope, path);
+      if (value === undefined) continue;
+      if (first === undefined) first = value;
+      else if (value !== first && !keys?.some((key) => key[column] === value)) {
+        keys ??= [{ [column]: first }];
+        keys.push({ [column]: value });
+      }
+    }
+    return keys ?? (first === undefined ? [] : [{ [column]: first }]);
+  }
   let keys: Row[] = [{}];
   for (const [column, paths] of columns) {
     const values = new Set<unknown>();
@@ -109,10 +125,18 @@ function guesses(envelope: Envelope, columns: ColumnPaths): Row[] {
   return keys;
 }
 
+/** Learned paths split into their segments (after 'data'), split once. */
+const segmentsOf = new Map<string, string[]>();
+
 function valueAt(envelope: Envelope, path: string): unknown {
   if (path === 'streamId') return envelope.streamId;
+  let segments = segmentsOf.get(path);
+  if (segments === undefined) {
+    segments = path.split('\u0000').slice(1);
+    segmentsOf.set(path, segments);
+  }
   let value: unknown = envelope.data;
-  for (const segment of path.split('\u0000').slice(1)) {
+  for (const segment of segments) {
     if (value === null || typeof value !== 'object') return undefined;
     value = (value as Record<string, unknown>)[segment];
   }
