@@ -637,8 +637,10 @@ function haltError(halt: NonNullable<ApplyResult['halt']>): string {
 /** After the commit: what this worker now knows. */
 function remember(memory: WorkerMemory, read: readonly Envelope[], result: ApplyResult): void {
   // Failures are forgotten only once the events' effects have committed.
-  for (const envelope of read)
-    if (envelope.position <= result.position) memory.failures.delete(envelope.position);
+  if (memory.failures.size > 0) {
+    for (const envelope of read)
+      if (envelope.position <= result.position) memory.failures.delete(envelope.position);
+  }
   memory.position = result.position;
   if (result.timer && (!memory.nextTimer || result.timer < memory.nextTimer)) memory.nextTimer = result.timer;
   if (result.halt) memory.failures.delete(result.halt.envelope.position);
