@@ -94,22 +94,6 @@ export function learnFromMisses(
 
 /** Every key the learned paths give for this envelope (none when a column has no value). */
 function guesses(envelope: Envelope, columns: ColumnPaths): Row[] {
-  if (columns.size === 1) {
-    // One key column (the usual case): a key per distinct value, no cross product.
-    const [column, paths] = columns.entries().next().value!;
-    let first: unknown;
-    let keys: Row[] | undefined;
-    for (const path of paths.keys()) {
-      const value = valueAt(envelope, path);
-      if (value === undefined) continue;
-      if (first === undefined) first = value;
-      else if (value !== first && !keys?.some((key) => key[column] === value)) {
-        keys ??= [{ [column]: first }];
-        keys.push({ [column]: value });
-      }
-    }
-    return keys ?? (first === undefined ? [] : [{ [column]: first }]);
-  }
   let keys: Row[] = [{}];
   for (const [column, paths] of columns) {
     const values = new Set<unknown>();
