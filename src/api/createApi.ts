@@ -1,7 +1,14 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { GraphQLSchema } from 'graphql';
 import type { YogaServerInstance } from 'graphql-yoga';
-import { createPool, type Pool, type ReadRouter, type ReplicaOptions, readRouterFor } from '../db/index.js';
+import {
+  closePool,
+  createPool,
+  type Pool,
+  type ReadRouter,
+  type ReplicaOptions,
+  readRouterFor,
+} from '../db/index.js';
 import {
   type CdcSourcesConfig,
   createPostgresEventStore,
@@ -180,7 +187,7 @@ export async function createApi(options: CreateApiOptions): Promise<Api> {
       await search.close();
       await transport.yoga.dispose();
       if (ownedStore) await ownedStore.close();
-      if (options.pool === undefined) await pool.end();
+      if (options.pool === undefined) await closePool(pool);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { createPool, type Pool } from '../db/index.js';
+import { closePool, createPool, type Pool } from '../db/index.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_SEARCH_SCHEMA, type ResolvedSink } from '../projections/index.js';
 
@@ -52,7 +52,7 @@ export function searchSources(
   return {
     sources,
     async close() {
-      for (const extra of pools.values()) await extra.end();
+      for (const extra of pools.values()) await closePool(extra);
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { AuthConfig } from '../api/index.js';
 import { serveOperationalEndpoints } from '../api/index.js';
 import type { TributaryConfig } from '../config/index.js';
-import { createPool } from '../db/index.js';
+import { closePool, createPool } from '../db/index.js';
 import { ConfigError } from '../errors.js';
 import { cdcStatus } from '../ingest/index.js';
 import { getProjectionStatuses } from '../projections/index.js';
@@ -61,7 +61,7 @@ export async function startOperationalServer(
     });
   } catch (error) {
     untrack();
-    await pool.end();
+    await closePool(pool);
     if ((error as { code?: string }).code === 'EADDRINUSE') {
       throw new ConfigError(`Port ${port} on ${host}, for /healthz, /readyz and /metrics, is in use.`, {
         hint: 'Set metrics.port in tributary.config.ts or TRIBUTARY_METRICS_PORT to a free port (0: any free port).',
@@ -73,7 +73,7 @@ export async function startOperationalServer(
   context.lifecycle.add(async () => {
     await server.close();
     untrack();
-    await pool.end();
+    await closePool(pool);
   });
   started = true;
   context.logger.info('health and metrics listening', {

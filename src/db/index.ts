@@ -10,6 +10,7 @@ export {
   migrate,
 } from './migrations.js';
 export {
+  closePool,
   connectGuarded,
   createPool,
   isConnectionError,

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database.js';
 import { waitFor } from '../../test/support/waitFor.js';
-import { connectGuarded, createPool } from './pool.js';
+import { closePool, connectGuarded, createPool } from './pool.js';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -66,5 +66,65 @@ describe('connectGuarded', () => {
       process.off('uncaughtException', onUncaught);
       await pool.end();
     }
+  });
+});
+
+describe('closePool', () => {
+  // Connected beforehand: counting right after the close must not wait for a connection.
+  let admin: pg.Client;
+  beforeAll(async () => {
+    admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin?.end();
+  });
+  async function backends(name: string): Promise<number> {
+    const { rows } = await admin.query<{ n: number }>(
+      'select count(*)::int as n from pg_stat_activity where application_name = $1',
+      [name],
+    );
+    return rows[0]!.n;
+  }
+
+  it('resolves only once every connection has left the server', async () => {
+    const name = 'tributary-close-test';
+    const pool = createPool(db.url, { max: 4, applicationName: name });
+    const clients = await Promise.all([pool.connect(), pool.connect(), pool.connect(), pool.connect()]);
+    // Temporary tables make a backend's exit slow (it drops them before it leaves), so a
+    // close that did not wait for the exits would still find them here.
+    await Promise.all(
+      clients.map((client) =>
+        client.query(
+          `do $$ begin for i in 1..100 loop execute format('create temp table t%s (x int)', i); end loop; end $$`,
+        ),
+      ),
+    );
+    for (const client of clients) client.release();
+    expect(await backends(name)).toBe(4);
+    await closePool(pool);
+    expect(await backends(name)).toBe(0);
+  });
+
+  it('waits for a checked-out connection to be released', async () => {
+    const name = 'tributary-close-checked-out';
+    const pool = createPool(db.url, { max: 2, applicationName: name });
+    const client = await pool.connect();
+    let closed = false;
+    const closing = closePool(pool).then(() => {
+      closed = true;
+    });
+    await client.query('select 1');
+    expect(closed).toBe(false);
+    client.release();
+    await closing;
+    expect(await backends(name)).toBe(0);
+  });
+
+  it('ends a pool that never connected, and a pool already ending, without waiting', async () => {
+    const pool = createPool(db.url, { max: 1 });
+    await closePool(pool);
+    expect(pool.ending).toBe(true);
+    await closePool(pool);
   });
 });

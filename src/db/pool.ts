@@ -36,6 +36,35 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   return pool;
 }
 
+/**
+ * Ends `pool` and resolves once every one of its connections has closed, not merely been
+ * asked to. `pool.end()` resolves as soon as its clients are told to end, while their
+ * backends may still be connected: a database dropped or a server stopped right after would
+ * see them, and a pool without an error listener would crash its process on the termination.
+ * Waits at most `timeoutMs` for connections that do not close (a peer gone silent).
+ */
+export async function closePool(pool: pg.Pool, { timeoutMs = 5000 } = {}): Promise<void> {
+  if (pool.ending) return;
+  // Every client counted here is removed exactly once: idle ones now, checked-out ones when
+  // released. The pool emits 'remove' after that client's connection has closed.
+  let open = pool.totalCount;
+  let timer: NodeJS.Timeout | undefined;
+  const closed = new Promise<void>((resolve) => {
+    if (open === 0) return resolve();
+    const onRemove = () => {
+      if (--open > 0) return;
+      pool.off('remove', onRemove);
+      resolve();
+    };
+    pool.on('remove', onRemove);
+    timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+  });
+  await pool.end();
+  await closed;
+  clearTimeout(timer);
+}
+
 /** Pooled clients that already have the error listener `connectGuarded` adds. */
 const guarded = new WeakSet<pg.PoolClient>();
 

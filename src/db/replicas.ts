@@ -1,5 +1,5 @@
 import { type Logger, silentLogger } from '../logger.js';
-import { createPool, isConnectionError, type Pool } from './pool.js';
+import { closePool, createPool, isConnectionError, type Pool } from './pool.js';
 
 /** Where reads may go besides the primary, and how far behind a replica may be. */
 export interface ReplicaOptions {
@@ -192,7 +192,7 @@ export function createReadRouter(primary: Pool, options: ReplicaOptions): ReadRo
       closed = true;
       clearInterval(timer);
       await first.catch(() => {});
-      await Promise.all(replicas.map((replica) => replica.pool.end().catch(() => {})));
+      await Promise.all(replicas.map((replica) => closePool(replica.pool).catch(() => {})));
     },
   };
 }

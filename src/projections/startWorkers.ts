@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { connectGuarded, createPool, isConnectionError, type Pool, type PoolClient } from '../db/index.js';
+import {
+  closePool,
+  connectGuarded,
+  createPool,
+  isConnectionError,
+  type Pool,
+  type PoolClient,
+} from '../db/index.js';
 import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { Metrics } from '../observability/index.js';
@@ -200,7 +207,7 @@ export function startWorkers(options: StartWorkersOptions): Workers {
         await notifier.close();
         await wakeChanges.idle();
         untrackPool?.();
-        if (ownsPool) await pool.end();
+        if (ownsPool) await closePool(pool);
       })();
       return stopping;
     },

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createPool, migrate, type Pool, withTransaction } from '../db/index.js';
+import { closePool, createPool, migrate, type Pool, withTransaction } from '../db/index.js';
 import { ValidationError } from '../errors.js';
 import { type Envelope, formatPosition, type JsonObject, type JsonValue } from '../ingest/index.js';
 import {
@@ -232,7 +232,7 @@ async function execute(
     return result;
   } finally {
     await withTransaction(pool, (tx) => resetWindowState(tx, stateKey)).catch(() => {});
-    await pool.end();
+    await closePool(pool);
   }
 }
 

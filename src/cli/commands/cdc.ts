@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { createPool, type Pool } from '../../db/index.js';
+import { closePool, createPool, type Pool } from '../../db/index.js';
 import {
   cancelSnapshots,
   cdcStatus,
@@ -42,7 +42,7 @@ export async function cdcStatusCommand(options: { json?: boolean }, command: Com
       for (const status of statuses)
         console.log(status.kind === 'eventstoredb' ? formatEventStoreDbStatus(status) : formatStatus(status));
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }
@@ -95,7 +95,7 @@ export async function cdcDropCommand(
       `Source '${name}': slot '${result.slot}' ${slot}; publication '${result.publication}' ${publication}; checkpoint forgotten. The next run takes a new snapshot.`,
     );
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }
@@ -136,7 +136,7 @@ export async function cdcSnapshotCommand(
     for (const s of finished) console.log(describeSnapshot(s));
     if (finished.some((s) => s.state === 'failed')) process.exitCode = 1;
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

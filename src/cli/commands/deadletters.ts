@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
 import { discardDeadLetters, listDeadLetters, retryDeadLetters } from '../../projections/index.js';
 import { type CommandContext, openContext } from '../context.js';
@@ -13,7 +13,7 @@ async function withPool<T>(
   try {
     return await fn(context, pool);
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

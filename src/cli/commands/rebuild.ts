@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { rebuildProjection } from '../../projections/index.js';
 import { openContext } from '../context.js';
 import { createProgressBar } from '../progress.js';
@@ -42,7 +42,7 @@ export async function rebuildCommand(
     }
   } finally {
     process.off('SIGINT', onSignal);
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

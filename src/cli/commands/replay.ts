@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { ValidationError } from '../../errors.js';
 import { isPosition } from '../../ingest/index.js';
 import { ReplayNotSafeError, replayProjection } from '../../projections/index.js';
@@ -55,7 +55,7 @@ export async function replayCommand(
       bar.stop();
     }
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { TributaryError } from '../../errors.js';
 import { getSinkStatuses, loadSinks, requestSink, type SinkStatus } from '../../projections/index.js';
 import { sleep } from '../../sleep.js';
@@ -16,7 +16,7 @@ export async function sinksStatusCommand(options: { json?: boolean }, command: C
     if (options.json) console.log(JSON.stringify(statuses, null, 2));
     else console.log(formatSinksTable(statuses));
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }
@@ -78,7 +78,7 @@ export async function sinkRequestCommand(
         : `Resumed ${name}.`,
     );
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }
@@ -136,7 +136,7 @@ export async function sinkReindexCommand(
     }
   } finally {
     process.off('SIGINT', onSignal);
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { startCapture } from '../../ingest/index.js';
 import { registerSinkMetrics } from '../../observability/index.js';
 import { readSinkMetrics, type SinkFigures, startSinks, startWorkers } from '../../projections/index.js';
@@ -38,7 +38,7 @@ export const startProjections: Service = async (context) => {
   });
   context.lifecycle.add(async () => {
     await workers.stop();
-    await pool.end();
+    await closePool(pool);
   });
   context.logger.info('projection workers started', {
     workerId: workers.workerId,
@@ -87,7 +87,7 @@ export const startSinksService: Service = async (context) => {
   );
   context.lifecycle.add(async () => {
     for (const sink of reported) sink.remove();
-    await pool.end();
+    await closePool(pool);
   });
   context.logger.info('sinks started', { sinks: sinks.map((sink) => sink.name) });
 };

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createPool } from '../../db/index.js';
+import { closePool, createPool } from '../../db/index.js';
 import { getProjectionStatuses, type ProjectionStatus } from '../../projections/index.js';
 import { openContext } from '../context.js';
 import { formatColumns } from '../table.js';
@@ -12,7 +12,7 @@ export async function statusCommand(options: { json?: boolean }, command: Comman
     if (options.json) console.log(JSON.stringify(statuses, null, 2));
     else console.log(formatStatusTable(statuses));
   } finally {
-    await pool.end();
+    await closePool(pool);
     await context.database.stop();
   }
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { createPool, type Pool } from '../../db/index.js';
+import { closePool, createPool, type Pool } from '../../db/index.js';
 import { isTributaryError, type TributaryError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { type Metrics, recordSpan } from '../../observability/index.js';
@@ -184,7 +184,7 @@ export function startCapture(options: CaptureOptions): Capture {
         controller.abort();
         await Promise.allSettled(runners);
         untrackPool?.();
-        if (ownPool) await pool.end();
+        if (ownPool) await closePool(pool);
       })();
       return stopping;
     },

@@ -1,4 +1,4 @@
-import { createPool, type Pool } from '../../db/index.js';
+import { closePool, createPool, type Pool } from '../../db/index.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { appendToStream } from './appendToStream.js';
 import { createNotifier } from './notifier.js';
@@ -67,8 +67,8 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
       await Promise.all([...subscriptions].map((s) => s.close()));
       await notifier.close();
       await wakeUp.idle();
-      await wakePool.end();
-      if (ownsPool) await pool.end();
+      await closePool(wakePool);
+      if (ownsPool) await closePool(pool);
     },
   };
 }

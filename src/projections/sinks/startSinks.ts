@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { createPool, type Pool } from '../../db/index.js';
+import { closePool, createPool, type Pool } from '../../db/index.js';
 import { createNotifier, type Position } from '../../ingest/index.js';
 import { type Logger, silentLogger } from '../../logger.js';
 import { VIEW_CHANGES_CHANNEL } from '../changelog/index.js';
@@ -99,7 +99,7 @@ export function startSinks(options: StartSinksOptions): SinkWorkers {
         await done;
         await notifier.close();
         for (const backend of backends.values()) await backend.close().catch(() => {});
-        await pool.end();
+        await closePool(pool);
       })();
       return stopping;
     },

@@ -1,4 +1,11 @@
-import { createPool, isConnectionError, type Pool, qualified, quoteIdentifier } from '../../../db/index.js';
+import {
+  closePool,
+  createPool,
+  isConnectionError,
+  type Pool,
+  qualified,
+  quoteIdentifier,
+} from '../../../db/index.js';
 import { type Logger, silentLogger } from '../../../logger.js';
 import { SQL_TYPES } from '../../view.js';
 import type { DocumentOp, IndexSpec, SearchBackend, StoredDocument, WriteResult } from '../types.js';
@@ -352,7 +359,7 @@ export function createPostgresBackend(options: PostgresBackendOptions): SearchBa
       return rows[0]?.trigram === true;
     },
     async close() {
-      if (ownsPool) await pool.end();
+      if (ownsPool) await closePool(pool);
     },
   };
 }
