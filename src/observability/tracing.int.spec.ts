@@ -71,6 +71,7 @@ describe('OpenTelemetry traces', () => {
     workers = startWorkers({ url: db.url, projections: [projection], metrics });
     const store = createPostgresEventStore({ connectionString: db.url, pool });
     await store.append('note-1', [{ type: 'NoteWritten', data: { body: 'hello' } }]);
+    await store.close();
     await waitFor(
       () =>
         exporter

@@ -58,6 +58,7 @@ beforeAll(async () => {
       })),
     );
   }
+  await store.close();
   envelopes = (await readAll(pool, START, { limit: EVENTS })).events;
   expect(envelopes).toHaveLength(EVENTS);
 });

@@ -23,6 +23,31 @@ export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promi
   }
 }
 
+/**
+ * Drops `name`, forcing out whatever is still connected. Connections a test has closed may
+ * still be leaving (pg's `pool.end()` resolves before its connections close): they get a few
+ * seconds first, so the force ends only connections the test left open, which it names.
+ */
+async function dropDatabase(name: string): Promise<void> {
+  await withAdmin(async (admin) => {
+    const deadline = Date.now() + 3000;
+    let left: string[] = [];
+    for (;;) {
+      const { rows } = await admin.query<{ app: string }>(
+        'select application_name as app from pg_stat_activity where datname = $1',
+        [name],
+      );
+      left = rows.map((row) => row.app);
+      if (left.length === 0 || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    if (left.length > 0) {
+      console.warn(`dropping ${name} with connections still open: ${left.join(', ') || '(unnamed)'}`);
+    }
+    await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
+  });
+}
+
 /** Connection string of `database` on the test server. */
 export function testServerUrl(database: string): string {
   const url = new URL(inject('adminUrl'));
@@ -41,11 +66,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url: testServerUrl(name),
     name,
     adminUrl: inject('adminUrl'),
-    drop: async () => {
-      await withAdmin((admin) =>
-        admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`),
-      );
-    },
+    drop: () => dropDatabase(name),
   };
 }
 
@@ -57,10 +78,6 @@ export async function createEmptyDatabase(prefix: string): Promise<TestDatabase>
     url: testServerUrl(name),
     name,
     adminUrl: inject('adminUrl'),
-    drop: async () => {
-      await withAdmin((admin) =>
-        admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`),
-      );
-    },
+    drop: () => dropDatabase(name),
   };
 }
