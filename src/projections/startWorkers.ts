@@ -11,6 +11,7 @@ import {
 import { createNotifier, createWakeUp, type Notifier, type Position, type WakeUp } from '../ingest/index.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { Metrics } from '../observability/index.js';
+import { createRate } from '../rate.js';
 import { sleep } from '../sleep.js';
 import { VIEW_CHANGES_CHANNEL } from './changelog/index.js';
 import { type Clock, systemClock } from './clock.js';
@@ -489,21 +490,4 @@ async function waitForWork(
   await Promise.race(waits);
   local.abort();
   signal.removeEventListener('abort', onAbort);
-}
-
-/** Events per second over the last ten seconds. */
-function createRate() {
-  const samples: Array<[number, number]> = [];
-  return {
-    add(count: number) {
-      const now = Date.now();
-      if (count > 0) samples.push([now, count]);
-      while (samples.length > 0 && samples[0]![0] < now - 10_000) samples.shift();
-    },
-    value() {
-      if (samples.length === 0) return 0;
-      const span = Math.max(1000, Date.now() - samples[0]![0]);
-      return (samples.reduce((sum, [, count]) => sum + count, 0) * 1000) / span;
-    },
-  };
 }

@@ -1,6 +1,7 @@
 import { isConnectionError, type Pool } from '../../db/index.js';
 import type { Notifier, Position } from '../../ingest/index.js';
 import type { Logger } from '../../logger.js';
+import { createRate } from '../../rate.js';
 import { sleep } from '../../sleep.js';
 import {
   assertCursorRetained,
@@ -306,7 +307,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         rate.add(written);
         await update({
           build_done: current.done,
-          documents_per_second: rate.value(),
+          documents_per_second: Math.round(rate.value()),
           addDocuments: written,
         });
         progress(current, 'backfill');
@@ -413,7 +414,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         {
           position: read.next,
           skip_snapshot: skip,
-          documents_per_second: rate.value(),
+          documents_per_second: Math.round(rate.value()),
           addDocuments: written,
           ...(last
             ? { applied_change_at: await changeTime(pool, last.cursor).then((at) => at ?? new Date()) }
@@ -426,7 +427,7 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
         options.onApplied?.({ sink: sink.name, index, position: read.next, documents: written });
       }
     } else if (Date.now() - lastCheckpoint > options.leaseTimeoutMs / 3) {
-      await update({ documents_per_second: rate.value() });
+      await update({ documents_per_second: Math.round(rate.value()) });
       lastCheckpoint = Date.now();
     }
     status.position = read.next;
@@ -506,23 +507,6 @@ async function holdSink(sink: ResolvedSink, options: SinkLoopOptions): Promise<v
     await build?.snapshot?.close();
   }
   throw new Interrupted();
-}
-
-/** Documents per second over the last ten seconds. */
-function createRate() {
-  const samples: Array<[number, number]> = [];
-  return {
-    add(count: number) {
-      const now = Date.now();
-      if (count > 0) samples.push([now, count]);
-      while (samples.length > 0 && samples[0]![0] < now - 10_000) samples.shift();
-    },
-    value() {
-      if (samples.length === 0) return 0;
-      const span = Math.max(1000, Date.now() - samples[0]![0]);
-      return Math.round((samples.reduce((sum, [, count]) => sum + count, 0) * 1000) / span);
-    },
-  };
 }
 
 export type { ViewChange };
