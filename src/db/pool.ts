@@ -41,7 +41,8 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
  * asked to. `pool.end()` resolves as soon as its clients are told to end, while their
  * backends may still be connected: a database dropped or a server stopped right after would
  * see them, and a pool without an error listener would crash its process on the termination.
- * Waits at most `timeoutMs` for connections that do not close (a peer gone silent).
+ * Waits at most `timeoutMs` for connections that do not close: a server gone silent, or a
+ * connection attempt under way that then fails (the pool reports no removal for those).
  */
 export async function closePool(pool: pg.Pool, { timeoutMs = 5000 } = {}): Promise<void> {
   if (pool.ending) return;
