@@ -1,4 +1,5 @@
 import type { Queryable } from '../../db/index.js';
+import { reportedState } from '../reportedState.js';
 import { readCheckpoint } from './checkpoints.js';
 import { readSnapshotStatuses } from './incrementalSnapshots.js';
 import { resolveSources } from './resolveSources.js';
@@ -6,9 +7,7 @@ import { resolveSourceNames } from './sourceNames.js';
 import { connectSource, inspectSlot, type SlotInfo } from './sourceSetup.js';
 import type { CaptureState, CdcSourcesConfig, ResolvedSource, SourceStatus } from './types.js';
 
-/** A capture that has not reported for this long is taken to be not running. */
-const STALE_MS = 15_000;
-const RUNNING: ReadonlySet<string> = new Set(['starting', 'snapshotting', 'streaming', 'reconnecting']);
+const RUNNING: ReadonlySet<CaptureState> = new Set(['starting', 'snapshotting', 'streaming', 'reconnecting']);
 
 /**
  * The status of every configured source, from the log's checkpoints, the running
@@ -45,14 +44,9 @@ export async function cdcStatus(options: CdcStatusOptions): Promise<SourceStatus
         [source.name],
       );
       const progress = rows[0];
-      // Only a capture that keeps reporting runs; a process killed mid-stream leaves its last
-      // state behind, and an error it stopped on stays visible as the last error.
-      const running = progress !== undefined && progress.age_ms <= STALE_MS && RUNNING.has(progress.state);
-      const state: CaptureState = running
-        ? (progress.state as CaptureState)
-        : progress?.state === 'failed' || progress?.state === 'stopped'
-          ? progress.state
-          : 'not running';
+      // An error the capture stopped on stays visible as the last error.
+      const state: CaptureState = reportedState(progress, RUNNING);
+      const running = RUNNING.has(state);
 
       const wal = await inspectSource(source);
       const lagBytes = wal.slot?.lagBytes ?? null;

@@ -1,5 +1,6 @@
 import type { Queryable } from '../../db/index.js';
 import type { CdcSourcesConfig } from '../cdc/types.js';
+import { reportedState } from '../reportedState.js';
 import { readEsdbCheckpoint } from './checkpoints.js';
 import { createClientFeed } from './clientFeed.js';
 import type { EsdbFeed } from './feed.js';
@@ -11,8 +12,7 @@ import type {
   EventStoreDbSourceStatus,
 } from './types.js';
 
-const STALE_MS = 15_000;
-const RUNNING: ReadonlySet<string> = new Set([
+const RUNNING: ReadonlySet<EventStoreDbCaptureState> = new Set([
   'starting',
   'catching up',
   'live',
@@ -49,12 +49,8 @@ export async function eventStoreDbStatus(options: {
         [source.name],
       );
       const progress = rows[0];
-      const running = progress !== undefined && progress.age_ms <= STALE_MS && RUNNING.has(progress.state);
-      const state: EventStoreDbCaptureState = running
-        ? (progress.state as EventStoreDbCaptureState)
-        : progress?.state === 'failed' || progress?.state === 'stopped'
-          ? progress.state
-          : 'not running';
+      const state: EventStoreDbCaptureState = reportedState(progress, RUNNING);
+      const running = RUNNING.has(state);
       const warnings: string[] = [];
       let head: EsdbPosition | null = null;
       try {
