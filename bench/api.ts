@@ -128,10 +128,26 @@ export async function benchApi() {
       );
     if (!statement) throw new Error('the page statement was not seen');
 
-    const rounds: { tributary: Load[]; postgraphile: Load[] } = { tributary: [], postgraphile: [] };
+    // The same page as clients usually send it: one document, the values in variables.
+    const whereType = api.schema
+      .getQueryType()!
+      .getFields()
+      .benchOrders!.args.find((arg) => arg.name === 'where')!.type;
+    const variablesQuery = `query Page($first: Int, $where: ${whereType}) { benchOrders(first: $first, where: $where,
+      orderBy: [{ field: placed_at, direction: DESC }]) { nodes { id customer status total placed_at } pageInfo { endCursor } } }`;
+    const variables = { first: 50, where: { status: { eq: 'paid' }, total: { gte: '100' } } };
+    if (JSON.stringify(await post(endpoint, variablesQuery, variables)) !== JSON.stringify(tributaryPage))
+      throw new Error('the page with variables differs from the page with literals');
+
+    const rounds: { tributary: Load[]; postgraphile: Load[]; variables: Load[] } = {
+      tributary: [],
+      postgraphile: [],
+      variables: [],
+    };
     for (let round = 0; round < ROUNDS; round++) {
       rounds.tributary.push(await load(endpoint, query));
       rounds.postgraphile.push(await load(postgraphile.url, postgraphileQuery));
+      rounds.variables.push(await load(endpoint, variablesQuery, {}, 200, variables));
     }
     // 2. The same SQL (what the server sends, canonical projection and all), directly with pg,
     // prepared as the server runs it.
@@ -149,11 +165,16 @@ export async function benchApi() {
     line('Tributary (HTTP, autocannon):', t);
     line('PostGraphile v4 (same load):', p);
     line('same SQL with pg directly:', direct);
+    const v = merge(rounds.variables);
+    line('Tributary, values in variables:', v);
     console.log(
       `  Tributary / PostGraphile:      throughput ${(t.rps / p.rps).toFixed(2)}x, p99 ${t.p99.toFixed(1)} vs ${p.p99.toFixed(1)} ms (target >= 1.5x at equal or better p99)`,
     );
     console.log(
       `  Tributary / direct SQL:        throughput ${(t.rps / direct.rps).toFixed(2)}x, p50 latency ${(t.p50 / Math.max(direct.p50, 0.01)).toFixed(2)}x`,
+    );
+    console.log(
+      `  variables / literals:          throughput ${(v.rps / t.rps).toFixed(2)}x (the same document with other values is planned again)`,
     );
     console.log(`  statement: ${text.replace(/\s+/g, ' ')}\n`);
 
@@ -237,17 +258,23 @@ interface Load {
   rps: number;
 }
 
-async function post(endpoint: string, query: string): Promise<unknown> {
+async function post(endpoint: string, query: string, variables?: Record<string, unknown>): Promise<unknown> {
   const response = await fetch(endpoint, {
     method: 'POST',
     headers: JSON_HEADERS,
-    body: JSON.stringify({ query }),
+    body: JSON.stringify({ query, variables }),
   });
   return response.json();
 }
 
 /** One round of autocannon against `endpoint`, its load generator in a worker thread. */
-async function load(endpoint: string, query: string, headers: Record<string, string> = {}, status = 200) {
+async function load(
+  endpoint: string,
+  query: string,
+  headers: Record<string, string> = {},
+  status = 200,
+  variables?: Record<string, unknown>,
+) {
   const result = await autocannon({
     url: endpoint,
     method: 'POST',
@@ -255,7 +282,7 @@ async function load(endpoint: string, query: string, headers: Record<string, str
     duration: DURATION_S,
     workers: 1,
     headers: { ...JSON_HEADERS, ...headers },
-    body: JSON.stringify({ query }),
+    body: JSON.stringify({ query, variables }),
   });
   const wrong =
     status === 200

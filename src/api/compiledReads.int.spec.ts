@@ -204,6 +204,31 @@ describe('compiled queries', () => {
     expect(refused.headers.get('etag')).toBeNull();
     expect(JSON.parse(refused.text).errors[0].extensions.code).toBe('FORBIDDEN');
   });
+
+  it('answer one document with many variable values, each exactly, and refuse bad values and callers without the scope every time', async () => {
+    const query = `query ($first: Int, $status: String) {
+      orderSummaries(first: $first, where: { status: { eq: $status } }, orderBy: [{ field: total, direction: DESC }]) {
+        nodes { id total } pageInfo { endCursor } } }`;
+    const sizes = (page: { data: Record<string, unknown> }) =>
+      (page.data.orderSummaries as { nodes: unknown[] }).nodes.length;
+    expect(sizes(await compare(query, { first: 3, status: 'paid' }))).toBe(3);
+    expect(sizes(await compare(query, { first: 5, status: 'paid' }))).toBe(5);
+    expect(sizes(await compare(query, { first: 3, status: 'paid' }))).toBe(3);
+    await compare(query, { first: 3, status: 'new' });
+    // Refused values are refused every time, and do not disturb the answers to others.
+    for (let i = 0; i < 2; i++) {
+      const refused = await http(query, { first: 5000, status: 'paid' });
+      expect(refused.headers.get('etag')).toBeNull();
+      expect(JSON.parse(refused.text).errors[0].message).toMatch(/Page size/);
+    }
+    expect(sizes(await compare(query, { first: 3, status: 'paid' }))).toBe(3);
+    // A caller without the read scope, with variables another caller was answered for.
+    const forbidden = await http(query, { first: 3, status: 'paid' }, auth('appender-key'));
+    expect(forbidden.headers.get('etag')).toBeNull();
+    expect(JSON.parse(forbidden.text).errors[0].extensions.code).toBe('FORBIDDEN');
+    for (let first = 1; first <= 20; first++) await compare(query, { first, status: 'shipped' });
+    expect(sizes(await compare(query, { first: 5, status: 'paid' }))).toBe(5);
+  });
 });
 
 describe('ETag and 304', () => {
