@@ -121,6 +121,18 @@ describe('closePool', () => {
     expect(await backends(name)).toBe(0);
   });
 
+  it('does not wait for a connection attempt that fails while the pool closes', async () => {
+    // Nothing listens on port 1: the attempt is refused. Were closePool to wait for it, this
+    // would outlast the test's timeout.
+    const pool = createPool('postgres://tributary@127.0.0.1:1/none', { max: 1 });
+    const attempt = pool.query('select 1').then(
+      () => 'connected',
+      (error: Error) => error.message,
+    );
+    await closePool(pool, { timeoutMs: 600_000 });
+    expect(await attempt).toMatch(/ECONNREFUSED|connect/);
+  });
+
   it('ends a pool that never connected, and a pool already ending, without waiting', async () => {
     const pool = createPool(db.url, { max: 1 });
     await closePool(pool);

@@ -30,39 +30,41 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   pool.on('error', (error) => options.logger?.warn('idle database connection lost', { error }));
   // Nor may a checked-out client that loses its connection between two queries (a terminated
   // backend, a restart): its next query fails, and the pool drops it when it is released.
+  const open = new Set<pg.PoolClient>();
+  openConnections.set(pool, open);
   pool.on('connect', (client) => {
     client.on('error', (error) => options.logger?.debug('database connection lost', { error }));
+    open.add(client);
+    client.once('end', () => open.delete(client));
   });
   return pool;
 }
+
+/** The connections of each pool made by `createPool`, from connected until their socket closed. */
+const openConnections = new WeakMap<pg.Pool, Set<pg.PoolClient>>();
 
 /**
  * Ends `pool` and resolves once every one of its connections has closed, not merely been
  * asked to. `pool.end()` resolves as soon as its clients are told to end, while their
  * backends may still be connected: a database dropped or a server stopped right after would
  * see them, and a pool without an error listener would crash its process on the termination.
- * Waits at most `timeoutMs` for connections that do not close: a server gone silent, or a
- * connection attempt under way that then fails (the pool reports no removal for those).
+ * Waits at most `timeoutMs` for connections that do not close (a server gone silent). A pool
+ * not made by `createPool` is only ended.
  */
 export async function closePool(pool: pg.Pool, { timeoutMs = 5000 } = {}): Promise<void> {
   if (pool.ending) return;
-  // Every client counted here is removed exactly once: idle ones now, checked-out ones when
-  // released. The pool emits 'remove' after that client's connection has closed.
-  let open = pool.totalCount;
-  let timer: NodeJS.Timeout | undefined;
-  const closed = new Promise<void>((resolve) => {
-    if (open === 0) return resolve();
-    const onRemove = () => {
-      if (--open > 0) return;
-      pool.off('remove', onRemove);
-      resolve();
-    };
-    pool.on('remove', onRemove);
-    timer = setTimeout(resolve, timeoutMs);
-    timer.unref();
-  });
+  // Resolves once checked-out clients are released and connection attempts have settled, so
+  // every connection the pool made is in `open` by then (attempts that failed never are).
   await pool.end();
-  await closed;
+  const open = openConnections.get(pool);
+  if (!open || open.size === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([...open].map((client) => new Promise((resolve) => client.once('end', resolve)))),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    }),
+  ]);
   clearTimeout(timer);
 }
 
