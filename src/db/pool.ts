@@ -28,11 +28,12 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
   });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', (error) => options.logger?.warn('idle database connection lost', { error }));
-  // Nor may a checked-out client that loses its connection between two queries (a terminated
-  // backend, a restart): its next query fails, and the pool drops it when it is released.
+  // Its connections, for closePool to wait on.
   const open = new Set<pg.PoolClient>();
   openConnections.set(pool, open);
   pool.on('connect', (client) => {
+    // Nor may a checked-out client that loses its connection between two queries (a terminated
+    // backend, a restart): its next query fails, and the pool drops it when it is released.
     client.on('error', (error) => options.logger?.debug('database connection lost', { error }));
     open.add(client);
     client.once('end', () => open.delete(client));

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { quoteIdentifier } from '../../src/db/index.js';
+import { pollUntil } from '../../src/sleep.js';
 
 export interface TestDatabase {
   /** Connection string of a fresh, migrated database of its own. */
@@ -30,18 +31,19 @@ export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promi
  */
 async function dropDatabase(name: string): Promise<void> {
   await withAdmin(async (admin) => {
-    const deadline = Date.now() + 3000;
     let left: string[] = [];
-    for (;;) {
-      const { rows } = await admin.query<{ app: string }>(
-        'select application_name as app from pg_stat_activity where datname = $1',
-        [name],
-      );
-      left = rows.map((row) => row.app);
-      if (left.length === 0 || Date.now() > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    if (left.length > 0) {
+    const gone = await pollUntil(
+      async () => {
+        const { rows } = await admin.query<{ app: string }>(
+          'select application_name as app from pg_stat_activity where datname = $1',
+          [name],
+        );
+        left = rows.map((row) => row.app);
+        return left.length === 0;
+      },
+      { deadline: Date.now() + 3000, firstDelayMs: 20, maxDelayMs: 20 },
+    );
+    if (!gone) {
       console.warn(`dropping ${name} with connections still open: ${left.join(', ') || '(unnamed)'}`);
     }
     await admin.query(`drop database if exists ${quoteIdentifier(name)} with (force)`);
