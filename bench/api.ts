@@ -174,7 +174,7 @@ export async function benchApi() {
       `  Tributary / direct SQL:        throughput ${(t.rps / direct.rps).toFixed(2)}x, p50 latency ${(t.p50 / Math.max(direct.p50, 0.01)).toFixed(2)}x`,
     );
     console.log(
-      `  variables / literals:          throughput ${(v.rps / t.rps).toFixed(2)}x (the same document with other values is planned again)`,
+      `  variables / literals:          throughput ${(v.rps / t.rps).toFixed(2)}x (a document with variables is planned for each request)`,
     );
     console.log(`  statement: ${text.replace(/\s+/g, ' ')}\n`);
 
